@@ -1,0 +1,1 @@
+//! Greengrass IPC adapter: bridges local pub/sub to the classification service.

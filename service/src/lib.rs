@@ -1,0 +1,1 @@
+//! Local HTTP image-classification service backed by DLR.
