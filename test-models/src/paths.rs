@@ -1,0 +1,68 @@
+//! Where `cargo xtask setup` puts what it generates, so that every crate's tests find it.
+//!
+//! Everything lives under `<workspace>/generated/` (git-ignored). Helpers that return a path
+//! a test needs panic with a message naming the set-up command when it is missing: a test that
+//! needs the real libdlr fails loudly rather than skipping.
+
+use std::path::{Path, PathBuf};
+
+/// The command that creates everything under [`generated_dir`].
+pub const SETUP_COMMAND: &str = "cargo xtask setup";
+
+/// The workspace root (the parent of this crate's directory).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("crate lives inside the workspace")
+        .to_path_buf()
+}
+
+/// `<workspace>/generated`.
+pub fn generated_dir() -> PathBuf {
+    workspace_root().join("generated")
+}
+
+/// Where the generated model directories go.
+pub fn models_dir() -> PathBuf {
+    generated_dir().join("models")
+}
+
+/// Where sample images go.
+pub fn samples_dir() -> PathBuf {
+    generated_dir().join("samples")
+}
+
+/// Where the real libdlr 1.6.0 from the `dlr` wheel goes.
+pub fn libdlr_dir() -> PathBuf {
+    generated_dir().join("libdlr")
+}
+
+/// The Python virtual environment with the official Greengrass IPC client.
+pub fn venv_dir() -> PathBuf {
+    generated_dir().join("venv")
+}
+
+fn require(path: PathBuf, what: &str) -> PathBuf {
+    assert!(
+        path.exists(),
+        "{what} not found at {}: run `{SETUP_COMMAND}` first",
+        path.display()
+    );
+    path
+}
+
+/// The real `libdlr.so`; panics with a set-up hint when it is missing.
+pub fn libdlr_path() -> PathBuf {
+    require(libdlr_dir().join("libdlr.so"), "libdlr.so")
+}
+
+/// A generated model directory by name (e.g. "colour"); panics with a set-up hint when
+/// missing.
+pub fn model_dir(name: &str) -> PathBuf {
+    require(models_dir().join(name), "generated model")
+}
+
+/// A generated sample image by file name (e.g. "red.png"); panics when missing.
+pub fn sample(name: &str) -> PathBuf {
+    require(samples_dir().join(name), "sample image")
+}
