@@ -9,7 +9,11 @@ use crate::spec::{
     CLASSES, ColourModel, INPUT_NAME, Layout, MEAN, STD, dense_weights, synset_text,
 };
 
-const KERNEL_SOURCE: &str = include_str!("../kernels/colour.c");
+/// The C source of every kernel the generated models call (`kernels/colour.c`).
+pub const KERNEL_SOURCE: &str = include_str!("../kernels/colour.c");
+
+/// File name of the compiled kernel library inside a model directory.
+pub const KERNEL_FILE_NAME: &str = "compiled.so";
 
 /// Why generation failed.
 #[derive(Debug)]
@@ -48,14 +52,24 @@ pub fn generate_all(models_dir: &Path, heavy_passes: u32) -> Result<Vec<PathBuf>
     dirs
 }
 
-/// Compiles `kernels/colour.c` into a shared library inside `work_dir`, with `$CC` (default
+/// Compiles [`KERNEL_SOURCE`] into a shared library inside `work_dir`, with `$CC` (default
 /// `cc`).
 fn compile_kernels(work_dir: &Path) -> Result<PathBuf, GenerateError> {
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    compile_kernels_with(Command::new(&cc), work_dir)
+}
+
+/// Compiles [`KERNEL_SOURCE`] into `work_dir/colour-kernels.so` with the given compiler
+/// command (for a build script: the target's compiler from the `cc` crate).
+pub fn compile_kernels_with(
+    mut compiler: Command,
+    work_dir: &Path,
+) -> Result<PathBuf, GenerateError> {
     let source = work_dir.join("colour-kernels.c");
     let library = work_dir.join("colour-kernels.so");
     io(&source, std::fs::write(&source, KERNEL_SOURCE))?;
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let output = Command::new(&cc)
+    let cc = format!("{:?}", compiler.get_program());
+    let output = compiler
         .args(["-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o"])
         .arg(&library)
         .arg(&source)
@@ -84,21 +98,11 @@ pub fn generate(
     }
     io(&staging, std::fs::create_dir_all(&staging))?;
 
-    let (nodes, params) = graph_of(spec);
-    let write = |name: &str, bytes: &[u8]| {
+    for (name, bytes) in model_files(spec) {
         let path = staging.join(name);
-        io(&path, std::fs::write(&path, bytes))
-    };
-    write(
-        "compiled_model.json",
-        serde_json::to_string_pretty(&graph_json(&nodes))
-            .expect("graph serialises")
-            .as_bytes(),
-    )?;
-    write("compiled.params", &params_bytes(&params))?;
-    write("compiled.meta", compiled_meta(spec).as_bytes())?;
-    write("synset.txt", synset_text().as_bytes())?;
-    let so = staging.join("compiled.so");
+        io(&path, std::fs::write(&path, bytes))?;
+    }
+    let so = staging.join(KERNEL_FILE_NAME);
     io(&so, std::fs::copy(kernels, &so))?;
 
     if final_dir.exists() {
@@ -106,6 +110,20 @@ pub fn generate(
     }
     io(&final_dir, std::fs::rename(&staging, &final_dir))?;
     Ok(final_dir)
+}
+
+/// Every file of the model directory except the kernel library ([`KERNEL_FILE_NAME`], built
+/// from [`KERNEL_SOURCE`]): graph, params, `compiled.meta` and `synset.txt`, with the
+/// ModelStore's file names. Lets a build script embed a model without writing a directory.
+pub fn model_files(spec: &ColourModel) -> Vec<(&'static str, Vec<u8>)> {
+    let (nodes, params) = graph_of(spec);
+    let graph = serde_json::to_string_pretty(&graph_json(&nodes)).expect("graph serialises");
+    vec![
+        ("compiled_model.json", graph.into_bytes()),
+        ("compiled.params", params_bytes(&params)),
+        ("compiled.meta", compiled_meta(spec).into_bytes()),
+        ("synset.txt", synset_text().into_bytes()),
+    ]
 }
 
 fn graph_of(spec: &ColourModel) -> (Vec<Node>, Vec<Param>) {

@@ -18,7 +18,10 @@ mod params;
 pub mod paths;
 mod spec;
 
-pub use generate::{GenerateError, generate, generate_all};
+pub use generate::{
+    GenerateError, KERNEL_FILE_NAME, KERNEL_SOURCE, compile_kernels_with, generate, generate_all,
+    model_files,
+};
 pub use spec::{
     CLASSES, ColourModel, InputDType, Layout, MEAN, STD, all_models, expected_logits,
     normalised_prototype, synset_text,
