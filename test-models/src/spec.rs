@@ -79,7 +79,7 @@ impl ColourModel {
         blur_passes: 0,
     };
     /// Default blur rounds of the heavy model (about 100–300 ms per run on a 2-core machine).
-    pub const DEFAULT_HEAVY_PASSES: u32 = 400;
+    pub const DEFAULT_HEAVY_PASSES: u32 = 1000;
 
     /// The compute-heavy model for benchmarks; same contract as [`Self::COLOUR`].
     pub const fn heavy(blur_passes: u32) -> ColourModel {
