@@ -1,0 +1,121 @@
+//! `cargo xtask setup`: fetches and generates everything under `generated/`.
+
+use std::path::Path;
+use std::process::Command;
+
+use dlr_test_models::paths;
+
+use crate::{Result, sh};
+
+/// The only libdlr wheel that carries the library (1.7+ are pure Python), pinned by hash.
+const DLR_WHEEL: &str = "dlr-1.6.0-py2.py3-none-manylinux1_x86_64.whl";
+const DLR_WHEEL_SHA256: &str = "cb9672db941537567005d6c5ea98a03ede8ca4c8f8c51db4fcfa49d83d3c75cf";
+const DLR_LIBRARY_IN_WHEEL: &str = "dlr-1.6.0.data/data/dlr/libdlr.so";
+/// The official Greengrass IPC client the end-to-end tests drive.
+const AWSIOTSDK: &str = "awsiotsdk==1.31.0";
+
+fn run_setup(heavy_passes: u32) -> Result {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    fetch_libdlr(&python)?;
+    make_venv(&python)?;
+    let dirs = dlr_test_models::generate_all(&paths::models_dir(), heavy_passes)?;
+    eprintln!(
+        "generated {} models in {}",
+        dirs.len(),
+        paths::models_dir().display()
+    );
+    crate::samples::write_all(&paths::samples_dir())?;
+    Ok(())
+}
+
+pub fn run(args: &[String]) -> Result {
+    let mut heavy_passes = dlr_test_models::ColourModel::DEFAULT_HEAVY_PASSES;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--heavy-passes" => {
+                heavy_passes = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or("--heavy-passes needs a whole number")?;
+            }
+            other => return Err(format!("setup: unknown argument {other}").into()),
+        }
+    }
+    run_setup(heavy_passes)
+}
+
+fn fetch_libdlr(python: &str) -> Result {
+    let target = paths::libdlr_dir().join("libdlr.so");
+    if target.is_file() {
+        return Ok(());
+    }
+    if std::env::consts::ARCH != "x86_64" {
+        return Err(format!(
+            "the dlr 1.6.0 wheel only carries an x86_64 libdlr.so; on {} put a libdlr.so built \
+             for this machine at {}",
+            std::env::consts::ARCH,
+            target.display()
+        )
+        .into());
+    }
+    let wheels = paths::generated_dir().join("wheels");
+    let wheel = wheels.join(DLR_WHEEL);
+    if !wheel.is_file() {
+        sh(Command::new(python)
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--only-binary",
+                ":all:",
+            ])
+            .args(["--platform", "manylinux1_x86_64", "--python-version", "3"])
+            .arg("--dest")
+            .arg(&wheels)
+            .arg("dlr==1.6.0"))?;
+    }
+    // Python is already required (pip), and its zipfile/hashlib avoid two Rust dependencies.
+    let script = r#"
+import hashlib, sys, zipfile
+wheel, expected, member, target = sys.argv[1:]
+digest = hashlib.sha256(open(wheel, "rb").read()).hexdigest()
+if digest != expected:
+    sys.exit(f"{wheel}: sha256 {digest}, expected {expected}")
+with zipfile.ZipFile(wheel) as z, open(target + ".partial", "wb") as out:
+    out.write(z.read(member))
+"#;
+    std::fs::create_dir_all(paths::libdlr_dir())?;
+    sh(Command::new(python)
+        .args(["-c", script])
+        .arg(&wheel)
+        .args([DLR_WHEEL_SHA256, DLR_LIBRARY_IN_WHEEL])
+        .arg(&target))?;
+    std::fs::rename(partial(&target), &target)?;
+    eprintln!("libdlr 1.6.0: {}", target.display());
+    Ok(())
+}
+
+fn partial(path: &Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".partial");
+    name.into()
+}
+
+fn make_venv(python: &str) -> Result {
+    let venv = paths::venv_dir();
+    let venv_python = venv.join("bin/python");
+    let ready = venv_python.is_file()
+        && Command::new(&venv_python)
+            .args(["-c", "import awsiot.greengrasscoreipc.clientv2"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if ready {
+        return Ok(());
+    }
+    sh(Command::new(python).args(["-m", "venv"]).arg(&venv))?;
+    sh(Command::new(&venv_python).args(["-m", "pip", "install", "--quiet", AWSIOTSDK]))?;
+    Ok(())
+}
