@@ -1,0 +1,206 @@
+//! Recipe-style pub/sub access control for the emulator.
+//!
+//! The file holds what a Greengrass recipe puts under
+//! `ComponentConfiguration.DefaultConfiguration.accessControl`, in JSON or YAML:
+//!
+//! ```json
+//! {"aws.greengrass.ipc.pubsub": {
+//!   "com.custom.requester:pubsub:1": {
+//!     "policyDescription": "…",
+//!     "operations": ["aws.greengrass#PublishToTopic", "aws.greengrass#SubscribeToTopic"],
+//!     "resources": ["local/inference", "local/result"]}}}
+//! ```
+//!
+//! A real nucleus applies a recipe's policies to that recipe's component; one emulator file serves
+//! several components, so each policy applies to the component named by its id up to the first
+//! `:` (component names cannot contain `:`). Also accepted: that object wrapped in
+//! `{"accessControl": …}`, or a whole recipe (then every policy belongs to its `ComponentName`).
+//! Operations may be `*`; resources may use `*`, `+` and `#` (see [`crate::topic`]).
+
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::topic;
+
+/// The IPC service whose policies this module reads.
+pub const PUBSUB_SERVICE: &str = "aws.greengrass.ipc.pubsub";
+
+/// One policy: a component may run `operations` on `resources`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Component the policy applies to.
+    pub component: String,
+    /// Policy id as written in the file.
+    pub id: String,
+    /// Allowed operations, e.g. `aws.greengrass#PublishToTopic`, or `*`.
+    pub operations: Vec<String>,
+    /// Allowed topics or patterns.
+    pub resources: Vec<String>,
+}
+
+/// A set of pub/sub policies, or "allow everything".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessControl {
+    /// No file given: every component may do everything (developer convenience).
+    AllowAll,
+    /// Only what the policies allow.
+    Policies(Vec<Policy>),
+}
+
+/// Why an access-control file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum AclError {
+    /// The file could not be read.
+    #[error("cannot read access-control file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// Neither valid JSON nor valid YAML.
+    #[error("access-control file is neither JSON nor YAML: {0}")]
+    Parse(String),
+    /// Parsed, but not of the expected shape.
+    #[error("invalid access-control document: {0}")]
+    Shape(String),
+}
+
+#[derive(Deserialize)]
+struct RawPolicy {
+    #[serde(default)]
+    operations: Vec<String>,
+    #[serde(default)]
+    resources: Vec<String>,
+}
+
+impl AccessControl {
+    /// Reads a JSON or YAML file.
+    pub fn from_file(path: &Path) -> Result<Self, AclError> {
+        let text = std::fs::read_to_string(path).map_err(|source| AclError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_text(&text)
+    }
+
+    /// Parses JSON or YAML text.
+    pub fn from_text(text: &str) -> Result<Self, AclError> {
+        let doc: Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(json_err) => serde_norway::from_str(text).map_err(|yaml_err| {
+                AclError::Parse(format!("JSON: {json_err}; YAML: {yaml_err}"))
+            })?,
+        };
+        Self::from_value(&doc)
+    }
+
+    /// Interprets an already parsed document.
+    pub fn from_value(doc: &Value) -> Result<Self, AclError> {
+        let recipe_component = doc
+            .get("ComponentName")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let access = doc
+            .pointer("/ComponentConfiguration/DefaultConfiguration/accessControl")
+            .or_else(|| doc.get("accessControl"))
+            .unwrap_or(doc);
+        let services = access
+            .as_object()
+            .ok_or_else(|| AclError::Shape("expected an object".into()))?;
+        let mut policies = Vec::new();
+        if let Some(pubsub) = services.get(PUBSUB_SERVICE) {
+            let map = pubsub.as_object().ok_or_else(|| {
+                AclError::Shape(format!("{PUBSUB_SERVICE} must map policy ids to policies"))
+            })?;
+            for (id, raw) in map {
+                let raw: RawPolicy = serde_json::from_value(raw.clone())
+                    .map_err(|e| AclError::Shape(format!("policy {id}: {e}")))?;
+                let component = recipe_component
+                    .clone()
+                    .unwrap_or_else(|| id.split(':').next().unwrap_or(id).to_owned());
+                policies.push(Policy {
+                    component,
+                    id: id.clone(),
+                    operations: raw.operations,
+                    resources: raw.resources,
+                });
+            }
+        } else if !services.is_empty() && recipe_component.is_none() {
+            // Catch a mistyped service key rather than silently denying everything.
+            let keys: Vec<_> = services.keys().cloned().collect();
+            return Err(AclError::Shape(format!(
+                "no {PUBSUB_SERVICE} section (found keys: {})",
+                keys.join(", ")
+            )));
+        }
+        Ok(Self::Policies(policies))
+    }
+
+    /// Whether `component` may run `operation` on `topic`.
+    pub fn allows(&self, component: &str, operation: &str, topic: &str) -> bool {
+        match self {
+            Self::AllowAll => true,
+            Self::Policies(policies) => policies.iter().any(|p| {
+                p.component == component
+                    && p.operations.iter().any(|o| o == operation || o == "*")
+                    && p.resources
+                        .iter()
+                        .any(|r| topic::resource_matches(r, topic))
+            }),
+        }
+    }
+
+    /// Components named by the policies (used to accept tokens equal to component names).
+    pub fn components(&self) -> Vec<String> {
+        match self {
+            Self::AllowAll => Vec::new(),
+            Self::Policies(p) => {
+                let mut names: Vec<String> = p.iter().map(|p| p.component.clone()).collect();
+                names.sort();
+                names.dedup();
+                names
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PUB: &str = "aws.greengrass#PublishToTopic";
+    const SUB: &str = "aws.greengrass#SubscribeToTopic";
+
+    #[test]
+    fn json_policies() {
+        let acl = AccessControl::from_text(
+            r#"{"aws.greengrass.ipc.pubsub": {"com.custom.requester:pubsub:1": {
+                "policyDescription": "x", "operations": ["aws.greengrass#PublishToTopic"],
+                "resources": ["local/inference"]}}}"#,
+        )
+        .unwrap();
+        assert!(acl.allows("com.custom.requester", PUB, "local/inference"));
+        assert!(!acl.allows("com.custom.requester", SUB, "local/inference"));
+        assert!(!acl.allows("com.custom.requester", PUB, "local/result"));
+        assert!(!acl.allows("other", PUB, "local/inference"));
+        assert_eq!(acl.components(), vec!["com.custom.requester".to_owned()]);
+    }
+
+    #[test]
+    fn yaml_recipe() {
+        let acl = AccessControl::from_text(
+            "ComponentName: com.example.Adapter\nComponentConfiguration:\n  DefaultConfiguration:\n    accessControl:\n      aws.greengrass.ipc.pubsub:\n        policy:pubsub:1:\n          operations: ['*']\n          resources: ['local/#']\n",
+        )
+        .unwrap();
+        assert!(acl.allows("com.example.Adapter", SUB, "local/inference"));
+        assert!(!acl.allows("com.example.Adapter", SUB, "remote/x"));
+    }
+
+    #[test]
+    fn wrong_service_key_is_an_error() {
+        assert!(AccessControl::from_text(r#"{"aws.greengrass.ipc.pubsubb": {}}"#).is_err());
+    }
+}

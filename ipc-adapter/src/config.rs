@@ -1,0 +1,281 @@
+//! Command-line and environment configuration of every subcommand (clap derive).
+//!
+//! Each flag can also come from the environment variable shown in `--help`. The nucleus passes
+//! the socket path and token to a component as `AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT`
+//! and `SVCUID`, so inside Greengrass the adapter needs no flag for them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::frame;
+
+/// Environment variable holding the nucleus socket path.
+pub const ENV_SOCKET: &str = "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT";
+/// Environment variable holding the component's IPC token.
+pub const ENV_TOKEN: &str = "SVCUID";
+
+/// Which nucleus implementation is on the other end of the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Flavour {
+    /// The Java Greengrass nucleus: frames up to 24 MiB.
+    Classic,
+    /// Greengrass nucleus lite: frames under 10000 bytes (the safe default, valid for both).
+    #[default]
+    Lite,
+}
+
+impl Flavour {
+    /// Largest frame the nucleus of this flavour accepts from a client.
+    pub fn max_outgoing_frame(self) -> usize {
+        match self {
+            Self::Classic => frame::CLASSIC_MAX_FRAME,
+            Self::Lite => frame::LITE_MAX_FRAME,
+        }
+    }
+}
+
+/// Format of the replies the adapter publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum ReplyFormat {
+    /// A JSON reply document (see [`crate::messages::Reply`]).
+    #[default]
+    Json,
+    /// Only the top-1 label text as a binaryMessage, like the seed's classifier
+    /// (errors become `ERROR <code>: <message>`).
+    Label,
+}
+
+/// `classify-ipc-adapter [run] …` / `emulate …` / `request …`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "classify-ipc-adapter",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// Subcommand; without one the adapter runs (`run`).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Adapter options when no subcommand is given.
+    #[command(flatten)]
+    pub run: AdapterConfig,
+}
+
+/// The three subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the adapter: local/inference → POST /classify → local/result (the default).
+    Run(AdapterConfig),
+    /// Run a local nucleus IPC emulator on a Unix socket.
+    Emulate(EmulatorArgs),
+    /// Publish one classification request and print the reply.
+    Request(RequestArgs),
+}
+
+/// Connection to the nucleus, shared by `run` and `request`.
+#[derive(Debug, Clone, Args)]
+pub struct IpcArgs {
+    /// Nucleus IPC Unix socket path.
+    #[arg(long = "socket", env = ENV_SOCKET, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Component IPC token sent in Connect.
+    #[arg(long = "auth-token", env = ENV_TOKEN, hide_env_values = true, value_name = "TOKEN")]
+    pub auth_token: Option<String>,
+    /// Nucleus flavour: `lite` caps outgoing frames at 9999 bytes, `classic` at 24 MiB.
+    #[arg(long = "nucleus", env = "CLASSIFY_NUCLEUS", value_enum, default_value_t = Flavour::Lite)]
+    pub nucleus: Flavour,
+    /// Incoming IPC frames above this many bytes are skipped unread (logged).
+    #[arg(long = "max-incoming-frame-bytes", env = "CLASSIFY_MAX_INCOMING_FRAME_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_incoming_frame_bytes: usize,
+    /// Timeout for connecting to the nucleus and for each IPC operation, in milliseconds.
+    #[arg(
+        long = "ipc-timeout-ms",
+        env = "CLASSIFY_IPC_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub ipc_timeout_ms: u64,
+}
+
+impl IpcArgs {
+    /// Client settings, or an error naming the missing variable.
+    pub fn client_config(&self) -> Result<crate::client::ClientConfig, String> {
+        let socket = self
+            .socket
+            .clone()
+            .ok_or_else(|| format!("no nucleus socket: pass --socket or set {ENV_SOCKET}"))?;
+        let token = self
+            .auth_token
+            .clone()
+            .ok_or_else(|| format!("no IPC token: pass --auth-token or set {ENV_TOKEN}"))?;
+        let timeout = Duration::from_millis(self.ipc_timeout_ms);
+        Ok(crate::client::ClientConfig {
+            socket_path: socket,
+            auth_token: token,
+            max_incoming_frame: self.max_incoming_frame_bytes,
+            max_outgoing_frame: self.nucleus.max_outgoing_frame(),
+            connect_timeout: timeout,
+            operation_timeout: timeout,
+        })
+    }
+}
+
+/// Configuration of the adapter (`run`).
+#[derive(Debug, Clone, Args)]
+pub struct AdapterConfig {
+    /// Nucleus connection.
+    #[command(flatten)]
+    pub ipc: IpcArgs,
+    /// Topic the adapter subscribes to for requests.
+    #[arg(
+        long = "request-topic",
+        env = "CLASSIFY_REQUEST_TOPIC",
+        default_value = "local/inference"
+    )]
+    pub request_topic: String,
+    /// Topic replies go to unless a request names its own `reply_topic`.
+    #[arg(
+        long = "reply-topic",
+        env = "CLASSIFY_REPLY_TOPIC",
+        default_value = "local/result"
+    )]
+    pub reply_topic: String,
+    /// Base URL of the classification service (`POST {url}/classify`).
+    #[arg(
+        long = "service-url",
+        env = "CLASSIFY_SERVICE_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub service_url: String,
+    /// Reply format: `json` documents or the seed's `label` text.
+    #[arg(long = "reply-format", env = "CLASSIFY_REPLY_FORMAT", value_enum, default_value_t = ReplyFormat::Json)]
+    pub reply_format: ReplyFormat,
+    /// Requests processed concurrently (calls to the service in flight).
+    #[arg(long = "max-in-flight", env = "CLASSIFY_MAX_IN_FLIGHT", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: u32,
+    /// Requests allowed to wait for a slot; beyond that a request gets an `overloaded` reply at once.
+    #[arg(
+        long = "max-queued",
+        env = "CLASSIFY_MAX_QUEUED",
+        default_value_t = 1024
+    )]
+    pub max_queued: u32,
+    /// Deadline for one request (service call included), in milliseconds.
+    #[arg(
+        long = "request-timeout-ms",
+        env = "CLASSIFY_REQUEST_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub request_timeout_ms: u64,
+}
+
+impl AdapterConfig {
+    /// A configuration for tests and embedding: everything default except the given endpoints.
+    pub fn new(
+        socket: impl Into<PathBuf>,
+        token: impl Into<String>,
+        service_url: impl Into<String>,
+    ) -> Self {
+        Self {
+            ipc: IpcArgs {
+                socket: Some(socket.into()),
+                auth_token: Some(token.into()),
+                nucleus: Flavour::Lite,
+                max_incoming_frame_bytes: 4 * 1024 * 1024,
+                ipc_timeout_ms: 10_000,
+            },
+            request_topic: "local/inference".into(),
+            reply_topic: "local/result".into(),
+            service_url: service_url.into(),
+            reply_format: ReplyFormat::Json,
+            max_in_flight: 4,
+            max_queued: 1024,
+            request_timeout_ms: 10_000,
+        }
+    }
+
+    /// The per-request deadline.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+/// Options of `emulate`.
+#[derive(Debug, Clone, Args)]
+pub struct EmulatorArgs {
+    /// Unix socket path to listen on.
+    #[arg(long = "socket", env = "CLASSIFY_EMULATOR_SOCKET", value_name = "PATH")]
+    pub socket: PathBuf,
+    /// Recipe-style accessControl file (JSON or YAML); without it every topic is allowed.
+    #[arg(
+        long = "access-control",
+        env = "CLASSIFY_EMULATOR_ACCESS_CONTROL",
+        value_name = "FILE"
+    )]
+    pub access_control: Option<PathBuf>,
+    /// Nucleus behaviour to imitate.
+    #[arg(long = "flavour", env = "CLASSIFY_EMULATOR_FLAVOUR", value_enum, default_value_t = Flavour::Classic)]
+    pub flavour: Flavour,
+    /// Accepted token as `TOKEN=COMPONENT` (repeatable). Without any, a token equal to a component
+    /// named in the access-control file is accepted (or any token when there is no file).
+    #[arg(long = "token", value_name = "TOKEN=COMPONENT", value_parser = parse_token)]
+    pub tokens: Vec<(String, String)>,
+}
+
+fn parse_token(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((t, c)) if !t.is_empty() && !c.is_empty() => Ok((t.to_owned(), c.to_owned())),
+        _ => Err(format!("expected TOKEN=COMPONENT, got {s:?}")),
+    }
+}
+
+/// Options of `request`.
+#[derive(Debug, Clone, Args)]
+pub struct RequestArgs {
+    /// Nucleus connection.
+    #[command(flatten)]
+    pub ipc: IpcArgs,
+    /// Image directory (with `--fname`), as in the seed's requests.
+    #[arg(long = "image-dir", requires = "fname", conflicts_with_all = ["path", "image_base64_file"])]
+    pub image_dir: Option<String>,
+    /// Image file name inside `--image-dir`.
+    #[arg(long = "fname", requires = "image_dir")]
+    pub fname: Option<String>,
+    /// Image path on the device.
+    #[arg(long = "path", conflicts_with = "image_base64_file")]
+    pub path: Option<String>,
+    /// Local image file to send inline as `image_base64` (small images; lite limits frames to 10 KB).
+    #[arg(long = "image-base64-file", value_name = "FILE")]
+    pub image_base64_file: Option<PathBuf>,
+    /// Number of predictions wanted.
+    #[arg(long = "top-k")]
+    pub top_k: Option<u32>,
+    /// Minimum probability of returned predictions (0..1).
+    #[arg(long = "threshold")]
+    pub threshold: Option<f64>,
+    /// Request id (a UUID is generated when absent).
+    #[arg(long = "request-id")]
+    pub request_id: Option<String>,
+    /// Topic to publish the request on.
+    #[arg(
+        long = "request-topic",
+        env = "CLASSIFY_REQUEST_TOPIC",
+        default_value = "local/inference"
+    )]
+    pub request_topic: String,
+    /// Topic to wait for the reply on (also sent as the request's `reply_topic` when not the default).
+    #[arg(
+        long = "reply-topic",
+        env = "CLASSIFY_REPLY_TOPIC",
+        default_value = "local/result"
+    )]
+    pub reply_topic: String,
+    /// Send the request as a jsonMessage instead of the seed's binaryMessage.
+    #[arg(long = "json-message")]
+    pub json_message: bool,
+    /// How long to wait for the reply, in milliseconds.
+    #[arg(long = "timeout-ms", default_value_t = 30_000)]
+    pub timeout_ms: u64,
+}

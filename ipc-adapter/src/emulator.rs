@@ -1,0 +1,595 @@
+//! A local Greengrass nucleus IPC server for tests and for running the flow without Greengrass.
+//!
+//! It implements what the adapter and the seed's components use — Connect/ConnectAck with a token
+//! check, PublishToTopic, SubscribeToTopic with fan-out and stream close — with recipe-style topic
+//! authorisation ([`crate::acl`]), and it reproduces the observable differences between the two
+//! nucleus flavours (see `greengrass-ipc.md`):
+//!
+//! | behaviour                         | classic                          | lite                     |
+//! |-----------------------------------|----------------------------------|--------------------------|
+//! | rejected token                    | ConnectAck flags 0, then close   | close, no ConnectAck     |
+//! | TerminateStream on responses      | on non-streaming operations      | never                    |
+//! | error payload                     | `message`, `_message`, `_errorCode`, `_service` | `_message`, `_errorCode` |
+//! | incoming frame limit              | 24 MiB                           | 9999 bytes, then close   |
+//! | Ping                              | PingResponse                     | close                    |
+//! | new stream id ≠ previous + 1      | ProtocolError, close             | accepted                 |
+//! | `receiveMode`                     | honoured                         | ignored                  |
+//!
+//! Tokens: with an explicit token table a token must be in it; otherwise, with an access-control
+//! file, a token equal to a component name of the file is accepted as that component; with
+//! neither, any non-empty token is accepted and names the component.
+//!
+//! Each connection has one reader (this module's `serve`) and one writer task fed by an unbounded
+//! queue, so fan-out to a slow subscriber never blocks a publisher.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::acl::AccessControl;
+use crate::config::Flavour;
+use crate::frame::{self, Frame, FrameError, FrameReader, MessageType, ReadOutcome, flags, header};
+use crate::pubsub::{self, Payload, ReceiveMode};
+use crate::topic;
+
+/// Settings of an emulator instance.
+#[derive(Debug, Clone)]
+pub struct EmulatorConfig {
+    /// Unix socket path to listen on (a stale file there is replaced).
+    pub socket_path: PathBuf,
+    /// Which nucleus to imitate.
+    pub flavour: Flavour,
+    /// Pub/sub authorisation.
+    pub access_control: AccessControl,
+    /// Token → component name. Empty: see the module docs for the fallback rules.
+    pub tokens: HashMap<String, String>,
+}
+
+impl EmulatorConfig {
+    /// An open emulator (no access control, any token) on `socket_path`.
+    pub fn new(socket_path: impl Into<PathBuf>, flavour: Flavour) -> Self {
+        Self {
+            socket_path: socket_path.into(),
+            flavour,
+            access_control: AccessControl::AllowAll,
+            tokens: HashMap::new(),
+        }
+    }
+
+    fn component_for(&self, token: &str) -> Option<String> {
+        if token.is_empty() {
+            return None;
+        }
+        if !self.tokens.is_empty() {
+            return self.tokens.get(token).cloned();
+        }
+        match &self.access_control {
+            AccessControl::AllowAll => Some(token.to_owned()),
+            acl => acl.components().into_iter().find(|c| c == token),
+        }
+    }
+
+    fn max_incoming(&self) -> usize {
+        match self.flavour {
+            Flavour::Classic => frame::CLASSIC_MAX_FRAME,
+            Flavour::Lite => frame::LITE_MAX_FRAME,
+        }
+    }
+}
+
+struct Subscriber {
+    conn_id: u64,
+    stream_id: i32,
+    filter: String,
+    component: String,
+    mode: ReceiveMode,
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+}
+
+struct State {
+    config: EmulatorConfig,
+    subscribers: Mutex<Vec<Subscriber>>,
+    next_conn_id: AtomicU64,
+    connections: AtomicU64,
+}
+
+impl State {
+    fn subs(&self) -> std::sync::MutexGuard<'_, Vec<Subscriber>> {
+        self.subscribers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A running emulator. Dropping it stops accepting and closes every connection.
+#[derive(Debug)]
+pub struct EmulatorHandle {
+    socket_path: PathBuf,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+    state: Arc<State>,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State").finish_non_exhaustive()
+    }
+}
+
+impl EmulatorHandle {
+    /// The socket clients connect to.
+    pub fn socket_path(&self) -> &Path {
+        &self.socket_path
+    }
+
+    /// Number of open subscriptions over all connections.
+    pub fn subscription_count(&self) -> usize {
+        self.state.subs().len()
+    }
+
+    /// Number of connections currently open.
+    pub fn connection_count(&self) -> u64 {
+        self.state.connections.load(Ordering::SeqCst)
+    }
+
+    /// Stops accepting, closes every connection, waits for the tasks and removes the socket file.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+        let _ = std::fs::remove_file(&self.socket_path);
+    }
+
+    /// Resolves when the emulator has been asked to stop (used by the CLI to run until signalled).
+    pub async fn stopped(&self) {
+        self.cancel.cancelled().await;
+    }
+}
+
+impl Drop for EmulatorHandle {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// Binds the socket and starts serving in the background.
+pub async fn spawn(config: EmulatorConfig) -> std::io::Result<EmulatorHandle> {
+    let path = config.socket_path.clone();
+    if let Ok(meta) = std::fs::symlink_metadata(&path) {
+        use std::os::unix::fs::FileTypeExt;
+        if meta.file_type().is_socket() {
+            std::fs::remove_file(&path)?;
+        } else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!("{} exists and is not a socket", path.display()),
+            ));
+        }
+    }
+    let listener = UnixListener::bind(&path)?;
+    let state = Arc::new(State {
+        config,
+        subscribers: Mutex::new(Vec::new()),
+        next_conn_id: AtomicU64::new(1),
+        connections: AtomicU64::new(0),
+    });
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    tracker.spawn(accept_loop(
+        listener,
+        state.clone(),
+        cancel.clone(),
+        tracker.clone(),
+    ));
+    tracing::info!(socket = %path.display(), flavour = ?state.config.flavour, "nucleus emulator listening");
+    Ok(EmulatorHandle {
+        socket_path: path,
+        cancel,
+        tracker,
+        state,
+    })
+}
+
+async fn accept_loop(
+    listener: UnixListener,
+    state: Arc<State>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+) {
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let conn_id = state.next_conn_id.fetch_add(1, Ordering::SeqCst);
+                    tracker.spawn(serve(stream, conn_id, state.clone(), cancel.clone(), tracker.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+}
+
+/// Per-connection protocol state.
+struct Session {
+    conn_id: u64,
+    component: Option<String>,
+    last_stream_id: i32,
+    /// Subscription streams of this connection.
+    subscriptions: HashSet<i32>,
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+    state: Arc<State>,
+}
+
+/// What the reader does after a frame.
+enum Next {
+    Continue,
+    Close,
+}
+
+async fn serve(
+    stream: UnixStream,
+    conn_id: u64,
+    state: Arc<State>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+) {
+    state.connections.fetch_add(1, Ordering::SeqCst);
+    let (read_half, mut write_half) = stream.into_split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let writer_cancel = cancel.clone();
+    let writer = tracker.spawn(async move {
+        loop {
+            tokio::select! {
+                () = writer_cancel.cancelled() => break,
+                next = rx.recv() => match next {
+                    Some(bytes) => {
+                        if frame::write_encoded(&mut write_half, &bytes).await.is_err() {
+                            break;
+                        }
+                    }
+                    None => break,
+                },
+            }
+        }
+        let _ = write_half.shutdown().await;
+    });
+
+    let mut session = Session {
+        conn_id,
+        component: None,
+        last_stream_id: 0,
+        subscriptions: HashSet::new(),
+        tx,
+        state: state.clone(),
+    };
+    let mut reader = FrameReader::new(read_half, state.config.max_incoming());
+    loop {
+        let outcome = tokio::select! {
+            () = cancel.cancelled() => break,
+            r = reader.read() => r,
+        };
+        match outcome {
+            Ok(ReadOutcome::Frame(f)) => {
+                if let Next::Close = session.handle(f) {
+                    break;
+                }
+            }
+            Ok(ReadOutcome::Eof) => break,
+            Err(FrameError::TooLarge { len, max }) => {
+                // Both nuclei drop the connection; lite's limit is the one that bites.
+                tracing::warn!(
+                    conn_id,
+                    len,
+                    max,
+                    "frame above the limit: closing the connection"
+                );
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(conn_id, error = %e, "bad frame: closing the connection");
+                break;
+            }
+        }
+    }
+    state.subs().retain(|s| s.conn_id != conn_id);
+    drop(session);
+    // The writer drains what was queued (e.g. a final ProtocolError) and then closes.
+    let _ = writer.await;
+    state.connections.fetch_sub(1, Ordering::SeqCst);
+}
+
+impl Session {
+    fn flavour(&self) -> Flavour {
+        self.state.config.flavour
+    }
+
+    fn max_outgoing(&self) -> usize {
+        // Nothing stops lite from sending a bit more than it accepts, but stay inside its own limit.
+        match self.flavour() {
+            Flavour::Classic => frame::CLASSIC_MAX_FRAME,
+            Flavour::Lite => frame::LITE_MAX_FRAME,
+        }
+    }
+
+    fn send(&self, f: &Frame) {
+        match frame::encode(f, self.max_outgoing()) {
+            Ok(bytes) => {
+                let _ = self.tx.send(bytes);
+            }
+            Err(e) => tracing::warn!(conn_id = self.conn_id, error = %e, "cannot send frame"),
+        }
+    }
+
+    fn protocol_error(&self, message: &str) -> Next {
+        tracing::warn!(conn_id = self.conn_id, message, "protocol error: closing");
+        if self.flavour() == Flavour::Classic {
+            let payload = serde_json::json!({ "message": message }).to_string();
+            self.send(
+                &Frame::new(MessageType::ProtocolError, 0, 0)
+                    .with_str_header(header::CONTENT_TYPE, frame::CONTENT_TYPE_JSON)
+                    .with_payload(payload),
+            );
+        }
+        Next::Close
+    }
+
+    fn handle(&mut self, f: Frame) -> Next {
+        let Some(component) = self.component.clone() else {
+            return self.handle_connect(f);
+        };
+        match f.message_type {
+            MessageType::Ping => match self.flavour() {
+                Flavour::Classic => {
+                    let mut pong = f.clone();
+                    pong.message_type = MessageType::PingResponse;
+                    self.send(&pong);
+                    Next::Continue
+                }
+                Flavour::Lite => {
+                    tracing::info!(conn_id = self.conn_id, "Ping received: lite closes");
+                    Next::Close
+                }
+            },
+            MessageType::PingResponse => Next::Continue,
+            MessageType::Connect => self.protocol_error("Connect sent twice"),
+            MessageType::ApplicationMessage | MessageType::ApplicationError if f.stream_id > 0 => {
+                self.handle_application(&component, f)
+            }
+            other => {
+                self.protocol_error(&format!("unexpected {other:?} on stream {}", f.stream_id))
+            }
+        }
+    }
+
+    fn handle_connect(&mut self, f: Frame) -> Next {
+        if f.message_type != MessageType::Connect || f.stream_id != 0 {
+            return self.protocol_error("the first frame must be Connect on stream 0");
+        }
+        let token = serde_json::from_slice::<Value>(&f.payload)
+            .ok()
+            .and_then(|v| {
+                v.get("authToken")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default();
+        let version_ok = f.str_header(header::VERSION) == Some(frame::PROTOCOL_VERSION);
+        let component = if version_ok {
+            self.state.config.component_for(&token)
+        } else {
+            None
+        };
+        let Some(component) = component else {
+            tracing::info!(
+                conn_id = self.conn_id,
+                version_ok,
+                "Connect rejected (bad or unknown token, or wrong :version)"
+            );
+            if self.flavour() == Flavour::Classic {
+                self.send(&Frame::new(MessageType::ConnectAck, 0, 0));
+            }
+            return Next::Close;
+        };
+        tracing::info!(conn_id = self.conn_id, %component, "component connected");
+        self.component = Some(component);
+        self.send(&Frame::new(
+            MessageType::ConnectAck,
+            flags::CONNECTION_ACCEPTED,
+            0,
+        ));
+        Next::Continue
+    }
+
+    fn handle_application(&mut self, component: &str, f: Frame) -> Next {
+        let id = f.stream_id;
+        if self.subscriptions.contains(&id) {
+            if f.terminates_stream() {
+                self.subscriptions.remove(&id);
+                self.state
+                    .subs()
+                    .retain(|s| !(s.conn_id == self.conn_id && s.stream_id == id));
+                tracing::debug!(
+                    conn_id = self.conn_id,
+                    stream_id = id,
+                    "subscription closed by client"
+                );
+            }
+            return Next::Continue;
+        }
+        let is_new = match self.flavour() {
+            Flavour::Classic => {
+                if id <= self.last_stream_id {
+                    // A late frame on a finished stream: nothing to do.
+                    return Next::Continue;
+                }
+                if id != self.last_stream_id + 1 {
+                    return self.protocol_error(&format!(
+                        "stream id {id} is not the previous stream id {} + 1",
+                        self.last_stream_id
+                    ));
+                }
+                true
+            }
+            Flavour::Lite => f.str_header(header::OPERATION).is_some(),
+        };
+        if !is_new {
+            return Next::Continue;
+        }
+        self.last_stream_id = self.last_stream_id.max(id);
+        let operation = f.str_header(header::OPERATION).unwrap_or("").to_owned();
+        let body: Value = match serde_json::from_slice(&f.payload) {
+            Ok(v) => v,
+            Err(e) => {
+                self.send_error(
+                    id,
+                    pubsub::INVALID_ARGUMENTS_ERROR,
+                    &format!("payload is not JSON: {e}"),
+                );
+                return Next::Continue;
+            }
+        };
+        match operation.as_str() {
+            pubsub::OP_PUBLISH => self.publish(component, id, &body),
+            pubsub::OP_SUBSCRIBE => self.subscribe(component, id, &body),
+            other => self.send_error(
+                id,
+                pubsub::SERVICE_ERROR,
+                &format!("operation {other:?} is not supported by this emulator"),
+            ),
+        }
+        Next::Continue
+    }
+
+    fn send_error(&self, stream_id: i32, model_type: &str, message: &str) {
+        let code = model_type.rsplit('#').next().unwrap_or(model_type);
+        let payload = match self.flavour() {
+            Flavour::Classic => serde_json::json!({
+                "message": message, "_message": message, "_errorCode": code,
+                "_service": pubsub::SERVICE_NAME,
+            }),
+            Flavour::Lite => serde_json::json!({ "_message": message, "_errorCode": code }),
+        };
+        self.send(&Frame::json(
+            MessageType::ApplicationError,
+            flags::TERMINATE_STREAM,
+            stream_id,
+            model_type,
+            payload.to_string(),
+        ));
+    }
+
+    fn response_flags(&self, streaming: bool) -> i32 {
+        match self.flavour() {
+            Flavour::Classic if !streaming => flags::TERMINATE_STREAM,
+            _ => 0,
+        }
+    }
+
+    fn unauthorized(&self, component: &str, operation: &str, topic: &str, stream_id: i32) {
+        let message = format!(
+            "Principal {component} is not authorized to perform {}:{operation} on resource {topic}",
+            crate::acl::PUBSUB_SERVICE
+        );
+        tracing::info!(conn_id = self.conn_id, %message, "unauthorised");
+        self.send_error(stream_id, pubsub::UNAUTHORIZED_ERROR, &message);
+    }
+
+    fn publish(&self, component: &str, stream_id: i32, body: &Value) {
+        let (topic, payload) = match pubsub::parse_publish_request(body) {
+            Ok(v) => v,
+            Err(e) => {
+                return self.send_error(stream_id, pubsub::INVALID_ARGUMENTS_ERROR, &e.to_string());
+            }
+        };
+        if !self
+            .state
+            .config
+            .access_control
+            .allows(component, pubsub::OP_PUBLISH, &topic)
+        {
+            return self.unauthorized(component, pubsub::OP_PUBLISH, &topic, stream_id);
+        }
+        self.send(&Frame::json(
+            MessageType::ApplicationMessage,
+            self.response_flags(false),
+            stream_id,
+            pubsub::PUBLISH_RESPONSE,
+            "{}",
+        ));
+        self.fan_out(component, &topic, &payload);
+    }
+
+    fn fan_out(&self, publisher: &str, topic: &str, payload: &Payload) {
+        let body = pubsub::subscription_message(topic, payload).to_string();
+        let honour_mode = self.flavour() == Flavour::Classic;
+        let subs = self.state.subs();
+        for s in subs.iter() {
+            if !topic::filter_matches(&s.filter, topic) {
+                continue;
+            }
+            if honour_mode
+                && s.mode == ReceiveMode::ReceiveMessagesFromOthers
+                && s.component == publisher
+            {
+                continue;
+            }
+            let event = Frame::json(
+                MessageType::ApplicationMessage,
+                0,
+                s.stream_id,
+                pubsub::SUBSCRIPTION_MESSAGE,
+                body.clone(),
+            );
+            match frame::encode(&event, self.max_outgoing()) {
+                Ok(bytes) => {
+                    let _ = s.tx.send(bytes);
+                }
+                Err(e) => tracing::warn!(error = %e, "event not delivered"),
+            }
+        }
+    }
+
+    fn subscribe(&mut self, component: &str, stream_id: i32, body: &Value) {
+        let (filter, mode) = match pubsub::parse_subscribe_request(body) {
+            Ok(v) => v,
+            Err(e) => {
+                return self.send_error(stream_id, pubsub::INVALID_ARGUMENTS_ERROR, &e.to_string());
+            }
+        };
+        if !self
+            .state
+            .config
+            .access_control
+            .allows(component, pubsub::OP_SUBSCRIBE, &filter)
+        {
+            return self.unauthorized(component, pubsub::OP_SUBSCRIBE, &filter, stream_id);
+        }
+        // Queue the response before registering, so it precedes every event on this stream.
+        self.send(&Frame::json(
+            MessageType::ApplicationMessage,
+            self.response_flags(true),
+            stream_id,
+            pubsub::SUBSCRIBE_RESPONSE,
+            "{}",
+        ));
+        self.subscriptions.insert(stream_id);
+        self.state.subs().push(Subscriber {
+            conn_id: self.conn_id,
+            stream_id,
+            filter,
+            component: component.to_owned(),
+            mode: mode.unwrap_or_default(),
+            tx: self.tx.clone(),
+        });
+    }
+}

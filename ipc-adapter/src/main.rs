@@ -1,0 +1,83 @@
+//! `classify-ipc-adapter`: `run` (default), `emulate`, `request`. Logic lives in the library.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+
+use clap::Parser;
+use classify_ipc_adapter::acl::AccessControl;
+use classify_ipc_adapter::config::{Cli, Command};
+use classify_ipc_adapter::{adapter, emulator, requester};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Logs go to stderr (Greengrass captures it into the component log); `RUST_LOG` overrides.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    match cli.command.unwrap_or(Command::Run(cli.run)) {
+        Command::Run(config) => match adapter::run(config, shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!("{e}");
+                ExitCode::from(e.exit_code() as u8)
+            }
+        },
+        Command::Emulate(args) => {
+            let access_control = match &args.access_control {
+                Some(path) => match AccessControl::from_file(path) {
+                    Ok(acl) => acl,
+                    Err(e) => {
+                        tracing::error!("{e}");
+                        return ExitCode::from(2);
+                    }
+                },
+                None => AccessControl::AllowAll,
+            };
+            let config = emulator::EmulatorConfig {
+                socket_path: args.socket,
+                flavour: args.flavour,
+                access_control,
+                tokens: args.tokens.into_iter().collect::<HashMap<_, _>>(),
+            };
+            let handle = match emulator::spawn(config).await {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::error!("cannot start the emulator: {e}");
+                    return ExitCode::from(3);
+                }
+            };
+            shutdown_signal().await;
+            handle.shutdown().await;
+            ExitCode::SUCCESS
+        }
+        Command::Request(args) => match requester::request(&args).await {
+            Ok(outcome) => {
+                println!("{}", outcome.text);
+                if outcome.ok {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+/// Resolves on SIGTERM (how Greengrass stops a component) or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}

@@ -1,0 +1,441 @@
+//! The adapter's request and reply documents.
+//!
+//! Requests (binaryMessage holding JSON text, or jsonMessage): exactly one image source —
+//! `{"image_dir", "fname"}` (the seed's form), `{"path"}` or `{"image_base64"}` — plus optional
+//! `request_id` (string, echoed; a UUID is generated when absent), `top_k` (positive integer),
+//! `threshold` (number 0..1) and `reply_topic` (where to publish the reply).
+//!
+//! Replies: `{"request_id", "status": "ok", "label", "predictions": [...]}` or
+//! `{"request_id", "status": "error", "error": {"code", "message"}}`. The `code` values are the
+//! stable [`ErrorCode`] names; `predictions` are forwarded exactly as the service returned them.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::pubsub::Payload;
+
+/// Longest reply topic accepted from a request (Greengrass' limit on topic names).
+pub const MAX_TOPIC_LEN: usize = 256;
+
+/// Stable error codes of error replies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// Not JSON, not an object, wrong field types, zero or several image sources.
+    MalformedRequest,
+    /// `reply_topic` empty, too long, with wildcards, or the request topic itself.
+    InvalidReplyTopic,
+    /// Service 400: the image (or the request) could not be decoded.
+    InvalidImage,
+    /// Service 403: the path is outside the directories the service may read.
+    ForbiddenPath,
+    /// Service 404: no such image file.
+    NotFound,
+    /// Service 413: the image is too large.
+    ImageTooLarge,
+    /// Service 415: unsupported image type.
+    UnsupportedMediaType,
+    /// Service 422: invalid `top_k` / `threshold`.
+    InvalidOptions,
+    /// Service 503: overloaded or not ready.
+    ServiceUnavailable,
+    /// Service 504: the service's own deadline passed.
+    ServiceTimeout,
+    /// Service 500, any other status, or an unreadable answer.
+    ServiceError,
+    /// The service could not be reached (not running, connection refused).
+    ServiceUnreachable,
+    /// The adapter's per-request timeout elapsed.
+    Timeout,
+    /// The adapter's queue of waiting requests is full.
+    Overloaded,
+    /// The reply could not be published where requested (for example not authorised).
+    ReplyFailed,
+    /// The reply did not fit in one IPC frame under the nucleus' limit.
+    ReplyTooLarge,
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl ErrorCode {
+    /// The code as it appears in replies.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MalformedRequest => "malformed_request",
+            Self::InvalidReplyTopic => "invalid_reply_topic",
+            Self::InvalidImage => "invalid_image",
+            Self::ForbiddenPath => "forbidden_path",
+            Self::NotFound => "not_found",
+            Self::ImageTooLarge => "image_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::InvalidOptions => "invalid_options",
+            Self::ServiceUnavailable => "service_unavailable",
+            Self::ServiceTimeout => "service_timeout",
+            Self::ServiceError => "service_error",
+            Self::ServiceUnreachable => "service_unreachable",
+            Self::Timeout => "timeout",
+            Self::Overloaded => "overloaded",
+            Self::ReplyFailed => "reply_failed",
+            Self::ReplyTooLarge => "reply_too_large",
+        }
+    }
+}
+
+/// Where the image comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ImageSource {
+    /// The seed's `{"image_dir", "fname"}`.
+    DirFile {
+        /// Directory.
+        image_dir: String,
+        /// File name in it.
+        fname: String,
+    },
+    /// `{"path"}`.
+    Path(String),
+    /// `{"image_base64"}` (inline image bytes).
+    Base64(String),
+}
+
+/// A valid classification request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassifyRequest {
+    /// Echoed or generated id.
+    pub request_id: String,
+    /// The image.
+    pub source: ImageSource,
+    /// Number of predictions wanted.
+    pub top_k: Option<u64>,
+    /// Minimum probability.
+    pub threshold: Option<f64>,
+    /// Reply topic requested by the sender, already validated.
+    pub reply_topic: Option<String>,
+}
+
+impl ClassifyRequest {
+    /// The JSON body of `POST /classify`.
+    pub fn service_body(&self) -> Value {
+        let mut body = Map::new();
+        match &self.source {
+            ImageSource::DirFile { image_dir, fname } => {
+                body.insert("image_dir".into(), image_dir.clone().into());
+                body.insert("fname".into(), fname.clone().into());
+            }
+            ImageSource::Path(p) => {
+                body.insert("path".into(), p.clone().into());
+            }
+            ImageSource::Base64(b) => {
+                body.insert("image_base64".into(), b.clone().into());
+            }
+        }
+        if let Some(k) = self.top_k {
+            body.insert("top_k".into(), k.into());
+        }
+        if let Some(t) = self.threshold {
+            body.insert("threshold".into(), t.into());
+        }
+        Value::Object(body)
+    }
+}
+
+/// A request that cannot be processed, with what is needed to answer it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    /// Echoed or generated id.
+    pub request_id: String,
+    /// Error code for the reply.
+    pub code: ErrorCode,
+    /// Human-readable reason.
+    pub message: String,
+}
+
+/// Parses a request message. `request_topic` is the adapter's subscription, which a
+/// `reply_topic` must not equal (the adapter would read its own replies as requests).
+pub fn parse_request(payload: &Payload, request_topic: &str) -> Result<ClassifyRequest, Rejected> {
+    let parsed: Result<Value, String> = match payload {
+        Payload::Json(v) => Ok(v.clone()),
+        Payload::Binary(bytes) => std::str::from_utf8(bytes)
+            .map_err(|_| "binaryMessage is not UTF-8 text".to_owned())
+            .and_then(|s| serde_json::from_str(s).map_err(|e| format!("request is not JSON: {e}"))),
+    };
+    let value = parsed.map_err(|message| Rejected {
+        request_id: new_request_id(),
+        code: ErrorCode::MalformedRequest,
+        message,
+    })?;
+    let Some(obj) = value.as_object() else {
+        return Err(Rejected {
+            request_id: new_request_id(),
+            code: ErrorCode::MalformedRequest,
+            message: "request must be a JSON object".into(),
+        });
+    };
+    // The id is read first so that every later rejection can still echo it.
+    let (request_id, id_problem) = match obj.get("request_id") {
+        None | Some(Value::Null) => (new_request_id(), None),
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= 256 => (s.clone(), None),
+        Some(_) => (
+            new_request_id(),
+            Some("request_id must be a non-empty string of at most 256 characters"),
+        ),
+    };
+    let reject = |code: ErrorCode, message: String| Rejected {
+        request_id: request_id.clone(),
+        code,
+        message,
+    };
+    if let Some(p) = id_problem {
+        return Err(reject(ErrorCode::MalformedRequest, p.into()));
+    }
+    let string_field = |name: &str| -> Result<Option<String>, Rejected> {
+        match obj.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(reject(
+                ErrorCode::MalformedRequest,
+                format!("{name} must be a string"),
+            )),
+        }
+    };
+    let image_dir = string_field("image_dir")?;
+    let fname = string_field("fname")?;
+    let path = string_field("path")?;
+    let image_base64 = string_field("image_base64")?;
+    let source = match (image_dir, fname, path, image_base64) {
+        (Some(image_dir), Some(fname), None, None) => ImageSource::DirFile { image_dir, fname },
+        (None, None, Some(p), None) => ImageSource::Path(p),
+        (None, None, None, Some(b)) => ImageSource::Base64(b),
+        (Some(_), None, None, None) | (None, Some(_), None, None) => {
+            return Err(reject(
+                ErrorCode::MalformedRequest,
+                "image_dir and fname must be given together".into(),
+            ));
+        }
+        _ => {
+            return Err(reject(
+                ErrorCode::MalformedRequest,
+                "give exactly one image source: image_dir+fname, path or image_base64".into(),
+            ));
+        }
+    };
+    let top_k = match obj.get("top_k") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_u64() {
+            Some(k) if k >= 1 => Some(k),
+            _ => {
+                return Err(reject(
+                    ErrorCode::MalformedRequest,
+                    "top_k must be a positive integer".into(),
+                ));
+            }
+        },
+    };
+    let threshold = match obj.get("threshold") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_f64() {
+            Some(t) if (0.0..=1.0).contains(&t) => Some(t),
+            _ => {
+                return Err(reject(
+                    ErrorCode::MalformedRequest,
+                    "threshold must be a number between 0 and 1".into(),
+                ));
+            }
+        },
+    };
+    let reply_topic = match string_field("reply_topic")? {
+        None => None,
+        Some(t) => {
+            if let Err(why) = validate_reply_topic(&t, request_topic) {
+                return Err(reject(ErrorCode::InvalidReplyTopic, why));
+            }
+            Some(t)
+        }
+    };
+    Ok(ClassifyRequest {
+        request_id,
+        source,
+        top_k,
+        threshold,
+        reply_topic,
+    })
+}
+
+/// Checks a topic to publish replies on.
+pub fn validate_reply_topic(topic: &str, request_topic: &str) -> Result<(), String> {
+    if topic.is_empty() {
+        return Err("reply_topic must not be empty".into());
+    }
+    if topic.len() > MAX_TOPIC_LEN {
+        return Err(format!("reply_topic is longer than {MAX_TOPIC_LEN} bytes"));
+    }
+    if topic.contains(['+', '#', '*', '\0']) {
+        return Err("reply_topic must be a concrete topic (no +, #, * or NUL)".into());
+    }
+    if crate::topic::filter_matches(request_topic, topic) {
+        return Err(format!(
+            "reply_topic {topic:?} would be delivered to the adapter's own request topic"
+        ));
+    }
+    Ok(())
+}
+
+/// A fresh request id.
+pub fn new_request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Outcome status of a reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Classified.
+    Ok,
+    /// Not classified; see `error`.
+    Error,
+}
+
+/// `error` member of an error reply.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplyError {
+    /// Stable code.
+    pub code: ErrorCode,
+    /// Human-readable detail.
+    pub message: String,
+}
+
+/// A reply document.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reply {
+    /// The request's id.
+    pub request_id: String,
+    /// ok | error.
+    pub status: Status,
+    /// Top-1 label (ok only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Predictions as returned by the service (ok only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predictions: Option<Vec<Value>>,
+    /// Failure (error only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ReplyError>,
+}
+
+impl Reply {
+    /// A success reply.
+    pub fn ok(request_id: String, label: String, predictions: Vec<Value>) -> Self {
+        Self {
+            request_id,
+            status: Status::Ok,
+            label: Some(label),
+            predictions: Some(predictions),
+            error: None,
+        }
+    }
+
+    /// An error reply.
+    pub fn error(request_id: String, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            request_id,
+            status: Status::Error,
+            label: None,
+            predictions: None,
+            error: Some(ReplyError {
+                code,
+                message: message.into(),
+            }),
+        }
+    }
+
+    /// The reply as JSON.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).expect("reply serializes")
+    }
+
+    /// The seed-compatible text: the label, or `ERROR <code>: <message>`.
+    pub fn to_label_text(&self) -> String {
+        match (&self.label, &self.error) {
+            (Some(label), _) => label.clone(),
+            (None, Some(e)) => format!("ERROR {}: {}", e.code.as_str(), e.message),
+            (None, None) => "ERROR service_error: no label".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn bin(v: &str) -> Payload {
+        Payload::Binary(v.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn seed_request() {
+        let r = parse_request(
+            &bin(r#"{"image_dir":"/img","fname":"a.jpg"}"#),
+            "local/inference",
+        )
+        .unwrap();
+        assert_eq!(
+            r.source,
+            ImageSource::DirFile {
+                image_dir: "/img".into(),
+                fname: "a.jpg".into()
+            }
+        );
+        assert_eq!(r.request_id.len(), 36);
+        assert_eq!(
+            r.service_body(),
+            json!({"image_dir":"/img","fname":"a.jpg"})
+        );
+    }
+
+    #[test]
+    fn rejections_keep_the_id() {
+        let e = parse_request(
+            &Payload::Json(json!({"request_id":"r1","path":"/a","image_base64":"x"})),
+            "local/inference",
+        )
+        .unwrap_err();
+        assert_eq!(
+            (e.request_id.as_str(), e.code),
+            ("r1", ErrorCode::MalformedRequest)
+        );
+        let e = parse_request(
+            &Payload::Json(json!({"request_id":"r2","path":"/a","reply_topic":"local/#"})),
+            "local/inference",
+        )
+        .unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidReplyTopic);
+        let e = parse_request(
+            &Payload::Json(json!({"path":"/a","reply_topic":"local/inference"})),
+            "local/inference",
+        )
+        .unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidReplyTopic);
+        let e = parse_request(&bin("not json"), "local/inference").unwrap_err();
+        assert_eq!(e.code, ErrorCode::MalformedRequest);
+        let e = parse_request(&Payload::Json(json!({"path":"/a","top_k":0})), "t").unwrap_err();
+        assert_eq!(e.code, ErrorCode::MalformedRequest);
+    }
+
+    #[test]
+    fn reply_shapes() {
+        let ok = Reply::ok("r".into(), "red".into(), vec![json!({"label":"red"})]);
+        assert_eq!(
+            ok.to_json(),
+            json!({"request_id":"r","status":"ok","label":"red","predictions":[{"label":"red"}]})
+        );
+        let err = Reply::error("r".into(), ErrorCode::NotFound, "gone");
+        assert_eq!(
+            err.to_json(),
+            json!({"request_id":"r","status":"error","error":{"code":"not_found","message":"gone"}})
+        );
+        assert_eq!(err.to_label_text(), "ERROR not_found: gone");
+    }
+}

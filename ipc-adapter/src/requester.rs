@@ -1,0 +1,125 @@
+//! One-shot requester: the seed's `com.custom.requester` as a subcommand, for manual tests.
+//!
+//! Subscribes to the reply topic first (so the reply cannot be missed), publishes one request —
+//! a binaryMessage holding JSON text like the seed, or a jsonMessage with `--json-message` — and
+//! waits for the reply carrying its `request_id`. A reply that is not JSON (the adapter's `label`
+//! format carries no id) is taken as the answer as it is.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::{Map, Value};
+
+use crate::client::IpcClient;
+use crate::config::RequestArgs;
+use crate::messages::new_request_id;
+use crate::pubsub::Payload;
+
+/// The reply a request received.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestOutcome {
+    /// The reply exactly as text (JSON document or label text).
+    pub text: String,
+    /// Whether it reports success (`status: ok`, or a label that is not `ERROR …`).
+    pub ok: bool,
+}
+
+/// Builds the request document from the arguments.
+pub fn build_request(args: &RequestArgs, request_id: &str) -> Result<Value, String> {
+    let mut doc = Map::new();
+    doc.insert("request_id".into(), request_id.into());
+    match (
+        &args.image_dir,
+        &args.fname,
+        &args.path,
+        &args.image_base64_file,
+    ) {
+        (Some(dir), Some(fname), None, None) => {
+            doc.insert("image_dir".into(), dir.clone().into());
+            doc.insert("fname".into(), fname.clone().into());
+        }
+        (None, None, Some(path), None) => {
+            doc.insert("path".into(), path.clone().into());
+        }
+        (None, None, None, Some(file)) => {
+            let bytes =
+                std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            doc.insert(
+                "image_base64".into(),
+                base64::engine::general_purpose::STANDARD
+                    .encode(bytes)
+                    .into(),
+            );
+        }
+        _ => return Err("give --image-dir with --fname, or --path, or --image-base64-file".into()),
+    }
+    if let Some(k) = args.top_k {
+        doc.insert("top_k".into(), k.into());
+    }
+    if let Some(t) = args.threshold {
+        doc.insert("threshold".into(), t.into());
+    }
+    if args.reply_topic != "local/result" {
+        doc.insert("reply_topic".into(), args.reply_topic.clone().into());
+    }
+    Ok(Value::Object(doc))
+}
+
+/// Publishes one request and waits for its reply.
+pub async fn request(args: &RequestArgs) -> Result<RequestOutcome, String> {
+    let request_id = args.request_id.clone().unwrap_or_else(new_request_id);
+    let doc = build_request(args, &request_id)?;
+    let client = IpcClient::connect(args.ipc.client_config()?)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut replies = client
+        .subscribe(&args.reply_topic, None)
+        .await
+        .map_err(|e| format!("subscribing to {}: {e}", args.reply_topic))?;
+    let payload = if args.json_message {
+        Payload::Json(doc)
+    } else {
+        Payload::Binary(doc.to_string().into_bytes())
+    };
+    client
+        .publish(&args.request_topic, &payload)
+        .await
+        .map_err(|e| format!("publishing to {}: {e}", args.request_topic))?;
+
+    let wait = Duration::from_millis(args.timeout_ms);
+    let outcome = tokio::time::timeout(wait, async {
+        while let Some(event) = replies.next().await {
+            let event = event.map_err(|e| e.to_string())?;
+            let (text, value) = match event.payload {
+                Payload::Binary(b) => {
+                    let text = String::from_utf8_lossy(&b).into_owned();
+                    let value = serde_json::from_str::<Value>(&text).ok();
+                    (text, value)
+                }
+                Payload::Json(v) => (v.to_string(), Some(v)),
+            };
+            match value {
+                Some(v) if v.get("request_id").is_some() => {
+                    if v.get("request_id").and_then(Value::as_str) == Some(request_id.as_str()) {
+                        let ok = v.get("status").and_then(Value::as_str) == Some("ok");
+                        return Ok(RequestOutcome { text, ok });
+                    }
+                }
+                _ => {
+                    let ok = !text.starts_with("ERROR ");
+                    return Ok(RequestOutcome { text, ok });
+                }
+            }
+        }
+        Err("the reply subscription ended".to_owned())
+    })
+    .await
+    .map_err(|_| {
+        format!(
+            "no reply on {} within {} ms",
+            args.reply_topic, args.timeout_ms
+        )
+    })?;
+    let _ = replies.close().await;
+    outcome
+}
