@@ -67,12 +67,22 @@ impl Model {
             explicit: options.library_path.clone(),
             model_dir: Some(model_dir.to_path_buf()),
         })?;
-        Self::load_with(library, model_dir, options)
+        Self::load_checked(library, model_dir, options)
     }
 
     /// Loads the model in `model_dir` with an already open library (`library_path` in the
     /// options is ignored).
     pub fn load_with(
+        library: Arc<DlrLibrary>,
+        model_dir: &Path,
+        options: &ModelOptions,
+    ) -> Result<Self, Error> {
+        check_model_dir(model_dir)?;
+        Self::load_checked(library, model_dir, options)
+    }
+
+    /// Loads a model whose directory passed [`check_model_dir`].
+    fn load_checked(
         library: Arc<DlrLibrary>,
         model_dir: &Path,
         options: &ModelOptions,
@@ -85,7 +95,6 @@ impl Model {
             }
             Some(n) => n,
         };
-        check_model_dir(model_dir)?;
         let compiled_meta = read_compiled_meta(model_dir)?;
         let dir = c_path(model_dir)?;
 
@@ -264,8 +273,8 @@ impl Model {
             })?;
             let shape = self.get_shape(
                 index,
-                |api| api.get_input_size_dim,
-                |api| api.get_input_shape,
+                ("GetDLRInputSizeDim", self.library.api().get_input_size_dim),
+                ("GetDLRInputShape", self.library.api().get_input_shape),
             )?;
             inputs.push(TensorInfo {
                 name: Some(name),
@@ -286,8 +295,11 @@ impl Model {
             })?;
             let shape = self.get_shape(
                 index,
-                |api| api.get_output_size_dim,
-                |api| api.get_output_shape,
+                (
+                    "GetDLROutputSizeDim",
+                    self.library.api().get_output_size_dim,
+                ),
+                ("GetDLROutputShape", self.library.api().get_output_shape),
             )?;
             let name = if has_metadata {
                 self.get_string("GetDLROutputName", |api, h, out| {
@@ -361,37 +373,30 @@ impl Model {
             .into_owned())
     }
 
-    #[allow(clippy::type_complexity)]
+    /// Reads a tensor's shape with a `Get…SizeDim` / `Get…Shape` pair of functions.
     fn get_shape(
         &mut self,
         index: c_int,
-        size_dim: impl FnOnce(
-            &crate::ffi::DlrApi,
-        ) -> unsafe extern "C" fn(
-            *mut DlrModelHandle,
-            c_int,
-            *mut i64,
-            *mut c_int,
-        ) -> c_int,
-        shape_fn: impl FnOnce(
-            &crate::ffi::DlrApi,
-        )
-            -> unsafe extern "C" fn(*mut DlrModelHandle, c_int, *mut i64) -> c_int,
+        (size_dim_name, size_dim): (&'static str, SizeDimFn),
+        (shape_name, shape): (&'static str, ShapeFn),
     ) -> Result<Vec<i64>, Error> {
         let (mut size, mut dim) = (0i64, 0 as c_int);
-        self.call("GetDLRSizeDim", |api, h| {
+        self.call(size_dim_name, |_, h| {
             // SAFETY: live handle, valid index, valid out-pointers.
-            unsafe { size_dim(api)(h, index, &mut size, &mut dim) }
+            unsafe { size_dim(h, index, &mut size, &mut dim) }
         })?;
         let dim = usize::try_from(dim).unwrap_or(0);
-        let mut shape = vec![0i64; dim];
-        self.call("GetDLRShape", |api, h| {
-            // SAFETY: `shape` has room for `dim` entries as DLR reported.
-            unsafe { shape_fn(api)(h, index, shape.as_mut_ptr()) }
+        let mut extents = vec![0i64; dim];
+        self.call(shape_name, |_, h| {
+            // SAFETY: `extents` has room for `dim` entries as DLR reported.
+            unsafe { shape(h, index, extents.as_mut_ptr()) }
         })?;
-        Ok(shape)
+        Ok(extents)
     }
 }
+
+type SizeDimFn = unsafe extern "C" fn(*mut DlrModelHandle, c_int, *mut i64, *mut c_int) -> c_int;
+type ShapeFn = unsafe extern "C" fn(*mut DlrModelHandle, c_int, *mut i64) -> c_int;
 
 impl Drop for Model {
     fn drop(&mut self) {
