@@ -279,3 +279,50 @@ pub struct RequestArgs {
     #[arg(long = "timeout-ms", default_value_t = 30_000)]
     pub timeout_ms: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_is_the_default_subcommand() {
+        let cli = Cli::try_parse_from([
+            "x",
+            "--socket",
+            "/s",
+            "--auth-token",
+            "t",
+            "--reply-format",
+            "label",
+        ])
+        .unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.run.reply_format, ReplyFormat::Label);
+        assert_eq!(cli.run.request_topic, "local/inference");
+        let cli = Cli::try_parse_from([
+            "x",
+            "emulate",
+            "--socket",
+            "/s",
+            "--token",
+            "a=b",
+            "--flavour",
+            "lite",
+        ])
+        .unwrap();
+        let Some(Command::Emulate(e)) = cli.command else {
+            panic!()
+        };
+        assert_eq!(e.tokens, vec![("a".to_owned(), "b".to_owned())]);
+        assert!(
+            Cli::try_parse_from(["x", "request", "--image-dir", "/d"]).is_err(),
+            "needs --fname"
+        );
+    }
+}

@@ -33,7 +33,10 @@ async fn setup(
 }
 
 fn error_code(r: &Received) -> String {
-    r.json.as_ref().unwrap()["error"]["code"].as_str().unwrap().to_owned()
+    r.json.as_ref().unwrap()["error"]["code"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 #[tokio::test]
@@ -59,7 +62,10 @@ async fn binary_seed_request_both_flavours() {
             stub.log.lock().unwrap().bodies[0],
             json!({"image_dir": "/images", "fname": "pelican.jpeg"})
         );
-        assert_eq!(stub.log.lock().unwrap().request_ids, vec!["seed-1".to_owned()]);
+        assert_eq!(
+            stub.log.lock().unwrap().request_ids,
+            vec!["seed-1".to_owned()]
+        );
         assert_quiet(&mut replies, Duration::from_millis(300)).await;
         running.stop().await.unwrap();
     }
@@ -82,11 +88,18 @@ async fn json_request_with_options_and_generated_id() {
     assert_eq!(v["label"], "red");
     assert_eq!(v["predictions"].as_array().unwrap().len(), 3);
     let id = v["request_id"].as_str().unwrap();
-    assert!(uuid::Uuid::parse_str(id).is_ok(), "generated id is a UUID: {id}");
-    let log = stub.log.lock().unwrap();
-    assert_eq!(log.bodies[0], json!({"path": "/images/red.png", "top_k": 3, "threshold": 0.1}));
-    assert_eq!(log.request_ids, vec![id.to_owned()]);
-    drop(log);
+    assert!(
+        uuid::Uuid::parse_str(id).is_ok(),
+        "generated id is a UUID: {id}"
+    );
+    {
+        let log = stub.log.lock().unwrap();
+        assert_eq!(
+            log.bodies[0],
+            json!({"path": "/images/red.png", "top_k": 3, "threshold": 0.1})
+        );
+        assert_eq!(log.request_ids, vec![id.to_owned()]);
+    }
     running.stop().await.unwrap();
 }
 
@@ -94,12 +107,21 @@ async fn json_request_with_options_and_generated_id() {
 async fn inline_base64_request() {
     let stub = stub_service().await;
     let (_d, _emu, running, req, mut replies) = setup(Flavour::Lite, &stub.url, |_| {}).await;
-    req.publish("local/inference", &bin(&json!({"image_base64": "iVBORw0KGgo=", "request_id": "b64"})))
-        .await
-        .unwrap();
+    req.publish(
+        "local/inference",
+        &bin(&json!({"image_base64": "iVBORw0KGgo=", "request_id": "b64"})),
+    )
+    .await
+    .unwrap();
     let v = next_reply(&mut replies).await.json.unwrap();
-    assert_eq!((v["request_id"].as_str(), v["status"].as_str()), (Some("b64"), Some("ok")));
-    assert_eq!(stub.log.lock().unwrap().bodies[0], json!({"image_base64": "iVBORw0KGgo="}));
+    assert_eq!(
+        (v["request_id"].as_str(), v["status"].as_str()),
+        (Some("b64"), Some("ok"))
+    );
+    assert_eq!(
+        stub.log.lock().unwrap().bodies[0],
+        json!({"image_base64": "iVBORw0KGgo="})
+    );
     running.stop().await.unwrap();
 }
 
@@ -108,17 +130,59 @@ async fn malformed_requests_get_error_replies() {
     let stub = stub_service().await;
     let (_d, _emu, running, req, mut replies) = setup(Flavour::Classic, &stub.url, |_| {}).await;
     let cases: Vec<(Payload, Option<&str>, &str)> = vec![
-        (Payload::Binary(b"not json at all".to_vec()), None, "malformed_request"),
-        (Payload::Binary(vec![0xff, 0xfe, 0x00]), None, "malformed_request"),
+        (
+            Payload::Binary(b"not json at all".to_vec()),
+            None,
+            "malformed_request",
+        ),
+        (
+            Payload::Binary(vec![0xff, 0xfe, 0x00]),
+            None,
+            "malformed_request",
+        ),
         (Payload::Json(json!([1, 2, 3])), None, "malformed_request"),
-        (Payload::Json(json!({"request_id": "m1"})), Some("m1"), "malformed_request"),
-        (Payload::Json(json!({"request_id": "m2", "image_dir": "/x"})), Some("m2"), "malformed_request"),
-        (Payload::Json(json!({"request_id": "m3", "path": "/x", "image_base64": "aa"})), Some("m3"), "malformed_request"),
-        (Payload::Json(json!({"request_id": "m4", "path": "/x", "top_k": "five"})), Some("m4"), "malformed_request"),
-        (Payload::Json(json!({"request_id": "m5", "path": "/x", "threshold": 7})), Some("m5"), "malformed_request"),
-        (Payload::Json(json!({"request_id": "m6", "path": "/x", "reply_topic": "local/#"})), Some("m6"), "invalid_reply_topic"),
-        (Payload::Json(json!({"request_id": "m7", "path": "/x", "reply_topic": "local/inference"})), Some("m7"), "invalid_reply_topic"),
-        (Payload::Json(json!({"request_id": 42, "path": "/x"})), None, "malformed_request"),
+        (
+            Payload::Json(json!({"request_id": "m1"})),
+            Some("m1"),
+            "malformed_request",
+        ),
+        (
+            Payload::Json(json!({"request_id": "m2", "image_dir": "/x"})),
+            Some("m2"),
+            "malformed_request",
+        ),
+        (
+            Payload::Json(json!({"request_id": "m3", "path": "/x", "image_base64": "aa"})),
+            Some("m3"),
+            "malformed_request",
+        ),
+        (
+            Payload::Json(json!({"request_id": "m4", "path": "/x", "top_k": "five"})),
+            Some("m4"),
+            "malformed_request",
+        ),
+        (
+            Payload::Json(json!({"request_id": "m5", "path": "/x", "threshold": 7})),
+            Some("m5"),
+            "malformed_request",
+        ),
+        (
+            Payload::Json(json!({"request_id": "m6", "path": "/x", "reply_topic": "local/#"})),
+            Some("m6"),
+            "invalid_reply_topic",
+        ),
+        (
+            Payload::Json(
+                json!({"request_id": "m7", "path": "/x", "reply_topic": "local/inference"}),
+            ),
+            Some("m7"),
+            "invalid_reply_topic",
+        ),
+        (
+            Payload::Json(json!({"request_id": 42, "path": "/x"})),
+            None,
+            "malformed_request",
+        ),
     ];
     for (payload, id, code) in cases {
         req.publish("local/inference", &payload).await.unwrap();
@@ -132,7 +196,10 @@ async fn malformed_requests_get_error_replies() {
             None => assert!(uuid::Uuid::parse_str(v["request_id"].as_str().unwrap()).is_ok()),
         }
     }
-    assert!(stub.log.lock().unwrap().bodies.is_empty(), "nothing malformed reaches the service");
+    assert!(
+        stub.log.lock().unwrap().bodies.is_empty(),
+        "nothing malformed reaches the service"
+    );
     assert_quiet(&mut replies, Duration::from_millis(300)).await;
     running.stop().await.unwrap();
 }
@@ -140,7 +207,8 @@ async fn malformed_requests_get_error_replies() {
 #[tokio::test]
 async fn service_errors_map_to_stable_codes() {
     let stub = stub_service().await;
-    let (_d, _emu, running, req, mut replies) = setup(Flavour::Lite, &stub.url, |c| c.request_timeout_ms = 700).await;
+    let (_d, _emu, running, req, mut replies) =
+        setup(Flavour::Lite, &stub.url, |c| c.request_timeout_ms = 700).await;
     for (fname, code) in [
         ("missing.jpg", "not_found"),
         ("busy.jpg", "service_unavailable"),
@@ -148,9 +216,12 @@ async fn service_errors_map_to_stable_codes() {
         ("bad.jpg", "invalid_image"),
         ("slow.jpg", "timeout"),
     ] {
-        req.publish("local/inference", &bin(&json!({"image_dir": "/images", "fname": fname, "request_id": fname})))
-            .await
-            .unwrap();
+        req.publish(
+            "local/inference",
+            &bin(&json!({"image_dir": "/images", "fname": fname, "request_id": fname})),
+        )
+        .await
+        .unwrap();
         let r = next_reply(&mut replies).await;
         assert_eq!(r.json.as_ref().unwrap()["request_id"], fname);
         assert_eq!(error_code(&r), code, "{fname}");
@@ -163,7 +234,12 @@ async fn service_errors_map_to_stable_codes() {
 async fn missing_file_detail_is_forwarded() {
     let stub = stub_service().await;
     let (_d, _emu, running, req, mut replies) = setup(Flavour::Classic, &stub.url, |_| {}).await;
-    req.publish("local/inference", &bin(&json!({"path": "/images/missing-cat.jpg"}))).await.unwrap();
+    req.publish(
+        "local/inference",
+        &bin(&json!({"path": "/images/missing-cat.jpg"})),
+    )
+    .await
+    .unwrap();
     let v = next_reply(&mut replies).await.json.unwrap();
     assert_eq!(v["error"]["code"], "not_found");
     assert_eq!(v["error"]["message"], "no such file: missing-cat.jpg");
@@ -175,9 +251,12 @@ async fn service_down_gives_error_replies_and_adapter_keeps_running() {
     let url = dead_url().await;
     let (_d, _emu, running, req, mut replies) = setup(Flavour::Lite, &url, |_| {}).await;
     for i in 0..3 {
-        req.publish("local/inference", &bin(&json!({"path": "/a.jpg", "request_id": format!("down-{i}")})))
-            .await
-            .unwrap();
+        req.publish(
+            "local/inference",
+            &bin(&json!({"path": "/a.jpg", "request_id": format!("down-{i}")})),
+        )
+        .await
+        .unwrap();
         let r = next_reply(&mut replies).await;
         assert_eq!(r.json.as_ref().unwrap()["request_id"], format!("down-{i}"));
         assert_eq!(error_code(&r), "service_unreachable");
@@ -189,19 +268,30 @@ async fn service_down_gives_error_replies_and_adapter_keeps_running() {
 #[tokio::test]
 async fn label_mode_publishes_only_the_label() {
     let stub = stub_service().await;
-    let (_d, _emu, running, req, mut replies) =
-        setup(Flavour::Lite, &stub.url, |c| c.reply_format = ReplyFormat::Label).await;
-    req.publish("local/inference", &bin(&json!({"image_dir": "/images", "fname": "pelican.jpeg"})))
-        .await
-        .unwrap();
+    let (_d, _emu, running, req, mut replies) = setup(Flavour::Lite, &stub.url, |c| {
+        c.reply_format = ReplyFormat::Label
+    })
+    .await;
+    req.publish(
+        "local/inference",
+        &bin(&json!({"image_dir": "/images", "fname": "pelican.jpeg"})),
+    )
+    .await
+    .unwrap();
     let r = next_reply(&mut replies).await;
     assert!(r.binary);
     assert_eq!(r.text, "pelican");
-    req.publish("local/inference", &Payload::Json(json!({"path": "/images/missing.jpg"})))
-        .await
-        .unwrap();
+    req.publish(
+        "local/inference",
+        &Payload::Json(json!({"path": "/images/missing.jpg"})),
+    )
+    .await
+    .unwrap();
     let r = next_reply(&mut replies).await;
-    assert!(r.binary, "label mode always answers with binaryMessage text");
+    assert!(
+        r.binary,
+        "label mode always answers with binaryMessage text"
+    );
     assert!(r.text.starts_with("ERROR not_found: "), "{}", r.text);
     running.stop().await.unwrap();
 }
@@ -211,15 +301,24 @@ async fn reply_topic_from_request_and_unauthorised_fallback() {
     let stub = stub_service().await;
     let (_d, emu, running, req, mut replies) = setup(Flavour::Classic, &stub.url, |_| {}).await;
     let mut custom = req.subscribe("custom/+", None).await.unwrap();
-    req.publish("local/inference", &bin(&json!({"path": "/a/green.png", "reply_topic": "custom/me", "request_id": "c1"})))
-        .await
-        .unwrap();
+    req.publish(
+        "local/inference",
+        &bin(&json!({"path": "/a/green.png", "reply_topic": "custom/me", "request_id": "c1"})),
+    )
+    .await
+    .unwrap();
     let v = next_reply(&mut custom).await.json.unwrap();
-    assert_eq!((v["request_id"].as_str(), v["label"].as_str()), (Some("c1"), Some("green")));
+    assert_eq!(
+        (v["request_id"].as_str(), v["label"].as_str()),
+        (Some("c1"), Some("green"))
+    );
     // The adapter may not publish on forbidden/x: the requester gets reply_failed on the default topic.
-    req.publish("local/inference", &bin(&json!({"path": "/a/green.png", "reply_topic": "forbidden/x", "request_id": "c2"})))
-        .await
-        .unwrap();
+    req.publish(
+        "local/inference",
+        &bin(&json!({"path": "/a/green.png", "reply_topic": "forbidden/x", "request_id": "c2"})),
+    )
+    .await
+    .unwrap();
     let r = next_reply(&mut replies).await;
     assert_eq!(r.json.as_ref().unwrap()["request_id"], "c2");
     assert_eq!(error_code(&r), "reply_failed");
@@ -233,9 +332,12 @@ async fn reply_topic_from_request_and_unauthorised_fallback() {
 async fn reply_too_large_for_lite_becomes_an_error_reply() {
     let stub = stub_service().await;
     let (_d, _emu, running, req, mut replies) = setup(Flavour::Lite, &stub.url, |_| {}).await;
-    req.publish("local/inference", &bin(&json!({"path": "/a/many.png", "request_id": "big"})))
-        .await
-        .unwrap();
+    req.publish(
+        "local/inference",
+        &bin(&json!({"path": "/a/many.png", "request_id": "big"})),
+    )
+    .await
+    .unwrap();
     let r = next_reply(&mut replies).await;
     assert_eq!(r.json.as_ref().unwrap()["request_id"], "big");
     assert_eq!(error_code(&r), "reply_too_large");
@@ -253,7 +355,10 @@ async fn unauthorised_request_topic_fails_start_up() {
         .await
         .expect("fails fast")
         .unwrap_err();
-    assert!(matches!(&err, AdapterError::Startup(e) if e.is_unauthorized()), "{err}");
+    assert!(
+        matches!(&err, AdapterError::Startup(e) if e.is_unauthorized()),
+        "{err}"
+    );
     assert_eq!(err.exit_code(), 3);
 }
 
@@ -264,9 +369,14 @@ async fn bad_token_fails_start_up_with_a_clear_error() {
         let emu = start_emulator(dir.path(), flavour).await;
         let mut config = adapter_config(emu.socket_path(), "http://127.0.0.1:9", flavour);
         config.ipc.auth_token = Some("wrong-token".into());
-        let err = adapter::run(config, std::future::pending()).await.unwrap_err();
+        let err = adapter::run(config, std::future::pending())
+            .await
+            .unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("rejected") && text.contains("SVCUID"), "{flavour:?}: {text}");
+        assert!(
+            text.contains("rejected") && text.contains("SVCUID"),
+            "{flavour:?}: {text}"
+        );
     }
 }
 
@@ -279,22 +389,34 @@ async fn nucleus_restart_makes_the_adapter_exit_and_a_restarted_adapter_works() 
     let mut running = start_adapter(adapter_config(&socket, &stub.url, Flavour::Classic)).await;
     emu.shutdown().await;
     // Documented policy: the adapter returns ConnectionLost (binary: exit status 4) at once.
-    let result = tokio::time::timeout(WAIT, &mut running.task).await.expect("adapter exits").unwrap();
+    let result = tokio::time::timeout(WAIT, &mut running.task)
+        .await
+        .expect("adapter exits")
+        .unwrap();
     let err = result.unwrap_err();
     assert!(matches!(err, AdapterError::ConnectionLost(_)), "{err}");
     assert_eq!(err.exit_code(), 4);
-    assert!(err.to_string().contains("Greengrass restarts the component"));
+    assert!(
+        err.to_string()
+            .contains("Greengrass restarts the component")
+    );
 
     // The nucleus comes back on the same path; the restarted adapter serves again.
     let emu = start_emulator_at(&socket, Flavour::Classic).await;
     let running = start_adapter(adapter_config(&socket, &stub.url, Flavour::Classic)).await;
     let req = client(&socket, REQUESTER, Flavour::Classic).await;
     let mut replies = req.subscribe("local/result", None).await.unwrap();
-    req.publish("local/inference", &bin(&json!({"path": "/x/back.png", "request_id": "again"})))
-        .await
-        .unwrap();
+    req.publish(
+        "local/inference",
+        &bin(&json!({"path": "/x/back.png", "request_id": "again"})),
+    )
+    .await
+    .unwrap();
     let v = next_reply(&mut replies).await.json.unwrap();
-    assert_eq!((v["request_id"].as_str(), v["label"].as_str()), (Some("again"), Some("back")));
+    assert_eq!(
+        (v["request_id"].as_str(), v["label"].as_str()),
+        (Some("again"), Some("back"))
+    );
     running.stop().await.unwrap();
     emu.shutdown().await;
 }
@@ -304,9 +426,12 @@ async fn shutdown_finishes_in_flight_requests() {
     let stub = stub_service().await;
     let (_d, emu, running, req, mut replies) = setup(Flavour::Lite, &stub.url, |_| {}).await;
     for i in 0..3 {
-        req.publish("local/inference", &bin(&json!({"path": "/x/slow.png", "request_id": format!("s{i}")})))
-            .await
-            .unwrap();
+        req.publish(
+            "local/inference",
+            &bin(&json!({"path": "/x/slow.png", "request_id": format!("s{i}")})),
+        )
+        .await
+        .unwrap();
     }
     // Let the adapter receive them, then ask it to stop while the service is still working.
     assert!(eventually(|| stub.log.lock().unwrap().bodies.len() == 3).await);
@@ -319,14 +444,18 @@ async fn shutdown_finishes_in_flight_requests() {
     }
     assert_eq!(ids.len(), 3);
     // After the stop the adapter's subscription is gone: new requests are not taken.
-    assert!(eventually(|| emu.subscription_count() == 1).await, "only the requester's subscription remains");
+    assert!(
+        eventually(|| emu.subscription_count() == 1).await,
+        "only the requester's subscription remains"
+    );
 }
 
 #[tokio::test]
 async fn two_hundred_concurrent_requests_each_answered_exactly_once() {
     for flavour in [Flavour::Classic, Flavour::Lite] {
         let stub = stub_service().await;
-        let (_d, _emu, running, req, mut replies) = setup(flavour, &stub.url, |c| c.max_in_flight = 8).await;
+        let (_d, _emu, running, req, mut replies) =
+            setup(flavour, &stub.url, |c| c.max_in_flight = 8).await;
         let mut publishers = Vec::new();
         for i in 0..200 {
             let req = req.clone();
@@ -353,7 +482,11 @@ async fn two_hundred_concurrent_requests_each_answered_exactly_once() {
         }
         assert_quiet(&mut replies, Duration::from_millis(500)).await;
         let unique: HashSet<_> = seen.iter().cloned().collect();
-        assert_eq!(unique.len(), 200, "{flavour:?}: every request answered exactly once");
+        assert_eq!(
+            unique.len(),
+            200,
+            "{flavour:?}: every request answered exactly once"
+        );
         assert_eq!(stub.log.lock().unwrap().bodies.len(), 200);
         running.stop().await.unwrap();
     }
@@ -368,14 +501,21 @@ async fn queue_overflow_is_answered_with_overloaded() {
     })
     .await;
     for i in 0..4 {
-        req.publish("local/inference", &bin(&json!({"path": "/x/slow.png", "request_id": format!("q{i}")})))
-            .await
-            .unwrap();
+        req.publish(
+            "local/inference",
+            &bin(&json!({"path": "/x/slow.png", "request_id": format!("q{i}")})),
+        )
+        .await
+        .unwrap();
     }
     let mut codes = Vec::new();
     for _ in 0..4 {
         let v = next_reply(&mut replies).await.json.unwrap();
-        codes.push(if v["status"] == "ok" { "ok".to_owned() } else { v["error"]["code"].as_str().unwrap().to_owned() });
+        codes.push(if v["status"] == "ok" {
+            "ok".to_owned()
+        } else {
+            v["error"]["code"].as_str().unwrap().to_owned()
+        });
     }
     let c = counts(codes.iter().map(String::as_str));
     assert_eq!(c.get("ok"), Some(&2), "{codes:?}");

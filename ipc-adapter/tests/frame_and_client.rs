@@ -18,8 +18,14 @@ use tokio::net::unix::OwnedWriteHalf;
 
 fn publish_frame(stream_id: i32, payload_len: usize) -> Frame {
     let body = pubsub::publish_request("t", &Payload::Binary(vec![b'a'; payload_len]));
-    Frame::json(MessageType::ApplicationMessage, 0, stream_id, pubsub::PUBLISH_REQUEST, body.to_string())
-        .with_str_header(header::OPERATION, pubsub::OP_PUBLISH)
+    Frame::json(
+        MessageType::ApplicationMessage,
+        0,
+        stream_id,
+        pubsub::PUBLISH_REQUEST,
+        body.to_string(),
+    )
+    .with_str_header(header::OPERATION, pubsub::OP_PUBLISH)
 }
 
 #[test]
@@ -49,7 +55,9 @@ async fn oversized_incoming_frame_is_refused_before_its_body_is_read() {
     let small = frame::encode(&publish_frame(2, 10), LITE_MAX_FRAME).unwrap();
     let stream = [big.clone(), small].concat();
     let mut reader = FrameReader::new(&stream[..], 1024 * 1024);
-    let Err(FrameError::TooLarge { len, .. }) = reader.read().await else { panic!() };
+    let Err(FrameError::TooLarge { len, .. }) = reader.read().await else {
+        panic!()
+    };
     reader.skip(len).await.unwrap();
     match reader.read().await.unwrap() {
         ReadOutcome::Frame(f) => assert_eq!(f.stream_id, 2),
@@ -91,7 +99,9 @@ struct RawServer {
 }
 
 async fn send(w: &mut OwnedWriteHalf, f: &Frame) {
-    w.write_all(&frame::encode(f, frame::CLASSIC_MAX_FRAME).unwrap()).await.unwrap();
+    w.write_all(&frame::encode(f, frame::CLASSIC_MAX_FRAME).unwrap())
+        .await
+        .unwrap();
 }
 
 async fn raw_server(script: Script) -> RawServer {
@@ -104,7 +114,9 @@ async fn raw_server(script: Script) -> RawServer {
         let (stream, _) = listener.accept().await.unwrap();
         let (r, mut w) = stream.into_split();
         let mut reader = FrameReader::new(r, frame::CLASSIC_MAX_FRAME);
-        let ReadOutcome::Frame(connect) = reader.read().await.unwrap() else { return };
+        let ReadOutcome::Frame(connect) = reader.read().await.unwrap() else {
+            return;
+        };
         assert_eq!(connect.message_type, MessageType::Connect);
         assert_eq!(connect.str_header(header::VERSION), Some("0.1.0"));
         match script {
@@ -115,7 +127,11 @@ async fn raw_server(script: Script) -> RawServer {
             }
             Script::Lite => {}
         }
-        send(&mut w, &Frame::new(MessageType::ConnectAck, flags::CONNECTION_ACCEPTED, 0)).await;
+        send(
+            &mut w,
+            &Frame::new(MessageType::ConnectAck, flags::CONNECTION_ACCEPTED, 0),
+        )
+        .await;
         while let Ok(ReadOutcome::Frame(f)) = reader.read().await {
             assert_ne!(f.message_type, MessageType::Ping, "clients must never ping");
             if f.str_header(header::OPERATION).is_none() {
@@ -126,30 +142,80 @@ async fn raw_server(script: Script) -> RawServer {
             let topic = body["topic"].as_str().unwrap().to_owned();
             match topic.as_str() {
                 "deny" => {
-                    let p = json!({"_message": "not allowed here", "_errorCode": "UnauthorizedError"});
-                    send(&mut w, &Frame::json(MessageType::ApplicationError, flags::TERMINATE_STREAM, f.stream_id, pubsub::UNAUTHORIZED_ERROR, p.to_string())).await;
+                    let p =
+                        json!({"_message": "not allowed here", "_errorCode": "UnauthorizedError"});
+                    send(
+                        &mut w,
+                        &Frame::json(
+                            MessageType::ApplicationError,
+                            flags::TERMINATE_STREAM,
+                            f.stream_id,
+                            pubsub::UNAUTHORIZED_ERROR,
+                            p.to_string(),
+                        ),
+                    )
+                    .await;
                 }
                 "plain" => {
-                    let e = Frame::new(MessageType::ApplicationError, flags::TERMINATE_STREAM, f.stream_id)
-                        .with_str_header(header::CONTENT_TYPE, "text/plain")
-                        .with_payload("InternalServerError");
+                    let e = Frame::new(
+                        MessageType::ApplicationError,
+                        flags::TERMINATE_STREAM,
+                        f.stream_id,
+                    )
+                    .with_str_header(header::CONTENT_TYPE, "text/plain")
+                    .with_payload("InternalServerError");
                     send(&mut w, &e).await;
                 }
                 "events" => {
                     // Response without TerminateStream (lite), then an oversized event, then a small one.
-                    send(&mut w, &Frame::json(MessageType::ApplicationMessage, 0, f.stream_id, pubsub::SUBSCRIBE_RESPONSE, "{}")).await;
+                    send(
+                        &mut w,
+                        &Frame::json(
+                            MessageType::ApplicationMessage,
+                            0,
+                            f.stream_id,
+                            pubsub::SUBSCRIBE_RESPONSE,
+                            "{}",
+                        ),
+                    )
+                    .await;
                     for n in [20_000usize, 10] {
-                        let ev = pubsub::subscription_message("events", &Payload::Binary(vec![b'e'; n]));
-                        send(&mut w, &Frame::json(MessageType::ApplicationMessage, 0, f.stream_id, pubsub::SUBSCRIPTION_MESSAGE, ev.to_string())).await;
+                        let ev =
+                            pubsub::subscription_message("events", &Payload::Binary(vec![b'e'; n]));
+                        send(
+                            &mut w,
+                            &Frame::json(
+                                MessageType::ApplicationMessage,
+                                0,
+                                f.stream_id,
+                                pubsub::SUBSCRIPTION_MESSAGE,
+                                ev.to_string(),
+                            ),
+                        )
+                        .await;
                     }
                 }
                 _ => {
-                    send(&mut w, &Frame::json(MessageType::ApplicationMessage, 0, f.stream_id, pubsub::PUBLISH_RESPONSE, "{}")).await;
+                    send(
+                        &mut w,
+                        &Frame::json(
+                            MessageType::ApplicationMessage,
+                            0,
+                            f.stream_id,
+                            pubsub::PUBLISH_RESPONSE,
+                            "{}",
+                        ),
+                    )
+                    .await;
                 }
             }
         }
     });
-    RawServer { socket, stream_ids, _dir: dir }
+    RawServer {
+        socket,
+        stream_ids,
+        _dir: dir,
+    }
 }
 
 fn config(socket: &std::path::Path) -> ClientConfig {
@@ -172,7 +238,11 @@ async fn concurrent_operations_use_strictly_sequential_stream_ids() {
         }));
     }
     for t in tasks {
-        tokio::time::timeout(WAIT, t).await.unwrap().unwrap().unwrap();
+        tokio::time::timeout(WAIT, t)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
     }
     let ids = server.stream_ids.lock().unwrap().clone();
     assert_eq!(ids, (1..=100).collect::<Vec<i32>>());
@@ -182,10 +252,22 @@ async fn concurrent_operations_use_strictly_sequential_stream_ids() {
 async fn refused_oversized_request_does_not_consume_a_stream_id() {
     let server = raw_server(Script::Lite).await;
     let client = IpcClient::connect(config(&server.socket)).await.unwrap();
-    client.publish("t", &Payload::Binary(vec![1; 10])).await.unwrap();
-    let err = client.publish("t", &Payload::Binary(vec![1; 9_000])).await.unwrap_err();
-    assert!(matches!(err, IpcError::FrameTooLarge { max: 9_999, .. }), "{err}");
-    client.publish("t", &Payload::Binary(vec![1; 10])).await.unwrap();
+    client
+        .publish("t", &Payload::Binary(vec![1; 10]))
+        .await
+        .unwrap();
+    let err = client
+        .publish("t", &Payload::Binary(vec![1; 9_000]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, IpcError::FrameTooLarge { max: 9_999, .. }),
+        "{err}"
+    );
+    client
+        .publish("t", &Payload::Binary(vec![1; 10]))
+        .await
+        .unwrap();
     assert_eq!(*server.stream_ids.lock().unwrap(), vec![1, 2]);
 }
 
@@ -193,21 +275,39 @@ async fn refused_oversized_request_does_not_consume_a_stream_id() {
 async fn error_payloads_with_underscore_message_and_plain_text() {
     let server = raw_server(Script::Lite).await;
     let client = IpcClient::connect(config(&server.socket)).await.unwrap();
-    match client.publish("deny", &Payload::Binary(vec![])).await.unwrap_err() {
+    match client
+        .publish("deny", &Payload::Binary(vec![]))
+        .await
+        .unwrap_err()
+    {
         e @ IpcError::Service { .. } => {
             assert!(e.is_unauthorized());
-            let IpcError::Service { message, error_code, .. } = e else { unreachable!() };
+            let IpcError::Service {
+                message,
+                error_code,
+                ..
+            } = e
+            else {
+                unreachable!()
+            };
             assert_eq!(message, "not allowed here");
             assert_eq!(error_code.as_deref(), Some("UnauthorizedError"));
         }
         other => panic!("{other}"),
     }
-    match client.publish("plain", &Payload::Binary(vec![])).await.unwrap_err() {
+    match client
+        .publish("plain", &Payload::Binary(vec![]))
+        .await
+        .unwrap_err()
+    {
         IpcError::Service { message, .. } => assert_eq!(message, "InternalServerError"),
         other => panic!("{other}"),
     }
     // The connection is still usable after errors.
-    client.publish("ok", &Payload::Binary(vec![])).await.unwrap();
+    client
+        .publish("ok", &Payload::Binary(vec![]))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -215,17 +315,26 @@ async fn oversized_incoming_event_is_skipped_and_the_connection_survives() {
     let server = raw_server(Script::Lite).await;
     let client = IpcClient::connect(config(&server.socket)).await.unwrap();
     let mut sub = client.subscribe("events", None).await.unwrap();
-    let ev = tokio::time::timeout(WAIT, sub.next()).await.unwrap().unwrap().unwrap();
+    let ev = tokio::time::timeout(WAIT, sub.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(ev.payload, Payload::Binary(vec![b'e'; 10]));
     assert_eq!(ev.topic.as_deref(), Some("events"));
-    client.publish("ok", &Payload::Binary(vec![])).await.unwrap();
+    client
+        .publish("ok", &Payload::Binary(vec![]))
+        .await
+        .unwrap();
     sub.close().await.unwrap();
 }
 
 #[tokio::test]
 async fn lite_silent_close_is_reported_as_a_rejected_token() {
     let server = raw_server(Script::SilentReject).await;
-    let err = IpcClient::connect(config(&server.socket)).await.unwrap_err();
+    let err = IpcClient::connect(config(&server.socket))
+        .await
+        .unwrap_err();
     assert!(matches!(err, IpcError::ConnectRejected(_)), "{err}");
     assert!(err.to_string().contains("SVCUID"), "{err}");
 }
@@ -233,7 +342,9 @@ async fn lite_silent_close_is_reported_as_a_rejected_token() {
 #[tokio::test]
 async fn classic_connect_ack_without_accept_is_a_rejection() {
     let server = raw_server(Script::ClassicReject).await;
-    let err = IpcClient::connect(config(&server.socket)).await.unwrap_err();
+    let err = IpcClient::connect(config(&server.socket))
+        .await
+        .unwrap_err();
     assert!(matches!(err, IpcError::ConnectRejected(_)), "{err}");
     assert!(err.to_string().contains("SVCUID"), "{err}");
 }
@@ -241,6 +352,8 @@ async fn classic_connect_ack_without_accept_is_a_rejection() {
 #[tokio::test]
 async fn missing_socket_is_a_connect_error() {
     let dir = tempfile::tempdir().unwrap();
-    let err = IpcClient::connect(config(&dir.path().join("none.sock"))).await.unwrap_err();
+    let err = IpcClient::connect(config(&dir.path().join("none.sock")))
+        .await
+        .unwrap_err();
     assert!(matches!(err, IpcError::Connect { .. }), "{err}");
 }

@@ -21,7 +21,12 @@ async fn official_client_publishes_and_receives_binary_and_json() {
     for flavour in FLAVOURS {
         let dir = tempfile::tempdir().unwrap();
         let emu = start_emulator(dir.path(), flavour).await;
-        let (ok, out, err) = run_python(emu.socket_path(), REQUESTER, &["roundtrip", "--topic", "local/result"]).await;
+        let (ok, out, err) = run_python(
+            emu.socket_path(),
+            REQUESTER,
+            &["roundtrip", "--topic", "local/result"],
+        )
+        .await;
         assert!(ok, "{flavour:?}: {out}\n{err}");
         emu.shutdown().await;
     }
@@ -32,7 +37,12 @@ async fn official_client_sees_receive_mode_per_flavour() {
     for (flavour, expected) in [(Flavour::Classic, 0), (Flavour::Lite, 1)] {
         let dir = tempfile::tempdir().unwrap();
         let emu = start_emulator(dir.path(), flavour).await;
-        let (ok, out, err) = run_python(emu.socket_path(), REQUESTER, &["own-messages", "--topic", "local/result"]).await;
+        let (ok, out, err) = run_python(
+            emu.socket_path(),
+            REQUESTER,
+            &["own-messages", "--topic", "local/result"],
+        )
+        .await;
         assert!(ok, "{out}\n{err}");
         assert_eq!(out["received_own"], expected, "{flavour:?}");
         emu.shutdown().await;
@@ -45,12 +55,19 @@ async fn official_client_gets_unauthorized_error() {
         let dir = tempfile::tempdir().unwrap();
         let emu = start_emulator(dir.path(), flavour).await;
         for op in ["publish", "subscribe"] {
-            let (ok, out, err) =
-                run_python(emu.socket_path(), REQUESTER, &["unauthorized", "--operation", op, "--topic", "secret/topic"]).await;
+            let (ok, out, err) = run_python(
+                emu.socket_path(),
+                REQUESTER,
+                &["unauthorized", "--operation", op, "--topic", "secret/topic"],
+            )
+            .await;
             assert!(ok, "{flavour:?} {op}: {out}\n{err}");
             if flavour == Flavour::Classic {
                 // Classic sends `message`, which the Python model reads.
-                assert!(out["message"].as_str().unwrap().contains("secret/topic"), "{out}");
+                assert!(
+                    out["message"].as_str().unwrap().contains("secret/topic"),
+                    "{out}"
+                );
             }
         }
         emu.shutdown().await;
@@ -76,7 +93,10 @@ async fn official_client_closing_a_subscription_removes_it() {
         let mut child = tokio::process::Command::new(python())
             .arg(python_script())
             .args(["close-handshake", "--topic", "local/result"])
-            .env("AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT", emu.socket_path())
+            .env(
+                "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT",
+                emu.socket_path(),
+            )
             .env("SVCUID", REQUESTER)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -96,10 +116,16 @@ async fn official_client_closing_a_subscription_removes_it() {
         assert!(eventually(|| emu.subscription_count() == 1).await);
         stdin.write_all(b"\n").await.unwrap();
         assert!(next_line().await.contains("closed"));
-        assert!(eventually(|| emu.subscription_count() == 0).await, "{flavour:?}: TerminateStream removed it");
+        assert!(
+            eventually(|| emu.subscription_count() == 0).await,
+            "{flavour:?}: TerminateStream removed it"
+        );
         assert_eq!(emu.connection_count(), 1, "the connection stays open");
         stdin.write_all(b"\n").await.unwrap();
-        let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.unwrap().unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+            .await
+            .unwrap()
+            .unwrap();
         assert!(status.success());
         emu.shutdown().await;
     }
@@ -118,7 +144,13 @@ async fn seed_requester_flow_through_emulator_adapter_and_service() {
             let (ok, out, err) = run_python(
                 emu.socket_path(),
                 REQUESTER,
-                &["seed-request", "--image-dir", "/greengrass/images", "--fname", "pelican.jpeg"],
+                &[
+                    "seed-request",
+                    "--image-dir",
+                    "/greengrass/images",
+                    "--fname",
+                    "pelican.jpeg",
+                ],
             )
             .await;
             assert!(ok, "{flavour:?} {format:?}: {out}\n{err}");
@@ -128,7 +160,10 @@ async fn seed_requester_flow_through_emulator_adapter_and_service() {
                 ReplyFormat::Label => assert_eq!(text, "pelican"),
                 ReplyFormat::Json => {
                     let v: serde_json::Value = serde_json::from_str(text).unwrap();
-                    assert_eq!((v["status"].as_str(), v["label"].as_str()), (Some("ok"), Some("pelican")));
+                    assert_eq!(
+                        (v["status"].as_str(), v["label"].as_str()),
+                        (Some("ok"), Some("pelican"))
+                    );
                 }
             }
             assert_eq!(

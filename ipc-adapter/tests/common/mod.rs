@@ -52,12 +52,18 @@ impl Drop for StubService {
 fn problem(status: StatusCode, detail: &str) -> Response {
     let body = json!({"type": "about:blank", "title": status.canonical_reason(), "status": status.as_u16(), "detail": detail});
     let mut r = (status, body.to_string()).into_response();
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, "application/problem+json".parse().unwrap());
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        "application/problem+json".parse().unwrap(),
+    );
     r
 }
 
-async fn classify(State(log): State<Arc<Mutex<StubLog>>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+async fn classify(
+    State(log): State<Arc<Mutex<StubLog>>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
     {
         let mut l = log.lock().unwrap();
         l.bodies.push(body.clone());
@@ -78,7 +84,8 @@ async fn classify(State(log): State<Arc<Mutex<StubLog>>>, headers: HeaderMap, Js
     }
     if stem.starts_with("busy") {
         let mut r = problem(StatusCode::SERVICE_UNAVAILABLE, "queue full");
-        r.headers_mut().insert(header::RETRY_AFTER, "1".parse().unwrap());
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, "1".parse().unwrap());
         return r;
     }
     if stem.starts_with("broken") {
@@ -94,7 +101,8 @@ async fn classify(State(log): State<Arc<Mutex<StubLog>>>, headers: HeaderMap, Js
         let preds: Vec<Value> = (0..400)
             .map(|i| json!({"index": i, "label": format!("label-{i}"), "probability": 0.001, "logit": 0.1}))
             .collect();
-        return Json(json!({"request_id": "x", "label": "label-0", "predictions": preds})).into_response();
+        return Json(json!({"request_id": "x", "label": "label-0", "predictions": preds}))
+            .into_response();
     }
     let top_k = body.get("top_k").and_then(Value::as_u64).unwrap_or(2);
     let preds: Vec<Value> = (0..top_k.min(3))
@@ -197,7 +205,10 @@ impl RunningAdapter {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
-        tokio::time::timeout(WAIT, self.task).await.expect("adapter stops in time").unwrap()
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("adapter stops in time")
+            .unwrap()
     }
 }
 
@@ -284,7 +295,10 @@ pub async fn run_python(socket: &Path, token: &str, args: &[&str]) -> (bool, Val
     let mut cmd = tokio::process::Command::new(python());
     cmd.arg(python_script())
         .args(args)
-        .env("AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT", socket)
+        .env(
+            "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT",
+            socket,
+        )
         .env("SVCUID", token)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
@@ -295,7 +309,8 @@ pub async fn run_python(socket: &Path, token: &str, args: &[&str]) -> (bool, Val
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let last = stdout.lines().last().unwrap_or("null");
-    let json = serde_json::from_str(last).unwrap_or_else(|_| panic!("bad output: {stdout}\n{stderr}"));
+    let json =
+        serde_json::from_str(last).unwrap_or_else(|_| panic!("bad output: {stdout}\n{stderr}"));
     (out.status.success(), json, stderr)
 }
 
