@@ -21,7 +21,7 @@ pub const ENV_TOKEN: &str = "SVCUID";
 pub enum Flavour {
     /// The Java Greengrass nucleus: frames up to 24 MiB.
     Classic,
-    /// Greengrass nucleus lite: frames under 10000 bytes (the safe default, valid for both).
+    /// Greengrass nucleus lite: frames under 10000 bytes (a limit that is also safe for classic).
     #[default]
     Lite,
 }
@@ -39,7 +39,7 @@ impl Flavour {
 /// Format of the replies the adapter publishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum ReplyFormat {
-    /// A JSON reply document (see [`crate::messages::Reply`]).
+    /// A JSON reply document: request_id, status, label, predictions or error.
     #[default]
     Json,
     /// Only the top-1 label text as a binaryMessage, like the seed's classifier

@@ -13,6 +13,8 @@
 //! * [`requester`] — one-shot requester (the seed's `com.custom.requester`).
 //! * [`config`] — command-line / environment configuration of every subcommand.
 
+#![warn(missing_docs)]
+
 pub mod acl;
 pub mod adapter;
 pub mod client;

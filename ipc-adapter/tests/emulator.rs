@@ -253,6 +253,14 @@ async fn fan_out_wildcards_receive_mode_and_close() {
             .unwrap();
         assert_eq!(ev.payload, Payload::Binary(b"from b".to_vec()));
 
+        // a_plus got b's message too (room/+); read it so that only post-close traffic remains.
+        let ev = tokio::time::timeout(WAIT, a_plus.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(ev.payload, Payload::Binary(b"from b".to_vec()));
+
         // Closing a subscription stops its deliveries, others continue.
         a_plus.close().await.unwrap();
         assert!(eventually(|| emu.subscription_count() == 2).await);
