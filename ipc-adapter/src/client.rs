@@ -333,10 +333,15 @@ impl IpcClient {
     /// Publishes `payload` on `topic` and waits for the nucleus' response.
     pub async fn publish(&self, topic: &str, payload: &Payload) -> Result<(), IpcError> {
         let body = pubsub::publish_request(topic, payload);
-        let (_, first, _) = self
+        let (stream_id, first, _) = self
             .open_stream(pubsub::OP_PUBLISH, pubsub::PUBLISH_REQUEST, &body, false)
             .await?;
-        self.await_first(first).await.map(|_| ())
+        let result = self.await_first(first).await.map(|_| ());
+        if matches!(result, Err(IpcError::Timeout(_))) {
+            // Forget the stream so a late (or never coming) response does not pin its slot.
+            self.inner.shared.lock().map.remove(&stream_id);
+        }
+        result
     }
 
     /// Subscribes to `topic` (MQTT wildcards allowed where the nucleus supports them).

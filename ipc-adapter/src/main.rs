@@ -44,6 +44,7 @@ async fn main() -> ExitCode {
                 access_control,
                 tokens: args.tokens.into_iter().collect::<HashMap<_, _>>(),
             };
+            let stop = shutdown_signal();
             let handle = match emulator::spawn(config).await {
                 Ok(h) => h,
                 Err(e) => {
@@ -51,7 +52,7 @@ async fn main() -> ExitCode {
                     return ExitCode::from(3);
                 }
             };
-            shutdown_signal().await;
+            stop.await;
             handle.shutdown().await;
             ExitCode::SUCCESS
         }
@@ -72,12 +73,16 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Resolves on SIGTERM (how Greengrass stops a component) or SIGINT.
-async fn shutdown_signal() {
+/// Resolves on SIGTERM (how Greengrass stops a component) or SIGINT. The handlers are installed
+/// when this is called, not when first polled, so a signal during start-up is not lost.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
+    async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
     }
 }
