@@ -9,7 +9,10 @@
 //! * `test`    — set-up, then `cargo fmt --check`, `cargo clippy -D warnings` and every test.
 //!   `.ci/run` runs exactly this.
 //! * `openapi` — regenerates the committed `openapi/openapi.json` from the service.
+//! * `dist`    — release binaries for x86_64 and (cross-compiled) aarch64, laid out with the
+//!   Greengrass recipes in `greengrass-build/` for gdk and `greengrass-cli` (see `dist.rs`).
 
+mod dist;
 mod samples;
 mod setup;
 
@@ -25,9 +28,12 @@ fn main() -> ExitCode {
         Some("demo") => demo(&args[1..]),
         Some("test") => test(),
         Some("openapi") => openapi(),
+        Some("dist") => dist::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup [--heavy-passes N] | demo [--once] | test | openapi>"
+                "usage: cargo xtask <setup [--heavy-passes N] | demo [--once] | test | openapi \
+                 | dist [--component NAME]... [--target TRIPLE]... [--out DIR] [--gdk NAME] \
+                 [--no-build] [--list]>"
             );
             return ExitCode::from(2);
         }

@@ -119,3 +119,49 @@ fn make_venv(python: &str) -> Result {
     sh(Command::new(&venv_python).args(["-m", "pip", "install", "--quiet", AWSIOTSDK]))?;
     Ok(())
 }
+
+/// Rust target and Debian cross compiler for the aarch64 release build (`cargo xtask dist`).
+const CROSS_TARGET: &str = "aarch64-unknown-linux-gnu";
+const CROSS_GCC: &str = "aarch64-linux-gnu-gcc";
+/// The compiler, and the target's C library (only a recommendation of the compiler package).
+const CROSS_PACKAGES: &[&str] = &["gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross"];
+
+/// Installs what cross-compiling to aarch64 needs, when missing: the rustup target and Debian's
+/// `gcc-aarch64-linux-gnu` (linker, and C compiler for build scripts). Idempotent; apt-get
+/// needs root (as in CI), otherwise the error says what to install.
+pub fn install_cross_toolchain() -> Result {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map_err(|e| format!("rustup is needed to add the {CROSS_TARGET} target: {e}"))?;
+    if !String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|l| l.trim() == CROSS_TARGET)
+    {
+        sh(Command::new("rustup").args(["target", "add", CROSS_TARGET]))?;
+    }
+    let have_gcc = Command::new(CROSS_GCC)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if have_gcc {
+        return Ok(());
+    }
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !is_root {
+        return Err(format!(
+            "{CROSS_GCC} not found: install Debian's {0} (sudo apt-get install {0})",
+            CROSS_PACKAGES.join(" ")
+        )
+        .into());
+    }
+    sh(Command::new("apt-get").args(["update", "-qq"]))?;
+    sh(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(CROSS_PACKAGES)
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    Ok(())
+}
