@@ -229,24 +229,26 @@ async fn handle(ctx: &Context, event: SubscriptionEvent) {
             None,
         ),
         Ok(request) => {
-            let reply = {
+            // The deadline covers the wait for a free slot too, so a backlog cannot hold a
+            // request (or a shutdown) for longer than one request timeout.
+            let timeout = ctx.config.request_timeout();
+            let attempt = async {
                 // Closed only if the adapter is dropped; then no reply can be sent anyway.
-                let Ok(_slot) = ctx.in_flight.acquire().await else {
-                    return;
-                };
-                let timeout = ctx.config.request_timeout();
-                match tokio::time::timeout(timeout, ctx.service.classify(&request)).await {
-                    Ok(Ok(c)) => Reply::ok(request.request_id.clone(), c.label, c.predictions),
-                    Ok(Err(f)) => Reply::error(request.request_id.clone(), f.code, f.message),
-                    Err(_) => Reply::error(
-                        request.request_id.clone(),
-                        ErrorCode::Timeout,
-                        format!(
-                            "no answer from the service within {} ms",
-                            timeout.as_millis()
-                        ),
+                let _slot = ctx.in_flight.acquire().await.ok()?;
+                Some(ctx.service.classify(&request).await)
+            };
+            let reply = match tokio::time::timeout(timeout, attempt).await {
+                Ok(None) => return,
+                Ok(Some(Ok(c))) => Reply::ok(request.request_id.clone(), c.label, c.predictions),
+                Ok(Some(Err(f))) => Reply::error(request.request_id.clone(), f.code, f.message),
+                Err(_) => Reply::error(
+                    request.request_id.clone(),
+                    ErrorCode::Timeout,
+                    format!(
+                        "no answer from the service within {} ms",
+                        timeout.as_millis()
                     ),
-                }
+                ),
             };
             (reply, request.reply_topic)
         }

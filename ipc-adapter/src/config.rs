@@ -162,7 +162,8 @@ pub struct AdapterConfig {
         default_value_t = 1024
     )]
     pub max_queued: u32,
-    /// Deadline for one request (service call included), in milliseconds.
+    /// Deadline for one request, in milliseconds: the wait for a free in-flight slot plus the
+    /// service call. Past it the request is answered with `timeout`.
     #[arg(
         long = "request-timeout-ms",
         env = "CLASSIFY_REQUEST_TIMEOUT_MS",

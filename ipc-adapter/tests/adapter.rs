@@ -522,3 +522,36 @@ async fn queue_overflow_is_answered_with_overloaded() {
     assert_eq!(c.get("overloaded"), Some(&2), "{codes:?}");
     running.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_deadline_covers_waiting_for_a_free_slot() {
+    let stub = stub_service().await;
+    // One call at a time; each slow call takes 1.5 s. The second request waits 1.5 s for the
+    // slot and would need 1.5 s more: past its 2.5 s deadline, so it is answered `timeout`.
+    let (_d, _emu, running, req, mut replies) = setup(Flavour::Lite, &stub.url, |c| {
+        c.max_in_flight = 1;
+        c.request_timeout_ms = 2500;
+    })
+    .await;
+    for i in 0..2 {
+        req.publish(
+            "local/inference",
+            &bin(&json!({"path": "/x/slow.png", "request_id": format!("w{i}")})),
+        )
+        .await
+        .unwrap();
+    }
+    let mut outcome = std::collections::BTreeMap::new();
+    for _ in 0..2 {
+        let v = next_reply(&mut replies).await.json.unwrap();
+        let code = if v["status"] == "ok" {
+            "ok".to_owned()
+        } else {
+            v["error"]["code"].as_str().unwrap().to_owned()
+        };
+        outcome.insert(v["request_id"].as_str().unwrap().to_owned(), code);
+    }
+    assert_eq!(outcome["w0"], "ok", "{outcome:?}");
+    assert_eq!(outcome["w1"], "timeout", "{outcome:?}");
+    running.stop().await.unwrap();
+}
