@@ -1,1 +1,396 @@
 //! Local HTTP image-classification service backed by DLR.
+//!
+//! A library with a thin binary (`src/main.rs`): [`Application::build`] takes one
+//! [`Config`], finds and loads the model, binds the listener and starts the model workers;
+//! [`Application::run_until_stopped`] serves until the given future completes (the binary
+//! passes [`shutdown_signal`]: SIGTERM or SIGINT), then finishes in-flight requests, stops the
+//! workers and removes the demo model's temporary directory. Tests and the end-to-end crate
+//! use the same two calls with `listen` on port 0 and read [`Application::port`].
+//!
+//! Modules, one job each:
+//! * [`config`] — the typed configuration (defaults < TOML file < env < flags) and validation;
+//! * [`model_store`] / [`demo`] — where the model directory comes from;
+//! * [`labels`] — `synset.txt` in its several forms;
+//! * [`preprocess`] — bytes → upright RGB → the tensor the model's metadata asks for;
+//! * [`inference`] — the worker pool on dedicated threads, the bounded queue, readiness;
+//! * [`scoring`] — softmax (or not), ranking, `top_k` / `threshold`;
+//! * [`files`] — file references confined to allowed directories;
+//! * [`http`] — routes, extractors, problem+json errors, OpenAPI and Swagger UI;
+//! * [`metrics`] — Prometheus text exposition; [`telemetry`] — `tracing` set-up.
+
+pub mod config;
+pub mod demo;
+pub mod files;
+pub mod http;
+pub mod inference;
+pub mod labels;
+pub mod metrics;
+pub mod model_store;
+pub mod preprocess;
+pub mod scoring;
+pub mod telemetry;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dlr_sys::{DlrLibrary, LibrarySearch, Model, ModelOptions};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use config::Config;
+pub use inference::Readiness;
+
+use crate::files::AllowedDirs;
+use crate::http::api::{InputInfo, ModelInfo, OutputInfo};
+use crate::inference::{InferencePool, PoolOptions};
+use crate::metrics::Metrics;
+use crate::model_store::LocatedModel;
+use crate::preprocess::{InputSpec, PreprocessOptions};
+
+/// Why the service could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// No model directory.
+    #[error(transparent)]
+    Locate(#[from] model_store::LocateError),
+    /// libdlr could not be found or the model could not be loaded.
+    #[error("{0}")]
+    Dlr(#[from] dlr_sys::Error),
+    /// The model's input or output is not something this service can feed or score.
+    #[error("unsupported model in {dir}: {reason}")]
+    UnsupportedModel {
+        /// The model directory.
+        dir: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The labels file is missing, malformed or of the wrong length.
+    #[error(transparent)]
+    Labels(#[from] labels::LabelsError),
+    /// An allowed directory could not be resolved.
+    #[error("allowed directory {}: {source}", dir.display())]
+    AllowedDir {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The listening socket could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The configured address.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A model worker failed to load or warm up after start-up.
+    #[error("{0}")]
+    WorkerFailed(String),
+    /// The HTTP server failed.
+    #[error("HTTP server: {0}")]
+    Serve(std::io::Error),
+    /// A start-up task panicked or was cancelled.
+    #[error("start-up task failed: {0}")]
+    Task(String),
+}
+
+/// A built, listening, not yet serving service.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    address: SocketAddr,
+    state: http::SharedState,
+    shutdown_timeout: Duration,
+    // Dropped last: the demo model's temporary directory outlives the workers.
+    model: LocatedModel,
+}
+
+impl Application {
+    /// Validates the configuration, binds the listener, loads the model (one handle, to read
+    /// its metadata and check the labels against it) and starts the workers, which warm up in
+    /// the background — `/readyz` answers 503 until they are done.
+    pub async fn build(config: Config) -> Result<Self, Error> {
+        config.validate()?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| Error::Bind {
+                address: config.listen,
+                source,
+            })?;
+        let address = listener.local_addr().map_err(|source| Error::Bind {
+            address: config.listen,
+            source,
+        })?;
+        let config = Arc::new(config);
+        let loading = config.clone();
+        let (model, state) = tokio::task::spawn_blocking(move || prepare(&loading))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))??;
+        tracing::info!(
+            model = %model.dir.display(),
+            name = %model.name,
+            version = %model.version,
+            workers = state.model.workers,
+            threads_per_worker = state.model.threads_per_worker,
+            "model loaded; warming up"
+        );
+        Ok(Self {
+            listener,
+            address,
+            state,
+            shutdown_timeout: Duration::from_millis(config.shutdown_timeout_ms),
+            model,
+        })
+    }
+
+    /// The bound port (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Readiness changes (`Starting` → `Ready`, or `Failed`).
+    pub fn readiness(&self) -> watch::Receiver<Readiness> {
+        self.state.pool.readiness()
+    }
+
+    /// What `/v1/model` reports.
+    pub fn model_info(&self) -> &ModelInfo {
+        &self.state.model
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish
+    /// (up to `shutdown_timeout_ms`), stops the workers and cleans up. Returns an error when a
+    /// worker fails to load or warm up (the process should exit non-zero so that Greengrass
+    /// notices) or the server fails.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let Self {
+            listener,
+            state,
+            shutdown_timeout,
+            model,
+            ..
+        } = self;
+        let pool = state.pool.clone();
+        let router = http::router(state);
+        let (trigger, triggered) = tokio::sync::oneshot::channel::<()>();
+        let mut server = tokio::spawn(
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = triggered.await;
+                })
+                .into_future(),
+        );
+        let mut readiness = pool.readiness();
+        let worker_failure = async move {
+            loop {
+                if let Readiness::Failed(reason) = &*readiness.borrow_and_update() {
+                    return reason.clone();
+                }
+                if readiness.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        let mut outcome = Ok(());
+        tokio::select! {
+            result = &mut server => {
+                return match result {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(Error::Serve(e)),
+                    Err(e) => Err(Error::Task(e.to_string())),
+                };
+            }
+            () = shutdown => tracing::info!("shutdown requested; finishing in-flight requests"),
+            reason = worker_failure => outcome = Err(Error::WorkerFailed(reason)),
+        }
+        let _ = trigger.send(());
+        match tokio::time::timeout(shutdown_timeout, &mut server).await {
+            Ok(Ok(Err(e))) => outcome = outcome.and(Err(Error::Serve(e))),
+            Ok(_) => {}
+            Err(_) => {
+                tracing::warn!(
+                    timeout_ms = shutdown_timeout.as_millis() as u64,
+                    "in-flight requests did not finish in time; closing them"
+                );
+                server.abort();
+            }
+        }
+        tokio::task::spawn_blocking(move || pool.shutdown())
+            .await
+            .map_err(|e| Error::Task(e.to_string()))?;
+        drop(model);
+        tracing::info!("stopped");
+        outcome
+    }
+}
+
+/// Completes on SIGTERM (how Greengrass stops a component) or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install the SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("install the SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// Everything blocking of start-up: locate, load, check, start the pool.
+fn prepare(config: &Config) -> Result<(LocatedModel, http::SharedState), Error> {
+    let located = model_store::locate(config)?;
+    let dir = located.dir.clone();
+    let library = DlrLibrary::discover(&LibrarySearch {
+        explicit: config.dlr_library.clone(),
+        model_dir: Some(dir.clone()),
+    })?;
+    let workers = config.effective_workers();
+    let threads = config.effective_threads_per_worker();
+    let model_options = ModelOptions {
+        threads: Some(threads),
+        cpu_affinity: config.cpu_affinity,
+        library_path: None,
+    };
+    let first = Model::load_with(library.clone(), &dir, &model_options)?;
+    let metadata = first.metadata().clone();
+    let unsupported = |reason: String| Error::UnsupportedModel {
+        dir: dir.clone(),
+        reason,
+    };
+    let input = InputSpec::from_metadata(&metadata.inputs, config.layout).map_err(unsupported)?;
+    let output = metadata
+        .outputs
+        .first()
+        .ok_or_else(|| unsupported("the model has no outputs".into()))?
+        .clone();
+    let classes = output.element_count();
+    if classes == 0 {
+        return Err(unsupported(format!("output shape {:?} is empty", output.shape)));
+    }
+
+    let labels = match &config.labels {
+        Some(path) => {
+            let labels = labels::load(path)?;
+            labels::check_count(path, &labels, classes)?;
+            labels
+        }
+        None => {
+            let path = dir.join("synset.txt");
+            if path.exists() {
+                let labels = labels::load(&path)?;
+                labels::check_count(&path, &labels, classes)?;
+                labels
+            } else {
+                tracing::warn!(
+                    "no synset.txt in {}; labels are class indices (set --labels)",
+                    dir.display()
+                );
+                (0..classes).map(|i| i.to_string()).collect()
+            }
+        }
+    };
+
+    let allowed = AllowedDirs::new(&config.allowed_dirs).map_err(|source| Error::AllowedDir {
+        dir: config.allowed_dirs.first().cloned().unwrap_or_default(),
+        source,
+    })?;
+
+    let model = ModelInfo {
+        name: located.name.clone(),
+        version: located.version.clone(),
+        path: dir.display().to_string(),
+        backend: metadata.backend.clone(),
+        dlr_version: metadata.dlr_version.clone(),
+        dlr_library: metadata.library_path.display().to_string(),
+        input: InputInfo {
+            name: input.name.clone(),
+            shape: input.shape.clone(),
+            layout: format!("{:?}", input.layout).to_uppercase(),
+            dtype: metadata.inputs[0].dtype.clone(),
+        },
+        output: OutputInfo {
+            shape: output.shape.clone(),
+            dtype: output.dtype.clone(),
+        },
+        labels: labels.len(),
+        workers,
+        threads_per_worker: threads,
+        queue_capacity: config.queue_capacity,
+        channel_order: value_name(&config.channel_order),
+        resize_filter: value_name(&config.resize_filter),
+        scores: value_name(&config.scores),
+    };
+
+    let metrics = Metrics::new();
+    metrics.queue_capacity.set(config.queue_capacity as i64);
+    metrics
+        .model_info
+        .with_label_values(&[
+            model.name.as_str(),
+            model.version.as_str(),
+            model.backend.as_str(),
+            model.dlr_version.as_str(),
+            &format!("{:?}", model.input.shape),
+            &workers.to_string(),
+            &threads.to_string(),
+        ])
+        .set(1);
+
+    let pool = InferencePool::start(
+        first,
+        library,
+        PoolOptions {
+            model_dir: dir,
+            workers,
+            model: model_options,
+            queue_capacity: config.queue_capacity,
+            warmup_runs: config.warmup_runs,
+            input: input.clone(),
+        },
+    );
+    let state = Arc::new(http::AppState {
+        pool: Arc::new(pool),
+        labels,
+        model,
+        input,
+        preprocess: PreprocessOptions {
+            channel_order: config.channel_order,
+            filter: config.resize_filter,
+            background: config.alpha_background,
+            max_dimension: config.max_image_dimension,
+            max_pixels: config.max_image_pixels,
+        },
+        scores: config.scores,
+        default_top_k: config.top_k,
+        allowed,
+        decode_permits: Arc::new(tokio::sync::Semaphore::new(
+            config.effective_decode_concurrency(),
+        )),
+        metrics,
+        request_timeout: Duration::from_millis(config.request_timeout_ms),
+        retry_after_secs: config.retry_after_secs,
+        max_body_bytes: config.max_body_bytes,
+    });
+    Ok((located, state))
+}
+
+/// The name clap and serde use for an enum value ("catmull-rom", "bgr", ...).
+fn value_name<T: clap::ValueEnum>(value: &T) -> String {
+    value
+        .to_possible_value()
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_default()
+}

@@ -1,0 +1,551 @@
+//! One typed configuration for the whole service, layered from four sources.
+//!
+//! Precedence, lowest first: built-in defaults < the TOML file named by `--config` (or
+//! `CLASSIFY_CONFIG`) < environment variables (`CLASSIFY_*`) < command-line flags. Clap
+//! resolves the last two (a flag beats its environment variable); every command-line field is
+//! an `Option`, so "not given" never overwrites a value from the file.
+//!
+//! [`Config`] is also the library's entry point: tests and the end-to-end crate build one in
+//! code (`Config { model_dir: Some(..), ..Config::default() }`) and pass it to
+//! [`crate::Application::build`], which calls [`Config::validate`] first. Validation collects
+//! every problem and reports them together, each naming the setting as the user spells it.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+/// Prefix of every environment variable the service reads.
+pub const ENV_PREFIX: &str = "CLASSIFY_";
+
+/// The default listening address: loopback only, so nothing outside the device can reach the
+/// model unless an operator says so.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// The default Greengrass v2 root directory.
+pub const DEFAULT_GREENGRASS_ROOT: &str = "/greengrass/v2";
+
+/// Everything the service can be told. Field docs double as the configuration reference.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address and port to listen on (`127.0.0.1:8080`). Use port 0 for an ephemeral port.
+    pub listen: SocketAddr,
+    /// Model directory (graph, params, kernels, `synset.txt`). When absent and `demo` is off,
+    /// the newest Greengrass ModelStore ResNet-50 for this machine is used.
+    pub model_dir: Option<PathBuf>,
+    /// Greengrass v2 root searched for the ModelStore component when `model_dir` is absent.
+    pub greengrass_root: PathBuf,
+    /// Serve the embedded demo colour model (written to a private temporary directory).
+    pub demo: bool,
+    /// `libdlr.so` (file or directory). Otherwise: the model directory's copy,
+    /// `DLR_LIBRARY_PATH`, the Python `dlr` package, the system loader.
+    pub dlr_library: Option<PathBuf>,
+    /// Labels file; defaults to `synset.txt` in the model directory. Python dict literal, one
+    /// label per line, or a JSON array/object.
+    pub labels: Option<PathBuf>,
+    /// Model name reported in answers; defaults to the model directory's name.
+    pub model_name: Option<String>,
+    /// Model version reported in answers; defaults to the ModelStore version directory (or
+    /// "unknown").
+    pub model_version: Option<String>,
+    /// Model instances, each on its own OS thread with its own DLR handle. Default 1.
+    pub workers: Option<usize>,
+    /// DLR threads per instance. Default: available CPUs divided by `workers` (at least 1).
+    pub threads_per_worker: Option<usize>,
+    /// Pin DLR's threads to cores (`UseDLRCPUAffinity`); unset leaves DLR's default.
+    pub cpu_affinity: Option<bool>,
+    /// Requests that may wait for a model worker; beyond that the answer is 503 at once.
+    pub queue_capacity: usize,
+    /// Warm-up inferences each worker runs before the service reports ready.
+    pub warmup_runs: u32,
+    /// Per-request deadline in milliseconds (body, decode, queue and inference); 504 after.
+    pub request_timeout_ms: u64,
+    /// How long shutdown waits for in-flight requests, in milliseconds.
+    pub shutdown_timeout_ms: u64,
+    /// `Retry-After` seconds sent with 503 answers.
+    pub retry_after_secs: u32,
+    /// Largest accepted request body (and referenced file), in bytes. 413 beyond.
+    pub max_body_bytes: usize,
+    /// Largest accepted image width or height, in pixels (decoded size). 413 beyond.
+    pub max_image_dimension: u32,
+    /// Largest accepted image area, in pixels (decompression-bomb guard). 413 beyond.
+    pub max_image_pixels: u64,
+    /// Images decoded and preprocessed at once on the blocking pool. Default: available CPUs.
+    pub decode_concurrency: Option<usize>,
+    /// Channel order fed to the model. GluonCV/ModelStore models expect RGB; the seed fed
+    /// OpenCV's BGR unconverted.
+    pub channel_order: ChannelOrder,
+    /// Resize filter (`fast_image_resize`); every filter but `nearest` is anti-aliased.
+    pub resize_filter: ResizeFilter,
+    /// Colour transparent pixels are flattened onto, as `#rrggbb`.
+    pub alpha_background: HexColour,
+    /// Input layout; `auto` reads it from the model's input shape.
+    pub layout: LayoutChoice,
+    /// How to read the model's output; `auto` applies softmax unless the output already looks
+    /// like probabilities (non-negative, sum ≈ 1).
+    pub scores: ScoreMode,
+    /// Default number of predictions returned when a request does not say.
+    pub top_k: usize,
+    /// Directories file references (`path`, `image_dir`/`fname`) may read from. Empty: file
+    /// references are refused.
+    pub allowed_dirs: Vec<PathBuf>,
+    /// Log output format.
+    pub log_format: LogFormat,
+    /// Log filter in `tracing` `EnvFilter` syntax (`RUST_LOG` overrides it).
+    pub log_filter: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.parse().expect("valid default address"),
+            model_dir: None,
+            greengrass_root: PathBuf::from(DEFAULT_GREENGRASS_ROOT),
+            demo: false,
+            dlr_library: None,
+            labels: None,
+            model_name: None,
+            model_version: None,
+            workers: None,
+            threads_per_worker: None,
+            cpu_affinity: None,
+            queue_capacity: 64,
+            warmup_runs: 1,
+            request_timeout_ms: 30_000,
+            shutdown_timeout_ms: 10_000,
+            retry_after_secs: 1,
+            max_body_bytes: 16 * 1024 * 1024,
+            max_image_dimension: 16_384,
+            max_image_pixels: 50_000_000,
+            decode_concurrency: None,
+            channel_order: ChannelOrder::Rgb,
+            resize_filter: ResizeFilter::Bilinear,
+            alpha_background: HexColour([255, 255, 255]),
+            layout: LayoutChoice::Auto,
+            scores: ScoreMode::Auto,
+            top_k: 5,
+            allowed_dirs: Vec::new(),
+            log_format: LogFormat::Text,
+            log_filter: "info".into(),
+        }
+    }
+}
+
+/// Channel order of the tensor fed to the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelOrder {
+    /// Red, green, blue.
+    Rgb,
+    /// Blue, green, red (OpenCV's order).
+    Bgr,
+}
+
+/// Resize filter names (see `fast_image_resize::FilterType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResizeFilter {
+    /// Nearest neighbour: no anti-aliasing (aliasing on downscale).
+    Nearest,
+    /// Box (area average).
+    Box,
+    /// Bilinear (tent) convolution.
+    Bilinear,
+    /// Hamming.
+    Hamming,
+    /// Catmull-Rom bicubic.
+    CatmullRom,
+    /// Mitchell-Netravali bicubic.
+    Mitchell,
+    /// Gaussian.
+    Gaussian,
+    /// Lanczos3.
+    Lanczos3,
+}
+
+/// Input layout selection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LayoutChoice {
+    /// From the input shape: `[1,H,W,3]` is NHWC, `[1,3,H,W]` is NCHW.
+    Auto,
+    /// Force `[1,H,W,C]`.
+    Nhwc,
+    /// Force `[1,C,H,W]`.
+    Nchw,
+}
+
+/// How to turn the model output into probabilities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ScoreMode {
+    /// Detect: probabilities when all outputs are in [0,1] and sum to 1 (±1e-3), else logits.
+    Auto,
+    /// The output is logits: apply softmax.
+    Logits,
+    /// The output is already probabilities: use as is.
+    Probabilities,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// An RGB colour written `#rrggbb`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct HexColour(pub [u8; 3]);
+
+impl FromStr for HexColour {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let hex = s.strip_prefix('#').unwrap_or(s);
+        if hex.len() != 6 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("{s:?} is not a colour of the form #rrggbb"));
+        }
+        let byte = |i: usize| u8::from_str_radix(&hex[i..i + 2], 16).expect("checked hex digits");
+        Ok(Self([byte(0), byte(2), byte(4)]))
+    }
+}
+
+impl TryFrom<String> for HexColour {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<HexColour> for String {
+    fn from(c: HexColour) -> String {
+        c.to_string()
+    }
+}
+
+impl fmt::Display for HexColour {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [r, g, b] = self.0;
+        write!(f, "#{r:02x}{g:02x}{b:02x}")
+    }
+}
+
+/// A configuration that cannot be used; the message lists every problem.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The TOML file could not be read.
+    #[error("cannot read configuration file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML file is not valid.
+    #[error("invalid configuration file {}: {message}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (names the key and line).
+        message: String,
+    },
+    /// Values are out of range or contradict each other.
+    #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+impl Config {
+    /// Reads a TOML file over the defaults. Keys are the field names above.
+    pub fn from_toml_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Model instances after applying the default.
+    pub fn effective_workers(&self) -> usize {
+        self.workers.unwrap_or(1)
+    }
+
+    /// DLR threads per instance after applying the default: the CPUs shared among workers.
+    pub fn effective_threads_per_worker(&self) -> usize {
+        self.threads_per_worker
+            .unwrap_or_else(|| (dlr_sys::available_cpus() / self.effective_workers().max(1)).max(1))
+    }
+
+    /// Concurrent decodes after applying the default.
+    pub fn effective_decode_concurrency(&self) -> usize {
+        self.decode_concurrency
+            .unwrap_or_else(dlr_sys::available_cpus)
+    }
+
+    /// Checks ranges and combinations; returns every problem at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let mut positive = |name: &str, value: u64| {
+            if value == 0 {
+                problems.push(format!("{name} must be at least 1"));
+            }
+        };
+        positive("workers", self.workers.unwrap_or(1) as u64);
+        positive("threads_per_worker", self.threads_per_worker.unwrap_or(1) as u64);
+        positive("decode_concurrency", self.decode_concurrency.unwrap_or(1) as u64);
+        positive("queue_capacity", self.queue_capacity as u64);
+        positive("request_timeout_ms", self.request_timeout_ms);
+        positive("max_body_bytes", self.max_body_bytes as u64);
+        positive("max_image_dimension", u64::from(self.max_image_dimension));
+        positive("max_image_pixels", self.max_image_pixels);
+        positive("top_k", self.top_k as u64);
+        if self.workers.is_some_and(|w| w > 256) {
+            problems.push("workers must be at most 256".into());
+        }
+        if self.demo && self.model_dir.is_some() {
+            problems.push("demo and model_dir are mutually exclusive: choose one model".into());
+        }
+        if let Some(dir) = &self.model_dir
+            && !dir.is_dir()
+        {
+            problems.push(format!(
+                "model_dir {} does not exist or is not a directory",
+                dir.display()
+            ));
+        }
+        if let Some(labels) = &self.labels
+            && !labels.is_file()
+        {
+            problems.push(format!("labels file {} does not exist", labels.display()));
+        }
+        for dir in &self.allowed_dirs {
+            if !dir.is_absolute() {
+                problems.push(format!(
+                    "allowed_dirs entry {} must be an absolute path",
+                    dir.display()
+                ));
+            } else if !dir.is_dir() {
+                problems.push(format!(
+                    "allowed_dirs entry {} does not exist or is not a directory",
+                    dir.display()
+                ));
+            }
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_filter) {
+            problems.push(format!("log_filter {:?} is invalid: {e}", self.log_filter));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+}
+
+/// Command line of the `classify-service` binary.
+#[derive(Debug, Parser)]
+#[command(
+    name = "classify-service",
+    version,
+    about = "Local HTTP image classification backed by DLR",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// What to do; serving is the default.
+    #[command(subcommand)]
+    pub command: Option<CliCommand>,
+    /// Serving options.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CliCommand {
+    /// Serve HTTP (the default when no subcommand is given).
+    Serve(ServeArgs),
+    /// Print the OpenAPI document (JSON) to stdout.
+    Openapi,
+}
+
+/// Flags of `serve`. Each overrides the TOML key of the same name (dashes for underscores).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// TOML configuration file (keys as in the reference table).
+    #[arg(long, env = "CLASSIFY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[arg(long, env = "CLASSIFY_LISTEN", value_name = "ADDR:PORT", help = "Listen address [default: 127.0.0.1:8080]")]
+    listen: Option<SocketAddr>,
+    #[arg(long, env = "CLASSIFY_MODEL_DIR", value_name = "DIR", help = "Model directory [default: discover the Greengrass ModelStore]")]
+    model_dir: Option<PathBuf>,
+    #[arg(long, env = "CLASSIFY_GREENGRASS_ROOT", value_name = "DIR", help = "Greengrass root [default: /greengrass/v2]")]
+    greengrass_root: Option<PathBuf>,
+    #[arg(long, env = "CLASSIFY_DEMO", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL", help = "Serve the embedded demo model")]
+    demo: Option<bool>,
+    #[arg(long, env = "CLASSIFY_DLR_LIBRARY", value_name = "PATH", help = "libdlr.so file or directory")]
+    dlr_library: Option<PathBuf>,
+    #[arg(long, env = "CLASSIFY_LABELS", value_name = "FILE", help = "Labels file [default: <model_dir>/synset.txt]")]
+    labels: Option<PathBuf>,
+    #[arg(long, env = "CLASSIFY_MODEL_NAME", help = "Model name in answers [default: model directory name]")]
+    model_name: Option<String>,
+    #[arg(long, env = "CLASSIFY_MODEL_VERSION", help = "Model version in answers")]
+    model_version: Option<String>,
+    #[arg(long, env = "CLASSIFY_WORKERS", value_name = "N", help = "Model instances [default: 1]")]
+    workers: Option<usize>,
+    #[arg(long, env = "CLASSIFY_THREADS_PER_WORKER", value_name = "N", help = "DLR threads per instance [default: CPUs / workers]")]
+    threads_per_worker: Option<usize>,
+    #[arg(long, env = "CLASSIFY_CPU_AFFINITY", value_name = "BOOL", help = "Pin DLR threads to cores")]
+    cpu_affinity: Option<bool>,
+    #[arg(long, env = "CLASSIFY_QUEUE_CAPACITY", value_name = "N", help = "Waiting requests before 503 [default: 64]")]
+    queue_capacity: Option<usize>,
+    #[arg(long, env = "CLASSIFY_WARMUP_RUNS", value_name = "N", help = "Warm-up inferences per worker [default: 1]")]
+    warmup_runs: Option<u32>,
+    #[arg(long, env = "CLASSIFY_REQUEST_TIMEOUT_MS", value_name = "MS", help = "Per-request deadline [default: 30000]")]
+    request_timeout_ms: Option<u64>,
+    #[arg(long, env = "CLASSIFY_SHUTDOWN_TIMEOUT_MS", value_name = "MS", help = "Grace period for in-flight requests [default: 10000]")]
+    shutdown_timeout_ms: Option<u64>,
+    #[arg(long, env = "CLASSIFY_RETRY_AFTER_SECS", value_name = "S", help = "Retry-After of 503 answers [default: 1]")]
+    retry_after_secs: Option<u32>,
+    #[arg(long, env = "CLASSIFY_MAX_BODY_BYTES", value_name = "BYTES", help = "Largest body or file [default: 16777216]")]
+    max_body_bytes: Option<usize>,
+    #[arg(long, env = "CLASSIFY_MAX_IMAGE_DIMENSION", value_name = "PX", help = "Largest image side [default: 16384]")]
+    max_image_dimension: Option<u32>,
+    #[arg(long, env = "CLASSIFY_MAX_IMAGE_PIXELS", value_name = "PX", help = "Largest image area [default: 50000000]")]
+    max_image_pixels: Option<u64>,
+    #[arg(long, env = "CLASSIFY_DECODE_CONCURRENCY", value_name = "N", help = "Concurrent decodes [default: CPUs]")]
+    decode_concurrency: Option<usize>,
+    #[arg(long, env = "CLASSIFY_CHANNEL_ORDER", value_enum, help = "Channel order fed to the model [default: rgb]")]
+    channel_order: Option<ChannelOrder>,
+    #[arg(long, env = "CLASSIFY_RESIZE_FILTER", value_enum, help = "Resize filter [default: bilinear]")]
+    resize_filter: Option<ResizeFilter>,
+    #[arg(long, env = "CLASSIFY_ALPHA_BACKGROUND", value_name = "#RRGGBB", help = "Background for transparent pixels [default: #ffffff]")]
+    alpha_background: Option<HexColour>,
+    #[arg(long, env = "CLASSIFY_LAYOUT", value_enum, help = "Input layout [default: auto]")]
+    layout: Option<LayoutChoice>,
+    #[arg(long, env = "CLASSIFY_SCORES", value_enum, help = "Output interpretation [default: auto]")]
+    scores: Option<ScoreMode>,
+    #[arg(long, env = "CLASSIFY_TOP_K", value_name = "N", help = "Default predictions per answer [default: 5]")]
+    top_k: Option<usize>,
+    #[arg(long = "allowed-dir", env = "CLASSIFY_ALLOWED_DIRS", value_delimiter = ':', value_name = "DIR", help = "Directory file references may read (repeatable; env: colon-separated)")]
+    allowed_dirs: Vec<PathBuf>,
+    #[arg(long, env = "CLASSIFY_LOG_FORMAT", value_enum, help = "Log format [default: text]")]
+    log_format: Option<LogFormat>,
+    #[arg(long, env = "CLASSIFY_LOG_FILTER", value_name = "FILTER", help = "Log filter [default: info]")]
+    log_filter: Option<String>,
+}
+
+impl ServeArgs {
+    /// Resolves the layers: defaults < file < environment < flags.
+    pub fn resolve(&self) -> Result<Config, ConfigError> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_toml_file(path)?,
+            None => Config::default(),
+        };
+        macro_rules! overlay {
+            ($($field:ident),* $(,)?) => {$(
+                if let Some(value) = self.$field.clone() { config.$field = value; }
+            )*};
+        }
+        overlay!(
+            listen, greengrass_root, demo, queue_capacity, warmup_runs, request_timeout_ms,
+            shutdown_timeout_ms, retry_after_secs, max_body_bytes, max_image_dimension,
+            max_image_pixels, channel_order, resize_filter, alpha_background, layout, scores,
+            top_k, log_format, log_filter,
+        );
+        macro_rules! overlay_option {
+            ($($field:ident),* $(,)?) => {$(
+                if self.$field.is_some() { config.$field = self.$field.clone(); }
+            )*};
+        }
+        overlay_option!(
+            model_dir, dlr_library, labels, model_name, model_version, workers,
+            threads_per_worker, cpu_affinity, decode_concurrency,
+        );
+        if !self.allowed_dirs.is_empty() {
+            config.allowed_dirs = self.allowed_dirs.clone();
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_loopback_and_valid_except_for_the_model() {
+        let config = Config::default();
+        assert!(config.listen.ip().is_loopback());
+        assert_eq!(config.max_body_bytes, 16 * 1024 * 1024);
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn file_then_env_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "top_k = 3\nqueue_capacity = 7\nchannel_order = \"bgr\"\nresize_filter = \"catmull-rom\"\n",
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from([
+            "classify-service",
+            "--config",
+            file.to_str().unwrap(),
+            "--top-k",
+            "9",
+            "--demo",
+        ])
+        .unwrap();
+        let config = cli.serve.resolve().unwrap();
+        assert_eq!(config.top_k, 9, "flag beats file");
+        assert_eq!(config.queue_capacity, 7, "file beats default");
+        assert_eq!(config.channel_order, ChannelOrder::Bgr);
+        assert_eq!(config.resize_filter, ResizeFilter::CatmullRom);
+        assert!(config.demo);
+    }
+
+    #[test]
+    fn unknown_toml_keys_are_errors_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "topk = 3\n").unwrap();
+        let err = Config::from_toml_file(&file).unwrap_err().to_string();
+        assert!(err.contains("topk"), "{err}");
+    }
+
+    #[test]
+    fn validation_lists_every_problem() {
+        let config = Config {
+            workers: Some(0),
+            queue_capacity: 0,
+            demo: true,
+            model_dir: Some("/nonexistent".into()),
+            allowed_dirs: vec!["relative".into()],
+            ..Config::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        for needle in ["workers", "queue_capacity", "mutually exclusive", "/nonexistent", "relative"] {
+            assert!(err.contains(needle), "{needle} missing in {err}");
+        }
+    }
+
+    #[test]
+    fn hex_colours_round_trip() {
+        let c: HexColour = "#ff8000".parse().unwrap();
+        assert_eq!(c.0, [255, 128, 0]);
+        assert_eq!(c.to_string(), "#ff8000");
+        assert!("red".parse::<HexColour>().is_err());
+    }
+}

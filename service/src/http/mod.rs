@@ -1,0 +1,236 @@
+//! The HTTP layer: the only module that knows status codes, headers and OpenAPI.
+//!
+//! * [`router`] assembles the routes, the Swagger UI and the middleware stack. From the outside
+//!   in: tracing span, request id (honours a well-formed incoming `x-request-id`, else a UUID;
+//!   echoed on every response), per-route request counting, a body-size limit, and
+//!   `CatchPanicLayer` as the last line of defence so even a bug answers once with a 500
+//!   problem document.
+//! * [`classify`] holds `POST /classify` and its input extraction; [`problem`] the error type;
+//!   [`api`] the response schemas and the OpenAPI document; the small read-only endpoints live
+//!   here.
+
+pub mod api;
+pub mod classify;
+pub mod problem;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::sync::Semaphore;
+use tower_http::catch_panic::CatchPanicLayer;
+use tracing::Instrument;
+use utoipa::OpenApi;
+
+use crate::config::ScoreMode;
+use crate::files::AllowedDirs;
+use crate::inference::{InferencePool, Readiness};
+use crate::metrics::Metrics;
+use crate::preprocess::{InputSpec, PreprocessOptions};
+use api::{Health, ModelInfo};
+use problem::ApiError;
+
+/// Header carrying the request id.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The request's id, placed in request extensions by the request-id middleware.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// Everything handlers share.
+#[derive(Debug)]
+pub struct AppState {
+    /// The model workers.
+    pub pool: Arc<InferencePool>,
+    /// One label per output class.
+    pub labels: Vec<String>,
+    /// What `/v1/model` reports (and name/version for answers).
+    pub model: ModelInfo,
+    /// The model's input.
+    pub input: InputSpec,
+    /// Decode and layout settings.
+    pub preprocess: PreprocessOptions,
+    /// How to read the output.
+    pub scores: ScoreMode,
+    /// `top_k` when a request gives none.
+    pub default_top_k: usize,
+    /// Where file references may point.
+    pub allowed: AllowedDirs,
+    /// Bounds concurrent decodes on the blocking pool.
+    pub decode_permits: Arc<Semaphore>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Per-request deadline.
+    pub request_timeout: Duration,
+    /// `Retry-After` of 503 answers.
+    pub retry_after_secs: u32,
+    /// Body (and file) limit.
+    pub max_body_bytes: usize,
+}
+
+/// Shared state handle.
+pub type SharedState = Arc<AppState>;
+
+/// The complete router with middleware.
+pub fn router(state: SharedState) -> Router {
+    let swagger = utoipa_swagger_ui::SwaggerUi::new("/docs")
+        .url("/openapi.json", api::ApiDoc::openapi())
+        .config(utoipa_swagger_ui::Config::default().validator_url("none"));
+    let max_body = state.max_body_bytes;
+    Router::new()
+        .route("/classify", post(classify::classify))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/model", get(model))
+        .with_state(state.clone())
+        .merge(swagger)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        // A little headroom so a body exactly at the limit is not refused by the extractor
+        // the multipart path re-uses; the handler enforces the exact limit itself.
+        .layer(DefaultBodyLimit::max(max_body.saturating_add(64 * 1024)))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn_with_state(state, count_requests))
+        .layer(middleware::from_fn(request_context))
+}
+
+/// Request id and tracing span; the id goes into extensions and back out as a header.
+async fn request_context(mut request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| is_acceptable_request_id(v))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %request.method(),
+        path = %request.uri().path(),
+    );
+    async move {
+        let started = std::time::Instant::now();
+        let mut response = next.run(request).await;
+        tracing::info!(
+            status = response.status().as_u16(),
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            "answered"
+        );
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            response.headers_mut().insert(REQUEST_ID_HEADER, value);
+        }
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+/// Ids are echoed into headers, logs and JSON: printable ASCII, bounded length.
+fn is_acceptable_request_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 200 && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+async fn count_requests(State(state): State<SharedState>, request: Request, next: Next) -> Response {
+    // Unmatched paths share one label so that scanners cannot grow the label set.
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = request.method().to_string();
+    let response = next.run(request).await;
+    state
+        .metrics
+        .requests
+        .with_label_values(&[route.as_str(), method.as_str(), response.status().as_str()])
+        .inc();
+    response
+}
+
+fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::Internal("a request handler panicked".into()).into_response()
+}
+
+fn request_id(request: &Request) -> Option<String> {
+    request.extensions().get::<RequestId>().map(|r| r.0.clone())
+}
+
+async fn not_found(request: Request) -> Response {
+    let id = request_id(&request);
+    ApiError::RouteNotFound(request.uri().path().to_string()).into_response_for(id.as_deref())
+}
+
+async fn method_not_allowed(request: Request) -> Response {
+    let id = request_id(&request);
+    ApiError::MethodNotAllowed(request.method().to_string()).into_response_for(id.as_deref())
+}
+
+/// Liveness: the process answers HTTP.
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "The process is alive", body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
+}
+
+/// Readiness: the model is loaded and a warm-up inference has run.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, description = "Ready to classify", body = Health),
+        (status = 503, description = "Not ready; `detail` says why", body = problem::Problem,
+         content_type = "application/problem+json",
+         headers(("Retry-After" = u32, description = "Seconds to wait"))),
+    ))]
+pub async fn readyz(
+    State(state): State<SharedState>,
+    axum::Extension(id): axum::Extension<RequestId>,
+) -> Response {
+    let readiness = state.pool.readiness().borrow().clone();
+    match readiness {
+        Readiness::Ready => Json(Health {
+            status: "ready".into(),
+        })
+        .into_response(),
+        Readiness::Starting(why) | Readiness::Failed(why) => ApiError::NotReady {
+            detail: why,
+            retry_after: state.retry_after_secs,
+        }
+        .into_response_for(Some(&id.0)),
+    }
+}
+
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Prometheus text format", body = String,
+               content_type = "text/plain; version=0.0.4")))]
+pub async fn metrics(State(state): State<SharedState>) -> Response {
+    let m = &state.metrics;
+    m.queue_depth.set(state.pool.queue_depth() as i64);
+    m.ready
+        .set(i64::from(state.pool.readiness().borrow().is_ready()));
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        m.render(),
+    )
+        .into_response()
+}
+
+/// What model is loaded and how it is fed.
+#[utoipa::path(get, path = "/v1/model", tag = "model",
+    responses((status = 200, description = "The loaded model", body = ModelInfo)))]
+pub async fn model(State(state): State<SharedState>) -> Json<ModelInfo> {
+    Json(state.model.clone())
+}

@@ -1,0 +1,271 @@
+//! The HTTP boundary's one error type and its RFC 9457 `application/problem+json` form.
+//!
+//! Every failure a client can see is an [`ApiError`] variant with a fixed status and a stable
+//! `type` URI (`urn:classify-service:problem:<slug>`, listed in [`ApiError::slug`]); clients
+//! branch on `type`, humans read `detail`. Internal errors are logged with the request id and
+//! answered with a generic detail: nothing about files, libraries or DLR leaks.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::files::FileError;
+use crate::inference::InferenceError;
+use crate::preprocess::PreprocessError;
+
+/// Media type of problem documents.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Prefix of every problem `type`.
+pub const TYPE_PREFIX: &str = "urn:classify-service:problem:";
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// Stable identifier of the problem kind, e.g. `urn:classify-service:problem:overloaded`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// Short summary of the problem kind.
+    pub title: String,
+    /// HTTP status code.
+    pub status: u16,
+    /// What went wrong with this request.
+    pub detail: String,
+    /// The request's id (from `x-request-id` or generated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+/// Everything that can go wrong while answering a request.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the bytes are not a supported image.
+    #[error("{0}")]
+    UndecodableImage(String),
+    /// 400: malformed JSON, multipart or base64.
+    #[error("{0}")]
+    InvalidBody(String),
+    /// 403: a file reference outside the allowed directories.
+    #[error("{0}")]
+    PathForbidden(String),
+    /// 404: a referenced file does not exist.
+    #[error("{0}")]
+    FileNotFound(String),
+    /// 404: no such route.
+    #[error("no route for {0}")]
+    RouteNotFound(String),
+    /// 405: the route exists, the method does not.
+    #[error("method {0} is not allowed here")]
+    MethodNotAllowed(String),
+    /// 413: body or file larger than the configured limit.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 413: image dimensions beyond the configured limits.
+    #[error("{0}")]
+    ImageTooLarge(String),
+    /// 415: a Content-Type this endpoint does not take.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 422: well-formed but invalid options or fields.
+    #[error("{0}")]
+    InvalidOptions(String),
+    /// 503: model loading or warming up.
+    #[error("{detail}")]
+    NotReady {
+        /// Why.
+        detail: String,
+        /// Retry-After seconds.
+        retry_after: u32,
+    },
+    /// 503: the queue is full.
+    #[error("{detail}")]
+    Overloaded {
+        /// Why.
+        detail: String,
+        /// Retry-After seconds.
+        retry_after: u32,
+    },
+    /// 504: the request's deadline passed.
+    #[error("the request did not complete within {0} ms")]
+    DeadlineExceeded(u64),
+    /// 500: a bug or failure on the server; the message is logged, never sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::UndecodableImage(_) | Self::InvalidBody(_) => StatusCode::BAD_REQUEST,
+            Self::PathForbidden(_) => StatusCode::FORBIDDEN,
+            Self::FileNotFound(_) | Self::RouteNotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge(_) | Self::ImageTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::InvalidOptions(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::NotReady { .. } | Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The last part of the stable `type` URI.
+    pub fn slug(&self) -> &'static str {
+        match self {
+            Self::UndecodableImage(_) => "undecodable-image",
+            Self::InvalidBody(_) => "invalid-body",
+            Self::PathForbidden(_) => "path-forbidden",
+            Self::FileNotFound(_) => "file-not-found",
+            Self::RouteNotFound(_) => "not-found",
+            Self::MethodNotAllowed(_) => "method-not-allowed",
+            Self::PayloadTooLarge(_) => "payload-too-large",
+            Self::ImageTooLarge(_) => "image-too-large",
+            Self::UnsupportedMediaType(_) => "unsupported-media-type",
+            Self::InvalidOptions(_) => "invalid-options",
+            Self::NotReady { .. } => "not-ready",
+            Self::Overloaded { .. } => "overloaded",
+            Self::DeadlineExceeded(_) => "deadline-exceeded",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            Self::UndecodableImage(_) => "The image cannot be decoded",
+            Self::InvalidBody(_) => "The request body is malformed",
+            Self::PathForbidden(_) => "The path is outside the allowed directories",
+            Self::FileNotFound(_) => "The file does not exist",
+            Self::RouteNotFound(_) => "Not found",
+            Self::MethodNotAllowed(_) => "Method not allowed",
+            Self::PayloadTooLarge(_) => "The request is too large",
+            Self::ImageTooLarge(_) => "The image is too large",
+            Self::UnsupportedMediaType(_) => "Unsupported media type",
+            Self::InvalidOptions(_) => "Invalid options",
+            Self::NotReady { .. } => "The model is not ready",
+            Self::Overloaded { .. } => "The service is overloaded",
+            Self::DeadlineExceeded(_) => "The request took too long",
+            Self::Internal(_) => "Internal server error",
+        }
+    }
+
+    /// The problem document for this error.
+    pub fn problem(&self, request_id: Option<&str>) -> Problem {
+        let detail = match self {
+            Self::Internal(_) => {
+                "the server failed to handle this request; the failure is logged under its \
+                 request id"
+                    .to_string()
+            }
+            other => other.to_string(),
+        };
+        Problem {
+            type_: format!("{TYPE_PREFIX}{}", self.slug()),
+            title: self.title().into(),
+            status: self.status().as_u16(),
+            detail,
+            request_id: request_id.map(str::to_string),
+        }
+    }
+
+    /// The full response: problem body, status and `Retry-After` for 503.
+    pub fn into_response_for(self, request_id: Option<&str>) -> Response {
+        match &self {
+            Self::Internal(message) => {
+                tracing::error!(request_id, error = %message, "internal error");
+            }
+            other if other.status().is_server_error() => {
+                tracing::warn!(request_id, status = other.status().as_u16(), "{other}");
+            }
+            other => tracing::debug!(request_id, status = other.status().as_u16(), "{other}"),
+        }
+        let retry_after = match &self {
+            Self::NotReady { retry_after, .. } | Self::Overloaded { retry_after, .. } => {
+                Some(*retry_after)
+            }
+            _ => None,
+        };
+        let mut response = (self.status(), Json(self.problem(request_id))).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let Some(seconds) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.into_response_for(None)
+    }
+}
+
+impl From<PreprocessError> for ApiError {
+    fn from(e: PreprocessError) -> Self {
+        match e {
+            PreprocessError::Undecodable(m) => Self::UndecodableImage(m),
+            PreprocessError::TooLarge(m) => Self::ImageTooLarge(m),
+            PreprocessError::Internal(m) => Self::Internal(m),
+        }
+    }
+}
+
+impl From<FileError> for ApiError {
+    fn from(e: FileError) -> Self {
+        match e {
+            FileError::Forbidden(m) => Self::PathForbidden(m),
+            FileError::NotFound(m) => Self::FileNotFound(m),
+            FileError::TooLarge(m) => Self::PayloadTooLarge(m),
+            io @ FileError::Io { .. } => Self::Internal(io.to_string()),
+        }
+    }
+}
+
+/// Converts a worker-pool error; the pool does not know HTTP, so retry hints come from here.
+pub fn inference_error(e: InferenceError, retry_after: u32, timeout_ms: u64) -> ApiError {
+    match e {
+        InferenceError::NotReady(why) => ApiError::NotReady {
+            detail: format!("the model is not ready: {why}"),
+            retry_after,
+        },
+        overloaded @ InferenceError::Overloaded(_) => ApiError::Overloaded {
+            detail: format!("{overloaded}; retry later"),
+            retry_after,
+        },
+        InferenceError::Expired => ApiError::DeadlineExceeded(timeout_ms),
+        InferenceError::Stopped => ApiError::NotReady {
+            detail: "the service is shutting down".into(),
+            retry_after,
+        },
+        model @ InferenceError::Model(_) => ApiError::Internal(model.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_details_are_not_leaked() {
+        let problem = ApiError::Internal("RunDLRModel failed: /secret/compiled.so".into())
+            .problem(Some("r1"));
+        assert_eq!(problem.status, 500);
+        assert!(!problem.detail.contains("secret"), "{}", problem.detail);
+        assert_eq!(problem.type_, "urn:classify-service:problem:internal");
+        assert_eq!(problem.request_id.as_deref(), Some("r1"));
+    }
+
+    #[test]
+    fn overload_carries_retry_after() {
+        let response = ApiError::Overloaded {
+            detail: "full".into(),
+            retry_after: 3,
+        }
+        .into_response();
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "3");
+        assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+    }
+}

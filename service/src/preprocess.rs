@@ -1,0 +1,418 @@
+//! From encoded image bytes to the exact tensor the model's metadata asks for.
+//!
+//! Two steps, timed separately by the caller, both CPU-bound and run off the async runtime:
+//! 1. [`decode`]: sniff the format from the bytes (the declared media type is not trusted),
+//!    refuse oversized images from the header alone (`image::Limits` plus an area check, so a
+//!    decompression bomb costs nothing), apply the EXIF orientation, flatten alpha onto the
+//!    configured background, expand grayscale — always ending in 8-bit RGB.
+//! 2. [`to_tensor`]: resize to the model's input size with `fast_image_resize` (an
+//!    anti-aliased convolution filter by default), then write the channels in the configured
+//!    order (RGB or BGR) and the model's layout (NHWC or NCHW) and dtype (float32 raw 0..255,
+//!    or uint8). The ModelStore ResNet-50 normalises inside the graph, so no mean/std here.
+//!
+//! [`InputSpec`] is derived once at start-up from the model's metadata; a model whose input
+//! this service cannot feed is a start-up error, not a per-request one.
+
+use std::io::Cursor;
+
+use fast_image_resize as fir;
+use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
+
+use crate::config::{ChannelOrder, HexColour, LayoutChoice, ResizeFilter};
+
+/// Memory layout of the model input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Layout {
+    /// `[1, H, W, 3]`.
+    Nhwc,
+    /// `[1, 3, H, W]`.
+    Nchw,
+}
+
+/// Element type of the model input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputDType {
+    /// float32 raw 0..255.
+    F32,
+    /// uint8.
+    U8,
+}
+
+/// What the model's single image input looks like.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputSpec {
+    /// Input name to pass to DLR, e.g. "data".
+    pub name: String,
+    /// The full shape as DLR reports it.
+    pub shape: Vec<i64>,
+    /// Layout.
+    pub layout: Layout,
+    /// Height in pixels.
+    pub height: u32,
+    /// Width in pixels.
+    pub width: u32,
+    /// Element type.
+    pub dtype: InputDType,
+}
+
+impl InputSpec {
+    /// Derives the spec from the model's inputs; the model must have exactly one 4-d image
+    /// input of batch 1 with 3 channels, float32 or uint8.
+    pub fn from_metadata(
+        inputs: &[dlr_sys::TensorInfo],
+        choice: LayoutChoice,
+    ) -> Result<Self, String> {
+        let [input] = inputs else {
+            return Err(format!(
+                "the model has {} inputs; this service feeds models with exactly one image input",
+                inputs.len()
+            ));
+        };
+        let name = input.name.clone().unwrap_or_else(|| "data".into());
+        let dtype = match input.dtype.as_str() {
+            "float32" => InputDType::F32,
+            "uint8" => InputDType::U8,
+            other => {
+                return Err(format!(
+                    "input {name:?} has dtype {other}; supported: float32, uint8"
+                ));
+            }
+        };
+        let shape = &input.shape;
+        let bad_shape = || {
+            format!(
+                "input {name:?} has shape {shape:?}; expected [1,H,W,3] (NHWC) or [1,3,H,W] (NCHW)"
+            )
+        };
+        if shape.len() != 4 || shape[0] != 1 {
+            return Err(bad_shape());
+        }
+        let layout = match choice {
+            LayoutChoice::Nhwc => Layout::Nhwc,
+            LayoutChoice::Nchw => Layout::Nchw,
+            // A 3 in the last place wins: that is the ModelStore's layout, and [1,3,H,3] is
+            // too odd to second-guess.
+            LayoutChoice::Auto if shape[3] == 3 => Layout::Nhwc,
+            LayoutChoice::Auto if shape[1] == 3 => Layout::Nchw,
+            LayoutChoice::Auto => return Err(bad_shape()),
+        };
+        let (channels, h, w) = match layout {
+            Layout::Nhwc => (shape[3], shape[1], shape[2]),
+            Layout::Nchw => (shape[1], shape[2], shape[3]),
+        };
+        let dim = |d: i64| u32::try_from(d).ok().filter(|&d| d > 0);
+        match (channels, dim(h), dim(w)) {
+            (3, Some(height), Some(width)) => Ok(Self {
+                name,
+                shape: shape.clone(),
+                layout,
+                height,
+                width,
+                dtype,
+            }),
+            _ => Err(bad_shape()),
+        }
+    }
+}
+
+/// Preprocessing settings from the configuration.
+#[derive(Debug, Clone)]
+pub struct PreprocessOptions {
+    /// Channel order written into the tensor.
+    pub channel_order: ChannelOrder,
+    /// Resize filter.
+    pub filter: ResizeFilter,
+    /// Background for transparent pixels.
+    pub background: HexColour,
+    /// Largest width or height accepted.
+    pub max_dimension: u32,
+    /// Largest area accepted.
+    pub max_pixels: u64,
+}
+
+/// The tensor handed to a model worker.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Tensor {
+    /// float32 elements.
+    F32(Vec<f32>),
+    /// uint8 elements.
+    U8(Vec<u8>),
+}
+
+/// Why an image cannot be turned into a tensor.
+#[derive(Debug, thiserror::Error)]
+pub enum PreprocessError {
+    /// Not an image in a supported format, or corrupt.
+    #[error("{0}")]
+    Undecodable(String),
+    /// The image is larger than the configured limits.
+    #[error("{0}")]
+    TooLarge(String),
+    /// A bug or resource problem on our side.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Formats the service decodes.
+const SUPPORTED: [image::ImageFormat; 5] = [
+    image::ImageFormat::Jpeg,
+    image::ImageFormat::Png,
+    image::ImageFormat::WebP,
+    image::ImageFormat::Bmp,
+    image::ImageFormat::Gif,
+];
+
+/// Decodes bytes into upright 8-bit RGB.
+pub fn decode(bytes: &[u8], options: &PreprocessOptions) -> Result<RgbImage, PreprocessError> {
+    if bytes.is_empty() {
+        return Err(PreprocessError::Undecodable("the image is empty".into()));
+    }
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| PreprocessError::Internal(e.to_string()))?;
+    let format = reader.format().filter(|f| SUPPORTED.contains(f)).ok_or_else(|| {
+        PreprocessError::Undecodable(
+            "not a JPEG, PNG, WebP, BMP or GIF image (format sniffed from the bytes)".into(),
+        )
+    })?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(options.max_dimension);
+    limits.max_image_height = Some(options.max_dimension);
+    // Decoded RGBA plus working copies; generous, since the area check below is the real bound.
+    limits.max_alloc = Some(options.max_pixels.saturating_mul(16).max(64 << 20));
+    let mut reader = reader;
+    reader.limits(limits);
+    let mut decoder = reader.into_decoder().map_err(image_error)?;
+    let (w, h) = decoder.dimensions();
+    let area = u64::from(w) * u64::from(h);
+    if area > options.max_pixels {
+        return Err(PreprocessError::TooLarge(format!(
+            "the image is {w}x{h} = {area} pixels; the limit is {}",
+            options.max_pixels
+        )));
+    }
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut image = DynamicImage::from_decoder(decoder).map_err(image_error)?;
+    image.apply_orientation(orientation);
+    tracing::trace!(?format, w, h, ?orientation, "decoded");
+    Ok(flatten(image, options.background))
+}
+
+fn image_error(e: image::ImageError) -> PreprocessError {
+    match e {
+        image::ImageError::Limits(l) => PreprocessError::TooLarge(format!(
+            "the image exceeds the decoding limits ({l})"
+        )),
+        image::ImageError::IoError(e) => {
+            PreprocessError::Undecodable(format!("the image data is truncated or unreadable: {e}"))
+        }
+        other => PreprocessError::Undecodable(format!("the image cannot be decoded: {other}")),
+    }
+}
+
+/// Alpha composited over `background`; grayscale and 16-bit images become 8-bit RGB.
+fn flatten(image: DynamicImage, background: HexColour) -> RgbImage {
+    if !image.color().has_alpha() {
+        return image.into_rgb8();
+    }
+    let rgba = image.into_rgba8();
+    let (w, h) = rgba.dimensions();
+    let mut out = RgbImage::new(w, h);
+    for (src, dst) in rgba.pixels().zip(out.pixels_mut()) {
+        let a = u32::from(src[3]);
+        for c in 0..3 {
+            let blended =
+                (u32::from(src[c]) * a + u32::from(background.0[c]) * (255 - a) + 127) / 255;
+            dst[c] = blended as u8;
+        }
+    }
+    out
+}
+
+fn algorithm(filter: ResizeFilter) -> fir::ResizeAlg {
+    use fir::FilterType as F;
+    let convolution = |f| fir::ResizeAlg::Convolution(f);
+    match filter {
+        ResizeFilter::Nearest => fir::ResizeAlg::Nearest,
+        ResizeFilter::Box => convolution(F::Box),
+        ResizeFilter::Bilinear => convolution(F::Bilinear),
+        ResizeFilter::Hamming => convolution(F::Hamming),
+        ResizeFilter::CatmullRom => convolution(F::CatmullRom),
+        ResizeFilter::Mitchell => convolution(F::Mitchell),
+        ResizeFilter::Gaussian => convolution(F::Gaussian),
+        ResizeFilter::Lanczos3 => convolution(F::Lanczos3),
+    }
+}
+
+/// Resizes to the model's size and lays the pixels out as the model expects.
+pub fn to_tensor(
+    image: RgbImage,
+    spec: &InputSpec,
+    options: &PreprocessOptions,
+) -> Result<Tensor, PreprocessError> {
+    let (w, h) = image.dimensions();
+    let pixels = if (w, h) == (spec.width, spec.height) {
+        image.into_raw()
+    } else {
+        let src = fir::images::Image::from_vec_u8(w, h, image.into_raw(), fir::PixelType::U8x3)
+            .map_err(|e| PreprocessError::Internal(format!("resize source: {e}")))?;
+        let mut dst = fir::images::Image::new(spec.width, spec.height, fir::PixelType::U8x3);
+        fir::Resizer::new()
+            .resize(
+                &src,
+                &mut dst,
+                &fir::ResizeOptions::new().resize_alg(algorithm(options.filter)),
+            )
+            .map_err(|e| PreprocessError::Internal(format!("resize: {e}")))?;
+        dst.into_vec()
+    };
+    let order: [usize; 3] = match options.channel_order {
+        ChannelOrder::Rgb => [0, 1, 2],
+        ChannelOrder::Bgr => [2, 1, 0],
+    };
+    let plane = pixels.len() / 3;
+    let mut laid_out = vec![0u8; pixels.len()];
+    match spec.layout {
+        Layout::Nhwc => {
+            for (src, dst) in pixels.chunks_exact(3).zip(laid_out.chunks_exact_mut(3)) {
+                for (slot, &c) in dst.iter_mut().zip(&order) {
+                    *slot = src[c];
+                }
+            }
+        }
+        Layout::Nchw => {
+            for (p, src) in pixels.chunks_exact(3).enumerate() {
+                for (k, &c) in order.iter().enumerate() {
+                    laid_out[k * plane + p] = src[c];
+                }
+            }
+        }
+    }
+    Ok(match spec.dtype {
+        InputDType::U8 => Tensor::U8(laid_out),
+        InputDType::F32 => Tensor::F32(laid_out.into_iter().map(f32::from).collect()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> PreprocessOptions {
+        PreprocessOptions {
+            channel_order: ChannelOrder::Rgb,
+            filter: ResizeFilter::Bilinear,
+            background: HexColour([255, 255, 255]),
+            max_dimension: 4096,
+            max_pixels: 1_000_000,
+        }
+    }
+
+    fn encode(image: &DynamicImage, format: image::ImageFormat) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        image.write_to(&mut out, format).unwrap();
+        out.into_inner()
+    }
+
+    fn info(shape: &[i64], dtype: &str) -> Vec<dlr_sys::TensorInfo> {
+        vec![dlr_sys::TensorInfo {
+            name: Some("data".into()),
+            shape: shape.to_vec(),
+            dtype: dtype.into(),
+        }]
+    }
+
+    #[test]
+    fn spec_from_metadata() {
+        let spec = InputSpec::from_metadata(&info(&[1, 224, 224, 3], "float32"), LayoutChoice::Auto)
+            .unwrap();
+        assert_eq!((spec.layout, spec.height, spec.width), (Layout::Nhwc, 224, 224));
+        let spec = InputSpec::from_metadata(&info(&[1, 3, 120, 160], "float32"), LayoutChoice::Auto)
+            .unwrap();
+        assert_eq!((spec.layout, spec.height, spec.width), (Layout::Nchw, 120, 160));
+        assert!(InputSpec::from_metadata(&info(&[1, 224, 224, 4], "float32"), LayoutChoice::Auto)
+            .is_err());
+        assert!(InputSpec::from_metadata(&info(&[1, 224, 224, 3], "int64"), LayoutChoice::Auto)
+            .unwrap_err()
+            .contains("int64"));
+        assert!(InputSpec::from_metadata(&info(&[1, 224, 224, 3], "float32"), LayoutChoice::Nchw)
+            .is_err());
+    }
+
+    #[test]
+    fn exif_orientation_is_applied() {
+        // A 20x10 JPEG tagged "rotate 90° clockwise" (orientation 6) is 10x20 upright.
+        let image = DynamicImage::ImageRgb8(RgbImage::from_pixel(20, 10, image::Rgb([9, 9, 9])));
+        let mut exif = b"MM\0\x2a\0\0\0\x08".to_vec();
+        exif.extend_from_slice(&[0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let mut bytes = Vec::new();
+        let mut encoder = image::codecs::jpeg::JpegEncoder::new(&mut bytes);
+        image::ImageEncoder::set_exif_metadata(&mut encoder, exif).unwrap();
+        image::ImageEncoder::write_image(
+            encoder,
+            image.as_bytes(),
+            20,
+            10,
+            image::ExtendedColorType::Rgb8,
+        )
+        .unwrap();
+        let decoded = decode(&bytes, &options()).unwrap();
+        assert_eq!(decoded.dimensions(), (10, 20));
+    }
+
+    #[test]
+    fn alpha_is_flattened_and_grey_expanded() {
+        let transparent = DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(
+            4,
+            4,
+            image::Rgba([0, 0, 0, 0]),
+        ));
+        let decoded = decode(&encode(&transparent, image::ImageFormat::Png), &options()).unwrap();
+        assert_eq!(decoded.get_pixel(0, 0).0, [255, 255, 255]);
+        let grey = DynamicImage::ImageLuma8(image::GrayImage::from_pixel(4, 4, image::Luma([77])));
+        let decoded = decode(&encode(&grey, image::ImageFormat::Png), &options()).unwrap();
+        assert_eq!(decoded.get_pixel(3, 3).0, [77, 77, 77]);
+    }
+
+    #[test]
+    fn oversized_and_garbage_images_are_refused() {
+        let big = DynamicImage::ImageRgb8(RgbImage::new(2000, 600));
+        let err = decode(&encode(&big, image::ImageFormat::Png), &options()).unwrap_err();
+        assert!(matches!(err, PreprocessError::TooLarge(_)), "{err}");
+        let err = decode(b"definitely not an image", &options()).unwrap_err();
+        assert!(matches!(err, PreprocessError::Undecodable(_)), "{err}");
+        let png = encode(&DynamicImage::ImageRgb8(RgbImage::new(8, 8)), image::ImageFormat::Png);
+        let err = decode(&png[..png.len() / 2], &options()).unwrap_err();
+        assert!(matches!(err, PreprocessError::Undecodable(_)), "{err}");
+    }
+
+    #[test]
+    fn layout_and_channel_order() {
+        let image = RgbImage::from_pixel(2, 1, image::Rgb([1, 2, 3]));
+        let nhwc = InputSpec {
+            name: "data".into(),
+            shape: vec![1, 1, 2, 3],
+            layout: Layout::Nhwc,
+            height: 1,
+            width: 2,
+            dtype: InputDType::U8,
+        };
+        let t = to_tensor(image.clone(), &nhwc, &options()).unwrap();
+        assert_eq!(t, Tensor::U8(vec![1, 2, 3, 1, 2, 3]));
+        let nchw = InputSpec {
+            layout: Layout::Nchw,
+            shape: vec![1, 3, 1, 2],
+            dtype: InputDType::F32,
+            ..nhwc
+        };
+        let bgr = PreprocessOptions {
+            channel_order: ChannelOrder::Bgr,
+            ..options()
+        };
+        let t = to_tensor(image, &nchw, &bgr).unwrap();
+        assert_eq!(t, Tensor::F32(vec![3.0, 3.0, 2.0, 2.0, 1.0, 1.0]));
+    }
+}
