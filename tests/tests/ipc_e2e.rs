@@ -1,0 +1,234 @@
+//! The whole offline path, with every part real: the official Python Greengrass client doing
+//! what the seed's requester does ↔ the nucleus emulator (authorising with the committed
+//! recipes' accessControl) ↔ the IPC adapter ↔ the classification service on a real socket ↔
+//! the real libdlr 1.6.0 running a generated model.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use classify_ipc_adapter::acl::AccessControl;
+use classify_ipc_adapter::adapter::Adapter;
+use classify_ipc_adapter::config::{AdapterConfig, Flavour, ReplyFormat};
+use classify_ipc_adapter::emulator::{self, EmulatorConfig, EmulatorHandle};
+use classify_service::{Application, Config};
+use dlr_test_models::paths;
+use image::{Rgb, RgbImage};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+const ADAPTER: &str = "com.example.ImageClassification.IpcAdapter";
+const REQUESTER: &str = "com.example.ImageClassification.Requester";
+const ADAPTER_TOKEN: &str = "adapter-token";
+const REQUESTER_TOKEN: &str = "requester-token";
+
+/// A running service, emulator and adapter, stopped when dropped.
+struct Flow {
+    images: tempfile::TempDir,
+    socket: PathBuf,
+    _emulator: EmulatorHandle,
+    _stop_adapter: oneshot::Sender<()>,
+    _stop_service: oneshot::Sender<()>,
+}
+
+fn recipe(component: &str) -> PathBuf {
+    paths::workspace_root()
+        .join("recipes")
+        .join(component)
+        .join("recipe.yaml")
+}
+
+/// The pub/sub policies of the adapter's and the requester's recipes, as Greengrass would
+/// enforce them.
+fn recipes_access_control() -> AccessControl {
+    let mut policies = Vec::new();
+    for component in [ADAPTER, REQUESTER] {
+        match AccessControl::from_file(&recipe(component)).expect("recipe parses") {
+            AccessControl::Policies(p) => policies.extend(p),
+            AccessControl::AllowAll => unreachable!("a recipe yields policies"),
+        }
+    }
+    AccessControl::Policies(policies)
+}
+
+async fn start_service(images: &Path) -> (u16, oneshot::Sender<()>) {
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        model_dir: Some(paths::model_dir("colour")),
+        dlr_library: Some(paths::libdlr_path()),
+        allowed_dirs: vec![images.to_path_buf()],
+        workers: Some(2),
+        ..Config::default()
+    };
+    let app = Application::build(config).await.expect("service starts");
+    let port = app.port();
+    let mut readiness = app.readiness();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        readiness.wait_for(|r| r.is_ready()),
+    )
+    .await
+    .expect("service ready within 30 s")
+    .expect("readiness channel open");
+    (port, stop)
+}
+
+async fn start_flow(flavour: Flavour, reply_format: ReplyFormat) -> Flow {
+    let images = tempfile::tempdir().unwrap();
+    draw_images(images.path());
+    let (port, stop_service) = start_service(images.path()).await;
+
+    let socket = images.path().join("ipc.socket");
+    let emulator = emulator::spawn(EmulatorConfig {
+        socket_path: socket.clone(),
+        flavour,
+        access_control: recipes_access_control(),
+        tokens: HashMap::from([
+            (ADAPTER_TOKEN.to_owned(), ADAPTER.to_owned()),
+            (REQUESTER_TOKEN.to_owned(), REQUESTER.to_owned()),
+        ]),
+    })
+    .await
+    .expect("emulator starts");
+
+    let mut config = AdapterConfig::new(&socket, ADAPTER_TOKEN, format!("http://127.0.0.1:{port}"));
+    config.ipc.nucleus = flavour;
+    config.reply_format = reply_format;
+    let adapter = Adapter::start(config).await.expect("adapter subscribes");
+    let (stop_adapter, stopped) = oneshot::channel::<()>();
+    tokio::spawn(adapter.run(async {
+        let _ = stopped.await;
+    }));
+
+    Flow {
+        images,
+        socket,
+        _emulator: emulator,
+        _stop_adapter: stop_adapter,
+        _stop_service: stop_service,
+    }
+}
+
+/// `pelican.jpeg` is the seed's file name; here it is a red picture. `pumpkin.png` is the
+/// orange of the "jack-o'-lantern" class.
+fn draw_images(dir: &Path) {
+    RgbImage::from_pixel(500, 375, Rgb([250, 10, 10]))
+        .save(dir.join("pelican.jpeg"))
+        .unwrap();
+    RgbImage::from_pixel(300, 300, Rgb([255, 128, 0]))
+        .save(dir.join("pumpkin.png"))
+        .unwrap();
+}
+
+fn python() -> PathBuf {
+    let python = std::env::var_os("CLASSIFY_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| paths::venv_dir().join("bin/python"));
+    assert!(
+        python.exists(),
+        "{} not found: run `{}` first (it installs the official Greengrass IPC client)",
+        python.display(),
+        paths::SETUP_COMMAND
+    );
+    python
+}
+
+/// Runs the seed's requester with the official client and returns the replies it printed.
+async fn seed_requester(flow: &Flow, image_dir: &Path, fnames: &[&str]) -> Vec<String> {
+    let script = paths::workspace_root().join("tests/python/seed_requester.py");
+    let mut command = tokio::process::Command::new(python());
+    command
+        .arg(script)
+        .arg("--image-dir")
+        .arg(image_dir)
+        .env(
+            "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT",
+            &flow.socket,
+        )
+        .env("SVCUID", REQUESTER_TOKEN)
+        .kill_on_drop(true);
+    for fname in fnames {
+        command.args(["--fname", fname]);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(60), command.output())
+        .await
+        .expect("requester finishes within 60 s")
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "requester failed ({}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+        .lines()
+        .map(|line| {
+            let v: Value = serde_json::from_str(line).expect("one JSON line per reply");
+            v["reply"].as_str().expect("a reply").to_owned()
+        })
+        .collect()
+}
+
+fn softmax(logits: &[f64]) -> Vec<f64> {
+    let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let exp: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
+    let sum: f64 = exp.iter().sum();
+    exp.iter().map(|e| e / sum).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_requester_gets_json_answers_through_the_whole_flow() {
+    let flow = start_flow(Flavour::Classic, ReplyFormat::Json).await;
+    let replies = seed_requester(&flow, flow.images.path(), &["pelican.jpeg", "pumpkin.png"]).await;
+    let mut by_label: HashMap<String, Value> = HashMap::new();
+    for reply in replies {
+        let v: Value = serde_json::from_str(&reply).expect("JSON reply");
+        assert_eq!(v["status"], "ok", "{v}");
+        assert!(!v["request_id"].as_str().unwrap().is_empty(), "{v}");
+        by_label.insert(v["label"].as_str().unwrap().to_owned(), v);
+    }
+    assert!(by_label.contains_key("red"), "{by_label:?}");
+    // A uniform PNG stays uniform through decoding and resizing, so the model's answer is
+    // exactly computable: top-1 probability = softmax(expected logits).
+    let pumpkin = &by_label["jack-o'-lantern"];
+    let expected = softmax(&dlr_test_models::expected_logits([255.0, 128.0, 0.0]));
+    let top = &pumpkin["predictions"][0];
+    assert_eq!(top["label"], "jack-o'-lantern");
+    assert_eq!(top["index"], 9);
+    let probability = top["probability"].as_f64().unwrap();
+    assert!(
+        (probability - expected[9]).abs() < 1e-4,
+        "{probability} vs {}",
+        expected[9]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn label_only_mode_answers_like_the_seed_classifier() {
+    let flow = start_flow(Flavour::Lite, ReplyFormat::Label).await;
+    let mut replies =
+        seed_requester(&flow, flow.images.path(), &["pelican.jpeg", "pumpkin.png"]).await;
+    replies.sort();
+    assert_eq!(replies, ["jack-o'-lantern", "red"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_and_forbidden_files_get_error_replies() {
+    let flow = start_flow(Flavour::Lite, ReplyFormat::Json).await;
+    let missing = seed_requester(&flow, flow.images.path(), &["no-such.jpeg"]).await;
+    let v: Value = serde_json::from_str(&missing[0]).unwrap();
+    assert_eq!(v["status"], "error", "{v}");
+    assert_eq!(v["error"]["code"], "not_found", "{v}");
+
+    let outside = tempfile::tempdir().unwrap();
+    draw_images(outside.path());
+    let forbidden = seed_requester(&flow, outside.path(), &["pelican.jpeg"]).await;
+    let v: Value = serde_json::from_str(&forbidden[0]).unwrap();
+    assert_eq!(v["status"], "error", "{v}");
+    assert_eq!(v["error"]["code"], "forbidden_path", "{v}");
+}
