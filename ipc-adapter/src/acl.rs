@@ -86,6 +86,21 @@ impl AccessControl {
         Self::from_text(&text)
     }
 
+    /// Reads and combines several files (e.g. the recipes of every component that talks over
+    /// the emulator). No files at all means [`AccessControl::AllowAll`].
+    pub fn from_files(paths: &[impl AsRef<Path>]) -> Result<Self, AclError> {
+        if paths.is_empty() {
+            return Ok(Self::AllowAll);
+        }
+        let mut combined = Vec::new();
+        for path in paths {
+            if let Self::Policies(policies) = Self::from_file(path.as_ref())? {
+                combined.extend(policies);
+            }
+        }
+        Ok(Self::Policies(combined))
+    }
+
     /// Parses JSON or YAML text.
     pub fn from_text(text: &str) -> Result<Self, AclError> {
         let doc: Value = match serde_json::from_str(text) {
@@ -173,6 +188,33 @@ mod tests {
 
     const PUB: &str = "aws.greengrass#PublishToTopic";
     const SUB: &str = "aws.greengrass#SubscribeToTopic";
+
+    #[test]
+    fn several_files_combine_their_policies() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.json");
+        let b = dir.path().join("b.yaml");
+        std::fs::write(
+            &a,
+            r#"{"aws.greengrass.ipc.pubsub": {"com.a:pubsub:1": {"operations": ["aws.greengrass#PublishToTopic"], "resources": ["t/in"]}}}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            &b,
+            "aws.greengrass.ipc.pubsub:\n  com.b:pubsub:1:\n    operations: [\"aws.greengrass#SubscribeToTopic\"]\n    resources: [t/out]\n",
+        )
+        .unwrap();
+        let acl = AccessControl::from_files(&[&a, &b]).unwrap();
+        assert!(acl.allows("com.a", PUB, "t/in"));
+        assert!(acl.allows("com.b", SUB, "t/out"));
+        assert!(!acl.allows("com.a", SUB, "t/out"));
+        let none: [&Path; 0] = [];
+        assert_eq!(
+            AccessControl::from_files(&none).unwrap(),
+            AccessControl::AllowAll
+        );
+        assert!(AccessControl::from_files(&[dir.path().join("missing.json")]).is_err());
+    }
 
     #[test]
     fn json_policies() {

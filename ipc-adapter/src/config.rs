@@ -209,13 +209,14 @@ pub struct EmulatorArgs {
     /// Unix socket path to listen on.
     #[arg(long = "socket", env = "CLASSIFY_EMULATOR_SOCKET", value_name = "PATH")]
     pub socket: PathBuf,
-    /// Recipe-style accessControl file (JSON or YAML); without it every topic is allowed.
+    /// Recipe-style accessControl file or whole recipe (JSON or YAML); repeat it to combine
+    /// several components' policies. Without any, every topic is allowed.
     #[arg(
         long = "access-control",
         env = "CLASSIFY_EMULATOR_ACCESS_CONTROL",
         value_name = "FILE"
     )]
-    pub access_control: Option<PathBuf>,
+    pub access_control: Vec<PathBuf>,
     /// Nucleus behaviour to imitate.
     #[arg(long = "flavour", env = "CLASSIFY_EMULATOR_FLAVOUR", value_enum, default_value_t = Flavour::Classic)]
     pub flavour: Flavour,

@@ -28,15 +28,12 @@ async fn main() -> ExitCode {
             }
         },
         Command::Emulate(args) => {
-            let access_control = match &args.access_control {
-                Some(path) => match AccessControl::from_file(path) {
-                    Ok(acl) => acl,
-                    Err(e) => {
-                        tracing::error!("{e}");
-                        return ExitCode::from(2);
-                    }
-                },
-                None => AccessControl::AllowAll,
+            let access_control = match AccessControl::from_files(&args.access_control) {
+                Ok(acl) => acl,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    return ExitCode::from(2);
+                }
             };
             let config = emulator::EmulatorConfig {
                 socket_path: args.socket,
