@@ -225,3 +225,34 @@ async fn missing_and_forbidden_files_get_error_replies() {
     assert_eq!(v["status"], "error", "{v}");
     assert_eq!(v["error"]["code"], "forbidden_path", "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_requests_in_flight_are_each_answered_once() {
+    let flow = start_flow(Flavour::Lite, ReplyFormat::Json).await;
+    let fnames: Vec<&str> = (0..200)
+        .map(|i| {
+            if i % 2 == 0 {
+                "pelican.jpeg"
+            } else {
+                "pumpkin.png"
+            }
+        })
+        .collect();
+    let replies = seed_requester(&flow, flow.images.path(), &fnames).await;
+    assert_eq!(replies.len(), 200);
+    let mut ids = std::collections::HashSet::new();
+    let mut labels: HashMap<String, usize> = HashMap::new();
+    for reply in &replies {
+        let v: Value = serde_json::from_str(reply).unwrap();
+        assert_eq!(v["status"], "ok", "{v}");
+        assert!(
+            ids.insert(v["request_id"].as_str().unwrap().to_owned()),
+            "duplicate {v}"
+        );
+        *labels
+            .entry(v["label"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    assert_eq!(labels.get("red"), Some(&100), "{labels:?}");
+    assert_eq!(labels.get("jack-o'-lantern"), Some(&100), "{labels:?}");
+}
