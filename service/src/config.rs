@@ -301,8 +301,14 @@ impl Config {
             }
         };
         positive("workers", self.workers.unwrap_or(1) as u64);
-        positive("threads_per_worker", self.threads_per_worker.unwrap_or(1) as u64);
-        positive("decode_concurrency", self.decode_concurrency.unwrap_or(1) as u64);
+        positive(
+            "threads_per_worker",
+            self.threads_per_worker.unwrap_or(1) as u64,
+        );
+        positive(
+            "decode_concurrency",
+            self.decode_concurrency.unwrap_or(1) as u64,
+        );
         positive("queue_capacity", self.queue_capacity as u64);
         positive("request_timeout_ms", self.request_timeout_ms);
         positive("max_body_bytes", self.max_body_bytes as u64);
@@ -373,7 +379,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum CliCommand {
     /// Serve HTTP (the default when no subcommand is given).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print the OpenAPI document (JSON) to stdout.
     Openapi,
 }
@@ -384,63 +390,202 @@ pub struct ServeArgs {
     /// TOML configuration file (keys as in the reference table).
     #[arg(long, env = "CLASSIFY_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    #[arg(long, env = "CLASSIFY_LISTEN", value_name = "ADDR:PORT", help = "Listen address [default: 127.0.0.1:8080]")]
+    #[arg(
+        long,
+        env = "CLASSIFY_LISTEN",
+        value_name = "ADDR:PORT",
+        help = "Listen address [default: 127.0.0.1:8080]"
+    )]
     listen: Option<SocketAddr>,
-    #[arg(long, env = "CLASSIFY_MODEL_DIR", value_name = "DIR", help = "Model directory [default: discover the Greengrass ModelStore]")]
+    #[arg(
+        long,
+        env = "CLASSIFY_MODEL_DIR",
+        value_name = "DIR",
+        help = "Model directory [default: discover the Greengrass ModelStore]"
+    )]
     model_dir: Option<PathBuf>,
-    #[arg(long, env = "CLASSIFY_GREENGRASS_ROOT", value_name = "DIR", help = "Greengrass root [default: /greengrass/v2]")]
+    #[arg(
+        long,
+        env = "CLASSIFY_GREENGRASS_ROOT",
+        value_name = "DIR",
+        help = "Greengrass root [default: /greengrass/v2]"
+    )]
     greengrass_root: Option<PathBuf>,
     #[arg(long, env = "CLASSIFY_DEMO", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL", help = "Serve the embedded demo model")]
     demo: Option<bool>,
-    #[arg(long, env = "CLASSIFY_DLR_LIBRARY", value_name = "PATH", help = "libdlr.so file or directory")]
+    #[arg(
+        long,
+        env = "CLASSIFY_DLR_LIBRARY",
+        value_name = "PATH",
+        help = "libdlr.so file or directory"
+    )]
     dlr_library: Option<PathBuf>,
-    #[arg(long, env = "CLASSIFY_LABELS", value_name = "FILE", help = "Labels file [default: <model_dir>/synset.txt]")]
+    #[arg(
+        long,
+        env = "CLASSIFY_LABELS",
+        value_name = "FILE",
+        help = "Labels file [default: <model_dir>/synset.txt]"
+    )]
     labels: Option<PathBuf>,
-    #[arg(long, env = "CLASSIFY_MODEL_NAME", help = "Model name in answers [default: model directory name]")]
+    #[arg(
+        long,
+        env = "CLASSIFY_MODEL_NAME",
+        help = "Model name in answers [default: model directory name]"
+    )]
     model_name: Option<String>,
-    #[arg(long, env = "CLASSIFY_MODEL_VERSION", help = "Model version in answers")]
+    #[arg(
+        long,
+        env = "CLASSIFY_MODEL_VERSION",
+        help = "Model version in answers"
+    )]
     model_version: Option<String>,
-    #[arg(long, env = "CLASSIFY_WORKERS", value_name = "N", help = "Model instances [default: 1]")]
+    #[arg(
+        long,
+        env = "CLASSIFY_WORKERS",
+        value_name = "N",
+        help = "Model instances [default: 1]"
+    )]
     workers: Option<usize>,
-    #[arg(long, env = "CLASSIFY_THREADS_PER_WORKER", value_name = "N", help = "DLR threads per instance [default: CPUs / workers]")]
+    #[arg(
+        long,
+        env = "CLASSIFY_THREADS_PER_WORKER",
+        value_name = "N",
+        help = "DLR threads per instance [default: CPUs / workers]"
+    )]
     threads_per_worker: Option<usize>,
-    #[arg(long, env = "CLASSIFY_CPU_AFFINITY", value_name = "BOOL", help = "Pin DLR threads to cores")]
+    #[arg(
+        long,
+        env = "CLASSIFY_CPU_AFFINITY",
+        value_name = "BOOL",
+        help = "Pin DLR threads to cores"
+    )]
     cpu_affinity: Option<bool>,
-    #[arg(long, env = "CLASSIFY_QUEUE_CAPACITY", value_name = "N", help = "Waiting requests before 503 [default: 64]")]
+    #[arg(
+        long,
+        env = "CLASSIFY_QUEUE_CAPACITY",
+        value_name = "N",
+        help = "Waiting requests before 503 [default: 64]"
+    )]
     queue_capacity: Option<usize>,
-    #[arg(long, env = "CLASSIFY_WARMUP_RUNS", value_name = "N", help = "Warm-up inferences per worker [default: 1]")]
+    #[arg(
+        long,
+        env = "CLASSIFY_WARMUP_RUNS",
+        value_name = "N",
+        help = "Warm-up inferences per worker [default: 1]"
+    )]
     warmup_runs: Option<u32>,
-    #[arg(long, env = "CLASSIFY_REQUEST_TIMEOUT_MS", value_name = "MS", help = "Per-request deadline [default: 30000]")]
+    #[arg(
+        long,
+        env = "CLASSIFY_REQUEST_TIMEOUT_MS",
+        value_name = "MS",
+        help = "Per-request deadline [default: 30000]"
+    )]
     request_timeout_ms: Option<u64>,
-    #[arg(long, env = "CLASSIFY_SHUTDOWN_TIMEOUT_MS", value_name = "MS", help = "Grace period for in-flight requests [default: 10000]")]
+    #[arg(
+        long,
+        env = "CLASSIFY_SHUTDOWN_TIMEOUT_MS",
+        value_name = "MS",
+        help = "Grace period for in-flight requests [default: 10000]"
+    )]
     shutdown_timeout_ms: Option<u64>,
-    #[arg(long, env = "CLASSIFY_RETRY_AFTER_SECS", value_name = "S", help = "Retry-After of 503 answers [default: 1]")]
+    #[arg(
+        long,
+        env = "CLASSIFY_RETRY_AFTER_SECS",
+        value_name = "S",
+        help = "Retry-After of 503 answers [default: 1]"
+    )]
     retry_after_secs: Option<u32>,
-    #[arg(long, env = "CLASSIFY_MAX_BODY_BYTES", value_name = "BYTES", help = "Largest body or file [default: 16777216]")]
+    #[arg(
+        long,
+        env = "CLASSIFY_MAX_BODY_BYTES",
+        value_name = "BYTES",
+        help = "Largest body or file [default: 16777216]"
+    )]
     max_body_bytes: Option<usize>,
-    #[arg(long, env = "CLASSIFY_MAX_IMAGE_DIMENSION", value_name = "PX", help = "Largest image side [default: 16384]")]
+    #[arg(
+        long,
+        env = "CLASSIFY_MAX_IMAGE_DIMENSION",
+        value_name = "PX",
+        help = "Largest image side [default: 16384]"
+    )]
     max_image_dimension: Option<u32>,
-    #[arg(long, env = "CLASSIFY_MAX_IMAGE_PIXELS", value_name = "PX", help = "Largest image area [default: 50000000]")]
+    #[arg(
+        long,
+        env = "CLASSIFY_MAX_IMAGE_PIXELS",
+        value_name = "PX",
+        help = "Largest image area [default: 50000000]"
+    )]
     max_image_pixels: Option<u64>,
-    #[arg(long, env = "CLASSIFY_DECODE_CONCURRENCY", value_name = "N", help = "Concurrent decodes [default: CPUs]")]
+    #[arg(
+        long,
+        env = "CLASSIFY_DECODE_CONCURRENCY",
+        value_name = "N",
+        help = "Concurrent decodes [default: CPUs]"
+    )]
     decode_concurrency: Option<usize>,
-    #[arg(long, env = "CLASSIFY_CHANNEL_ORDER", value_enum, help = "Channel order fed to the model [default: rgb]")]
+    #[arg(
+        long,
+        env = "CLASSIFY_CHANNEL_ORDER",
+        value_enum,
+        help = "Channel order fed to the model [default: rgb]"
+    )]
     channel_order: Option<ChannelOrder>,
-    #[arg(long, env = "CLASSIFY_RESIZE_FILTER", value_enum, help = "Resize filter [default: bilinear]")]
+    #[arg(
+        long,
+        env = "CLASSIFY_RESIZE_FILTER",
+        value_enum,
+        help = "Resize filter [default: bilinear]"
+    )]
     resize_filter: Option<ResizeFilter>,
-    #[arg(long, env = "CLASSIFY_ALPHA_BACKGROUND", value_name = "#RRGGBB", help = "Background for transparent pixels [default: #ffffff]")]
+    #[arg(
+        long,
+        env = "CLASSIFY_ALPHA_BACKGROUND",
+        value_name = "#RRGGBB",
+        help = "Background for transparent pixels [default: #ffffff]"
+    )]
     alpha_background: Option<HexColour>,
-    #[arg(long, env = "CLASSIFY_LAYOUT", value_enum, help = "Input layout [default: auto]")]
+    #[arg(
+        long,
+        env = "CLASSIFY_LAYOUT",
+        value_enum,
+        help = "Input layout [default: auto]"
+    )]
     layout: Option<LayoutChoice>,
-    #[arg(long, env = "CLASSIFY_SCORES", value_enum, help = "Output interpretation [default: auto]")]
+    #[arg(
+        long,
+        env = "CLASSIFY_SCORES",
+        value_enum,
+        help = "Output interpretation [default: auto]"
+    )]
     scores: Option<ScoreMode>,
-    #[arg(long, env = "CLASSIFY_TOP_K", value_name = "N", help = "Default predictions per answer [default: 5]")]
+    #[arg(
+        long,
+        env = "CLASSIFY_TOP_K",
+        value_name = "N",
+        help = "Default predictions per answer [default: 5]"
+    )]
     top_k: Option<usize>,
-    #[arg(long = "allowed-dir", env = "CLASSIFY_ALLOWED_DIRS", value_delimiter = ':', value_name = "DIR", help = "Directory file references may read (repeatable; env: colon-separated)")]
+    #[arg(
+        long = "allowed-dir",
+        env = "CLASSIFY_ALLOWED_DIRS",
+        value_delimiter = ':',
+        value_name = "DIR",
+        help = "Directory file references may read (repeatable; env: colon-separated)"
+    )]
     allowed_dirs: Vec<PathBuf>,
-    #[arg(long, env = "CLASSIFY_LOG_FORMAT", value_enum, help = "Log format [default: text]")]
+    #[arg(
+        long,
+        env = "CLASSIFY_LOG_FORMAT",
+        value_enum,
+        help = "Log format [default: text]"
+    )]
     log_format: Option<LogFormat>,
-    #[arg(long, env = "CLASSIFY_LOG_FILTER", value_name = "FILTER", help = "Log filter [default: info]")]
+    #[arg(
+        long,
+        env = "CLASSIFY_LOG_FILTER",
+        value_name = "FILTER",
+        help = "Log filter [default: info]"
+    )]
     log_filter: Option<String>,
 }
 
@@ -457,10 +602,25 @@ impl ServeArgs {
             )*};
         }
         overlay!(
-            listen, greengrass_root, demo, queue_capacity, warmup_runs, request_timeout_ms,
-            shutdown_timeout_ms, retry_after_secs, max_body_bytes, max_image_dimension,
-            max_image_pixels, channel_order, resize_filter, alpha_background, layout, scores,
-            top_k, log_format, log_filter,
+            listen,
+            greengrass_root,
+            demo,
+            queue_capacity,
+            warmup_runs,
+            request_timeout_ms,
+            shutdown_timeout_ms,
+            retry_after_secs,
+            max_body_bytes,
+            max_image_dimension,
+            max_image_pixels,
+            channel_order,
+            resize_filter,
+            alpha_background,
+            layout,
+            scores,
+            top_k,
+            log_format,
+            log_filter,
         );
         macro_rules! overlay_option {
             ($($field:ident),* $(,)?) => {$(
@@ -468,8 +628,15 @@ impl ServeArgs {
             )*};
         }
         overlay_option!(
-            model_dir, dlr_library, labels, model_name, model_version, workers,
-            threads_per_worker, cpu_affinity, decode_concurrency,
+            model_dir,
+            dlr_library,
+            labels,
+            model_name,
+            model_version,
+            workers,
+            threads_per_worker,
+            cpu_affinity,
+            decode_concurrency,
         );
         if !self.allowed_dirs.is_empty() {
             config.allowed_dirs = self.allowed_dirs.clone();
@@ -536,7 +703,13 @@ mod tests {
             ..Config::default()
         };
         let err = config.validate().unwrap_err().to_string();
-        for needle in ["workers", "queue_capacity", "mutually exclusive", "/nonexistent", "relative"] {
+        for needle in [
+            "workers",
+            "queue_capacity",
+            "mutually exclusive",
+            "/nonexistent",
+            "relative",
+        ] {
             assert!(err.contains(needle), "{needle} missing in {err}");
         }
     }

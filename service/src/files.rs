@@ -76,10 +76,9 @@ impl AllowedDirs {
                 "{shown} contains '..'; paths must stay inside an allowed directory"
             )));
         }
-        let lexically_inside = self
-            .dirs
-            .iter()
-            .any(|(given, canonical)| requested.starts_with(given) || requested.starts_with(canonical));
+        let lexically_inside = self.dirs.iter().any(|(given, canonical)| {
+            requested.starts_with(given) || requested.starts_with(canonical)
+        });
         if !lexically_inside {
             return Err(FileError::Forbidden(format!(
                 "{shown} is outside the allowed directories"
@@ -100,7 +99,9 @@ impl AllowedDirs {
             )));
         }
         if !canonical.is_file() {
-            return Err(FileError::NotFound(format!("{shown} is not a regular file")));
+            return Err(FileError::NotFound(format!(
+                "{shown} is not a regular file"
+            )));
         }
         Ok(canonical)
     }
@@ -160,15 +161,35 @@ mod tests {
         assert_eq!(dirs.read(&allowed.join("a.png"), 10).unwrap(), b"x");
         assert_eq!(dirs.read(&allowed.join("inner.png"), 10).unwrap(), b"x");
         let err = |p: PathBuf| dirs.read(&p, 10).unwrap_err();
-        assert!(matches!(err(allowed.join("../outside/secret.png")), FileError::Forbidden(_)));
-        assert!(matches!(err(allowed.join("link.png")), FileError::Forbidden(_)));
-        assert!(matches!(err(outside.join("secret.png")), FileError::Forbidden(_)));
-        assert!(matches!(err("relative.png".into()), FileError::Forbidden(_)));
-        assert!(matches!(err(allowed.join("missing.png")), FileError::NotFound(_)));
-        assert!(matches!(err(allowed.clone()), FileError::NotFound(_)));
-        assert!(matches!(dirs.read(&allowed.join("a.png"), 0).unwrap_err(), FileError::TooLarge(_)));
         assert!(matches!(
-            AllowedDirs::default().read(&allowed.join("a.png"), 10).unwrap_err(),
+            err(allowed.join("../outside/secret.png")),
+            FileError::Forbidden(_)
+        ));
+        assert!(matches!(
+            err(allowed.join("link.png")),
+            FileError::Forbidden(_)
+        ));
+        assert!(matches!(
+            err(outside.join("secret.png")),
+            FileError::Forbidden(_)
+        ));
+        assert!(matches!(
+            err("relative.png".into()),
+            FileError::Forbidden(_)
+        ));
+        assert!(matches!(
+            err(allowed.join("missing.png")),
+            FileError::NotFound(_)
+        ));
+        assert!(matches!(err(allowed.clone()), FileError::NotFound(_)));
+        assert!(matches!(
+            dirs.read(&allowed.join("a.png"), 0).unwrap_err(),
+            FileError::TooLarge(_)
+        ));
+        assert!(matches!(
+            AllowedDirs::default()
+                .read(&allowed.join("a.png"), 10)
+                .unwrap_err(),
             FileError::Forbidden(_)
         ));
     }

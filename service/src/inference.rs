@@ -245,7 +245,12 @@ impl Worker {
             }
         };
         let warmed = self.warmed.fetch_add(1, Ordering::SeqCst) + 1;
-        tracing::info!(worker = self.id, warmed, of = self.options.workers, "model worker ready");
+        tracing::info!(
+            worker = self.id,
+            warmed,
+            of = self.options.workers,
+            "model worker ready"
+        );
         if warmed == self.options.workers {
             self.ready.send_if_modified(|state| {
                 // A failure elsewhere stays visible; only "starting" becomes "ready".

@@ -82,25 +82,24 @@ pub fn parse(text: &str) -> Result<Vec<String>, String> {
         Some('[') => serde_json::from_str::<Vec<String>>(trimmed)
             .map_err(|e| format!("not a JSON array of strings: {e}")),
         Some('{') => {
-            let entries = match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(
-                trimmed,
-            ) {
-                Ok(map) => map
-                    .into_iter()
-                    .map(|(k, v)| {
-                        let index = k
-                            .trim()
-                            .parse::<usize>()
-                            .map_err(|_| format!("key {k:?} is not an index"))?;
-                        let label = v
-                            .as_str()
-                            .ok_or_else(|| format!("value of {k:?} is not a string"))?
-                            .to_string();
-                        Ok((index, label))
-                    })
-                    .collect::<Result<Vec<_>, String>>()?,
-                Err(_) => PythonDict::new(trimmed).parse()?,
-            };
+            let entries =
+                match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(trimmed) {
+                    Ok(map) => map
+                        .into_iter()
+                        .map(|(k, v)| {
+                            let index = k
+                                .trim()
+                                .parse::<usize>()
+                                .map_err(|_| format!("key {k:?} is not an index"))?;
+                            let label = v
+                                .as_str()
+                                .ok_or_else(|| format!("value of {k:?} is not a string"))?
+                                .to_string();
+                            Ok((index, label))
+                        })
+                        .collect::<Result<Vec<_>, String>>()?,
+                    Err(_) => PythonDict::new(trimmed).parse()?,
+                };
             dense(entries)
         }
         Some(_) => {
@@ -131,7 +130,10 @@ fn dense(entries: Vec<(usize, String)>) -> Result<Vec<String>, String> {
             return Err(format!("index {index} appears twice"));
         }
     }
-    Ok(out.into_iter().map(|l| l.expect("every slot filled")).collect())
+    Ok(out
+        .into_iter()
+        .map(|l| l.expect("every slot filled"))
+        .collect())
 }
 
 /// A tiny recursive-descent reader for `{int: 'str', ...}`; nothing else of Python is needed.
@@ -178,7 +180,9 @@ impl<'a> PythonDict<'a> {
             match self.chars.next() {
                 Some((_, ',')) => continue,
                 Some((_, '}')) => break,
-                Some((at, c)) => return Err(format!("expected ',' or '}}' at byte {at}, found {c:?}")),
+                Some((at, c)) => {
+                    return Err(format!("expected ',' or '}}' at byte {at}, found {c:?}"));
+                }
                 None => return Err("the dict is not closed".into()),
             }
         }
@@ -214,7 +218,9 @@ impl<'a> PythonDict<'a> {
         self.skip_ws();
         let (start, quote) = match self.chars.next() {
             Some((at, q @ ('\'' | '"'))) => (at, q),
-            Some((at, c)) => return Err(format!("expected a quoted label at byte {at}, found {c:?}")),
+            Some((at, c)) => {
+                return Err(format!("expected a quoted label at byte {at}, found {c:?}"));
+            }
             None => return Err("expected a quoted label, found the end of the file".into()),
         };
         let mut out = String::new();
@@ -246,7 +252,8 @@ mod tests {
         assert_eq!(labels.len(), 10);
         assert_eq!(labels[2], "red");
         assert_eq!(labels[9], "jack-o'-lantern");
-        let imagenet = "{0: 'tench, Tinca tinca',\n 1: 'goldfish, Carassius auratus',\n 2: 'it\\'s',}";
+        let imagenet =
+            "{0: 'tench, Tinca tinca',\n 1: 'goldfish, Carassius auratus',\n 2: 'it\\'s',}";
         assert_eq!(
             parse(imagenet).unwrap(),
             ["tench, Tinca tinca", "goldfish, Carassius auratus", "it's"]
@@ -271,7 +278,11 @@ mod tests {
     #[test]
     fn malformed_dicts_say_where() {
         assert!(parse("{0: 'a', 0: 'b'}").unwrap_err().contains("twice"));
-        assert!(parse("{0: 'a', 2: 'b'}").unwrap_err().contains("out of range"));
+        assert!(
+            parse("{0: 'a', 2: 'b'}")
+                .unwrap_err()
+                .contains("out of range")
+        );
         assert!(parse("{0: 'a'").unwrap_err().contains("not closed"));
         assert!(parse("{0: a}").unwrap_err().contains("quoted label"));
         assert!(parse("").is_err());

@@ -278,7 +278,10 @@ fn prepare(config: &Config) -> Result<(LocatedModel, http::SharedState), Error> 
         .clone();
     let classes = output.element_count();
     if classes == 0 {
-        return Err(unsupported(format!("output shape {:?} is empty", output.shape)));
+        return Err(unsupported(format!(
+            "output shape {:?} is empty",
+            output.shape
+        )));
     }
 
     let labels = match &config.labels {

@@ -14,7 +14,7 @@ fn main() -> ExitCode {
             print!("{}", classify_service::http::api::openapi_json());
             return ExitCode::SUCCESS;
         }
-        Some(CliCommand::Serve(args)) => args,
+        Some(CliCommand::Serve(args)) => *args,
         None => cli.serve,
     };
     let config = match args.resolve() {
@@ -25,7 +25,10 @@ fn main() -> ExitCode {
         }
     };
     telemetry::init(config.log_format, &config.log_filter);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("classify-service: cannot start the async runtime: {e}");

@@ -74,7 +74,10 @@ impl Metrics {
             g
         };
         let requests = IntCounterVec::new(
-            Opts::new("classify_http_requests_total", "HTTP requests by route, method and status"),
+            Opts::new(
+                "classify_http_requests_total",
+                "HTTP requests by route, method and status",
+            ),
             &["route", "method", "status"],
         )
         .expect("valid counter");
@@ -82,7 +85,10 @@ impl Metrics {
             .register(Box::new(requests.clone()))
             .expect("unique metric");
         let model_info = IntGaugeVec::new(
-            Opts::new("classify_model_info", "The loaded model (value is always 1)"),
+            Opts::new(
+                "classify_model_info",
+                "The loaded model (value is always 1)",
+            ),
             &[
                 "name",
                 "version",
@@ -100,14 +106,23 @@ impl Metrics {
         Self {
             requests,
             decode: histogram("classify_decode_seconds", "Image decoding time"),
-            preprocess: histogram("classify_preprocess_seconds", "Resize and tensor layout time"),
-            queue_wait: histogram("classify_queue_wait_seconds", "Time waiting for a model worker"),
+            preprocess: histogram(
+                "classify_preprocess_seconds",
+                "Resize and tensor layout time",
+            ),
+            queue_wait: histogram(
+                "classify_queue_wait_seconds",
+                "Time waiting for a model worker",
+            ),
             inference: histogram("classify_inference_seconds", "Model run time"),
             total: histogram(
                 "classify_request_duration_seconds",
                 "End-to-end time of successful classifications",
             ),
-            queue_depth: gauge("classify_queue_depth", "Requests waiting for a model worker"),
+            queue_depth: gauge(
+                "classify_queue_depth",
+                "Requests waiting for a model worker",
+            ),
             queue_capacity: gauge("classify_queue_capacity", "Capacity of the inference queue"),
             ready: gauge("classify_ready", "1 when the model is loaded and warmed up"),
             model_info,

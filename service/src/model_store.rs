@@ -65,7 +65,10 @@ pub fn locate(config: &Config) -> Result<LocatedModel, LocateError> {
         let temp = crate::demo::materialise().map_err(LocateError::Demo)?;
         return Ok(LocatedModel {
             dir: temp.path().to_path_buf(),
-            name: config.model_name.clone().unwrap_or_else(|| crate::demo::NAME.into()),
+            name: config
+                .model_name
+                .clone()
+                .unwrap_or_else(|| crate::demo::NAME.into()),
             version: config
                 .model_version
                 .clone()
@@ -192,7 +195,10 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let err = discover(root.path(), "x86_64").unwrap_err().to_string();
         assert!(err.contains(&root.path().display().to_string()), "{err}");
-        assert!(err.contains("DLR-resnet50-x86_64-cpu-ImageClassification"), "{err}");
+        assert!(
+            err.contains("DLR-resnet50-x86_64-cpu-ImageClassification"),
+            "{err}"
+        );
         assert!(err.contains("--model-dir"), "{err}");
         install(root.path(), "2.1.9", "aarch64");
         let err = discover(root.path(), "x86_64").unwrap_err().to_string();

@@ -171,11 +171,14 @@ pub fn decode(bytes: &[u8], options: &PreprocessOptions) -> Result<RgbImage, Pre
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| PreprocessError::Internal(e.to_string()))?;
-    let format = reader.format().filter(|f| SUPPORTED.contains(f)).ok_or_else(|| {
-        PreprocessError::Undecodable(
-            "not a JPEG, PNG, WebP, BMP or GIF image (format sniffed from the bytes)".into(),
-        )
-    })?;
+    let format = reader
+        .format()
+        .filter(|f| SUPPORTED.contains(f))
+        .ok_or_else(|| {
+            PreprocessError::Undecodable(
+                "not a JPEG, PNG, WebP, BMP or GIF image (format sniffed from the bytes)".into(),
+            )
+        })?;
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(options.max_dimension);
     limits.max_image_height = Some(options.max_dimension);
@@ -203,9 +206,9 @@ pub fn decode(bytes: &[u8], options: &PreprocessOptions) -> Result<RgbImage, Pre
 
 fn image_error(e: image::ImageError) -> PreprocessError {
     match e {
-        image::ImageError::Limits(l) => PreprocessError::TooLarge(format!(
-            "the image exceeds the decoding limits ({l})"
-        )),
+        image::ImageError::Limits(l) => {
+            PreprocessError::TooLarge(format!("the image exceeds the decoding limits ({l})"))
+        }
         image::ImageError::IoError(e) => {
             PreprocessError::Undecodable(format!("the image data is truncated or unreadable: {e}"))
         }
@@ -327,19 +330,33 @@ mod tests {
 
     #[test]
     fn spec_from_metadata() {
-        let spec = InputSpec::from_metadata(&info(&[1, 224, 224, 3], "float32"), LayoutChoice::Auto)
-            .unwrap();
-        assert_eq!((spec.layout, spec.height, spec.width), (Layout::Nhwc, 224, 224));
-        let spec = InputSpec::from_metadata(&info(&[1, 3, 120, 160], "float32"), LayoutChoice::Auto)
-            .unwrap();
-        assert_eq!((spec.layout, spec.height, spec.width), (Layout::Nchw, 120, 160));
-        assert!(InputSpec::from_metadata(&info(&[1, 224, 224, 4], "float32"), LayoutChoice::Auto)
-            .is_err());
-        assert!(InputSpec::from_metadata(&info(&[1, 224, 224, 3], "int64"), LayoutChoice::Auto)
-            .unwrap_err()
-            .contains("int64"));
-        assert!(InputSpec::from_metadata(&info(&[1, 224, 224, 3], "float32"), LayoutChoice::Nchw)
-            .is_err());
+        let spec =
+            InputSpec::from_metadata(&info(&[1, 224, 224, 3], "float32"), LayoutChoice::Auto)
+                .unwrap();
+        assert_eq!(
+            (spec.layout, spec.height, spec.width),
+            (Layout::Nhwc, 224, 224)
+        );
+        let spec =
+            InputSpec::from_metadata(&info(&[1, 3, 120, 160], "float32"), LayoutChoice::Auto)
+                .unwrap();
+        assert_eq!(
+            (spec.layout, spec.height, spec.width),
+            (Layout::Nchw, 120, 160)
+        );
+        assert!(
+            InputSpec::from_metadata(&info(&[1, 224, 224, 4], "float32"), LayoutChoice::Auto)
+                .is_err()
+        );
+        assert!(
+            InputSpec::from_metadata(&info(&[1, 224, 224, 3], "int64"), LayoutChoice::Auto)
+                .unwrap_err()
+                .contains("int64")
+        );
+        assert!(
+            InputSpec::from_metadata(&info(&[1, 224, 224, 3], "float32"), LayoutChoice::Nchw)
+                .is_err()
+        );
     }
 
     #[test]
@@ -347,7 +364,9 @@ mod tests {
         // A 20x10 JPEG tagged "rotate 90° clockwise" (orientation 6) is 10x20 upright.
         let image = DynamicImage::ImageRgb8(RgbImage::from_pixel(20, 10, image::Rgb([9, 9, 9])));
         let mut exif = b"MM\0\x2a\0\0\0\x08".to_vec();
-        exif.extend_from_slice(&[0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0]);
+        exif.extend_from_slice(&[
+            0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0,
+        ]);
         let mut bytes = Vec::new();
         let mut encoder = image::codecs::jpeg::JpegEncoder::new(&mut bytes);
         image::ImageEncoder::set_exif_metadata(&mut encoder, exif).unwrap();
@@ -384,7 +403,10 @@ mod tests {
         assert!(matches!(err, PreprocessError::TooLarge(_)), "{err}");
         let err = decode(b"definitely not an image", &options()).unwrap_err();
         assert!(matches!(err, PreprocessError::Undecodable(_)), "{err}");
-        let png = encode(&DynamicImage::ImageRgb8(RgbImage::new(8, 8)), image::ImageFormat::Png);
+        let png = encode(
+            &DynamicImage::ImageRgb8(RgbImage::new(8, 8)),
+            image::ImageFormat::Png,
+        );
         let err = decode(&png[..png.len() / 2], &options()).unwrap_err();
         assert!(matches!(err, PreprocessError::Undecodable(_)), "{err}");
     }

@@ -109,7 +109,9 @@ pub async fn classify(State(state): State<SharedState>, request: Request) -> Res
             Json(answer).into_response()
         }
         Ok(Err(e)) => e.into_response_for(Some(&id)),
-        Err(_) => ApiError::DeadlineExceeded(timeout.as_millis() as u64).into_response_for(Some(&id)),
+        Err(_) => {
+            ApiError::DeadlineExceeded(timeout.as_millis() as u64).into_response_for(Some(&id))
+        }
     }
 }
 
@@ -125,7 +127,9 @@ async fn handle(
 ) -> Result<ClassifyResponse, ApiError> {
     let query: ClassifyQuery = Query::try_from_uri(request.uri())
         .map(|Query(q)| q)
-        .map_err(|e| ApiError::InvalidOptions(format!("invalid query string: {}", e.body_text())))?;
+        .map_err(|e| {
+            ApiError::InvalidOptions(format!("invalid query string: {}", e.body_text()))
+        })?;
     let mut options = RawOptions {
         top_k: query.top_k,
         threshold: query.threshold,
@@ -164,7 +168,10 @@ async fn handle(
     .await
     .map_err(|e| ApiError::Internal(format!("preprocessing task failed: {e}")))??;
     state.metrics.decode.observe(decode_time.as_secs_f64());
-    state.metrics.preprocess.observe(preprocess_time.as_secs_f64());
+    state
+        .metrics
+        .preprocess
+        .observe(preprocess_time.as_secs_f64());
 
     let timeout_ms = state.request_timeout.as_millis() as u64;
     let deadline = started + state.request_timeout;
@@ -176,8 +183,14 @@ async fn handle(
         .await
         .map_err(|_| ApiError::Internal("the model worker dropped the request".into()))?
         .map_err(|e| inference_error(e, state.retry_after_secs, timeout_ms))?;
-    state.metrics.queue_wait.observe(output.queue_wait.as_secs_f64());
-    state.metrics.inference.observe(output.inference.as_secs_f64());
+    state
+        .metrics
+        .queue_wait
+        .observe(output.queue_wait.as_secs_f64());
+    state
+        .metrics
+        .inference
+        .observe(output.inference.as_secs_f64());
 
     if output.raw.len() != state.labels.len() {
         return Err(ApiError::Internal(format!(
@@ -284,18 +297,19 @@ async fn extract(
 
     if is_multipart {
         let request = Request::from_parts(parts, axum::body::Body::from(bytes));
-        let mut multipart = Multipart::from_request(request, &())
-            .await
-            .map_err(|e| ApiError::InvalidBody(format!("malformed multipart body: {}", e.body_text())))?;
+        let mut multipart = Multipart::from_request(request, &()).await.map_err(|e| {
+            ApiError::InvalidBody(format!("malformed multipart body: {}", e.body_text()))
+        })?;
         let mut image = None;
-        while let Some(field) = multipart
-            .next_field()
-            .await
-            .map_err(|e| ApiError::InvalidBody(format!("malformed multipart body: {}", e.body_text())))?
-        {
+        while let Some(field) = multipart.next_field().await.map_err(|e| {
+            ApiError::InvalidBody(format!("malformed multipart body: {}", e.body_text()))
+        })? {
             let name = field.name().unwrap_or_default().to_string();
             let data = field.bytes().await.map_err(|e| {
-                ApiError::InvalidBody(format!("malformed multipart part {name:?}: {}", e.body_text()))
+                ApiError::InvalidBody(format!(
+                    "malformed multipart part {name:?}: {}",
+                    e.body_text()
+                ))
             })?;
             let text = || String::from_utf8_lossy(&data).into_owned();
             match name.as_str() {
@@ -353,7 +367,10 @@ fn json_source(body: ClassifyJson) -> Result<Source, ApiError> {
             Some((prefix, rest)) if prefix.starts_with("data:") => rest,
             _ => encoded.as_str(),
         };
-        let cleaned: String = payload.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+        let cleaned: String = payload
+            .chars()
+            .filter(|c| !c.is_ascii_whitespace())
+            .collect();
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(cleaned.as_bytes())
             .map_err(|e| ApiError::InvalidBody(format!("image_base64 is not valid base64: {e}")))?;

@@ -139,7 +139,11 @@ fn is_acceptable_request_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 200 && id.bytes().all(|b| b.is_ascii_graphic())
 }
 
-async fn count_requests(State(state): State<SharedState>, request: Request, next: Next) -> Response {
+async fn count_requests(
+    State(state): State<SharedState>,
+    request: Request,
+    next: Next,
+) -> Response {
     // Unmatched paths share one label so that scanners cannot grow the label set.
     let route = request
         .extensions()

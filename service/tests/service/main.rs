@@ -1,0 +1,11 @@
+//! Integration tests: the real server on port 0, the generated models, the real libdlr.
+//! One test binary (modules below) to keep link time down.
+
+mod common;
+mod docs;
+mod inputs;
+mod load;
+mod readme;
+mod semantics;
+mod startup;
+mod statuses;
