@@ -285,15 +285,9 @@ async fn extract(
     }
 
     let limit = state.max_body_bytes;
-    check_declared_length(request.headers(), limit)?;
+    let declared = declared_length(request.headers());
     let (parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
-        if is_length_limit(&e) {
-            too_large(limit)
-        } else {
-            ApiError::InvalidBody(format!("the request body could not be read: {e}"))
-        }
-    })?;
+    let bytes = read_body(body, limit, declared).await?;
 
     if is_multipart {
         let request = Request::from_parts(parts, axum::body::Body::from(bytes));
@@ -389,28 +383,51 @@ fn json_source(body: ClassifyJson) -> Result<Source, ApiError> {
     }
 }
 
-fn check_declared_length(headers: &HeaderMap, limit: usize) -> Result<(), ApiError> {
-    let declared = headers
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    match declared {
-        Some(n) if n > limit as u64 => Err(too_large(limit)),
-        _ => Ok(()),
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// Reads at most `limit` bytes. A larger body is still read and discarded up to twice the
+/// limit before the 413 goes out: a client that sends its whole body before reading the
+/// answer would otherwise see a broken pipe instead of the problem document. Beyond that the
+/// connection is simply closed after the answer.
+async fn read_body(
+    body: axum::body::Body,
+    limit: usize,
+    declared: Option<u64>,
+) -> Result<Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    let drain_limit = limit.saturating_mul(2) as u64;
+    if declared.is_some_and(|n| n > drain_limit) {
+        return Err(too_large(limit));
     }
+    let mut body = body;
+    let mut buffer = bytes::BytesMut::new();
+    let mut seen: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            ApiError::InvalidBody(format!("the request body could not be read: {e}"))
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len() as u64;
+        if seen > drain_limit {
+            break;
+        }
+        if seen <= limit as u64 {
+            buffer.extend_from_slice(&data);
+        }
+    }
+    if seen > limit as u64 {
+        return Err(too_large(limit));
+    }
+    Ok(buffer.freeze())
 }
 
 fn too_large(limit: usize) -> ApiError {
     ApiError::PayloadTooLarge(format!("the request body exceeds the {limit}-byte limit"))
-}
-
-fn is_length_limit(e: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if err.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        source = err.source();
-    }
-    false
 }
