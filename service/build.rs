@@ -13,7 +13,20 @@ fn main() {
     let dir = out.join("demo-model");
     std::fs::create_dir_all(&dir).expect("create OUT_DIR/demo-model");
 
+    // `model_files` records the build host's architecture in compiled.meta; the demo runs on
+    // the target, so say that (it matters only to readers of /v1/model and the file).
+    let host_arch = format!("\"{}\"", std::env::consts::ARCH.to_uppercase());
+    let target_arch = std::env::var("CARGO_CFG_TARGET_ARCH").expect("cargo sets the target arch");
+    let target_arch = format!("\"{}\"", target_arch.to_uppercase());
     for (name, bytes) in dlr_test_models::model_files(&dlr_test_models::ColourModel::COLOUR) {
+        let bytes = if name == "compiled.meta" {
+            String::from_utf8(bytes)
+                .expect("compiled.meta is UTF-8")
+                .replace(&host_arch, &target_arch)
+                .into_bytes()
+        } else {
+            bytes
+        };
         std::fs::write(dir.join(name), bytes).expect("write demo model file");
     }
 

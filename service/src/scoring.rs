@@ -9,7 +9,7 @@
 use crate::config::ScoreMode;
 
 /// One class of a ranked answer.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Prediction {
     /// Class index in the model's output.
     pub index: usize,
