@@ -188,6 +188,11 @@ pub fn decode(bytes: &[u8], options: &PreprocessOptions) -> Result<RgbImage, Pre
     reader.limits(limits);
     let mut decoder = reader.into_decoder().map_err(image_error)?;
     let (w, h) = decoder.dimensions();
+    if w == 0 || h == 0 {
+        return Err(PreprocessError::Undecodable(format!(
+            "the image is {w}x{h}: no pixels"
+        )));
+    }
     let area = u64::from(w) * u64::from(h);
     if area > options.max_pixels {
         return Err(PreprocessError::TooLarge(format!(

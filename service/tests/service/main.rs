@@ -1,6 +1,7 @@
 //! Integration tests: the real server on port 0, the generated models, the real libdlr.
 //! One test binary (modules below) to keep link time down.
 
+mod binary;
 mod common;
 mod docs;
 mod inputs;
