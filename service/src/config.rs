@@ -183,7 +183,7 @@ pub enum LayoutChoice {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum ScoreMode {
-    /// Detect: probabilities when all outputs are in [0,1] and sum to 1 (±1e-3), else logits.
+    /// Detect: probabilities when all outputs are within 0..=1 and sum to 1 (±1e-3), else logits.
     Auto,
     /// The output is logits: apply softmax.
     Logits,
