@@ -912,6 +912,14 @@ fn every_artifact_is_built_by_dist_and_every_built_file_is_used() {
             "{}: every file dist builds is referenced",
             component.name
         );
+        // The dist task's own line-based reading of the URIs finds the same files.
+        let text = read(&component.recipe_path(&root));
+        assert_eq!(
+            dist::recipe_artifact_files(&text)
+                .into_iter()
+                .collect::<BTreeSet<_>>(),
+            referenced
+        );
         let expected_platforms: BTreeSet<_> =
             dist::TARGETS.iter().map(|t| t.greengrass_arch).collect();
         assert_eq!(platforms, expected_platforms, "{}", component.name);
@@ -970,7 +978,7 @@ fn every_artifact_is_built_by_dist_and_every_built_file_is_used() {
             for (artifact, from, _) in &planned.artifacts {
                 assert_eq!(
                     *from,
-                    root.join("target")
+                    dist::target_dir(&root)
                         .join(artifact.target.triple)
                         .join(dist::PROFILE)
                         .join(artifact.binary)

@@ -26,7 +26,8 @@
 //! usual. Variables already set by the caller win. Before building, this task installs the rustup
 //! target and the Debian cross compiler when missing (`setup::install_cross_toolchain`).
 //!
-//! Binaries use the `dist` profile of the workspace `Cargo.toml` (release, stripped).
+//! Binaries use the `dist` profile of the workspace `Cargo.toml` (optimised, no LTO, stripped).
+//! `CARGO_TARGET_DIR` is honoured.
 //!
 //! This file is also compiled into `tests/tests/deployment.rs` (with `#[path]`), which checks
 //! the recipes against [`COMPONENTS`] without building: keep it to `std`, `crate::Result` and
@@ -94,7 +95,7 @@ impl Artifact {
 
     /// Where cargo leaves the binary.
     pub fn built_path(&self, root: &Path) -> PathBuf {
-        root.join("target")
+        target_dir(root)
             .join(self.target.triple)
             .join(PROFILE)
             .join(self.binary)
@@ -171,6 +172,14 @@ pub fn workspace_root() -> PathBuf {
         .parent()
         .expect("crate lives inside the workspace")
         .to_path_buf()
+}
+
+/// Cargo's target directory: `CARGO_TARGET_DIR` (relative to the workspace) or `target/`.
+pub fn target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => root.join(dir),
+        None => root.join("target"),
+    }
 }
 
 /// The top-level `ComponentVersion` of a recipe, read without a YAML parser (xtask has none;
