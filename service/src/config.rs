@@ -90,6 +90,9 @@ pub struct Config {
     pub scores: ScoreMode,
     /// Default number of predictions returned when a request does not say.
     pub top_k: usize,
+    /// Default probability threshold (0 to 1) when a request does not say: predictions below
+    /// it are left out (the top-1 `label` is always reported).
+    pub threshold: f64,
     /// Directories file references (`path`, `image_dir`/`fname`) may read from. Empty: file
     /// references are refused.
     pub allowed_dirs: Vec<PathBuf>,
@@ -128,6 +131,7 @@ impl Default for Config {
             layout: LayoutChoice::Auto,
             scores: ScoreMode::Auto,
             top_k: 5,
+            threshold: 0.0,
             allowed_dirs: Vec::new(),
             log_format: LogFormat::Text,
             log_filter: "info".into(),
@@ -315,6 +319,12 @@ impl Config {
         positive("max_image_dimension", u64::from(self.max_image_dimension));
         positive("max_image_pixels", self.max_image_pixels);
         positive("top_k", self.top_k as u64);
+        if !(0.0..=1.0).contains(&self.threshold) {
+            problems.push(format!(
+                "threshold must be from 0 to 1, got {}",
+                self.threshold
+            ));
+        }
         if self.workers.is_some_and(|w| w > 256) {
             problems.push("workers must be at most 256".into());
         }
@@ -566,6 +576,13 @@ pub struct ServeArgs {
     )]
     top_k: Option<usize>,
     #[arg(
+        long,
+        env = "CLASSIFY_THRESHOLD",
+        value_name = "P",
+        help = "Default probability threshold, 0 to 1 [default: 0]"
+    )]
+    threshold: Option<f64>,
+    #[arg(
         long = "allowed-dir",
         env = "CLASSIFY_ALLOWED_DIRS",
         value_delimiter = ':',
@@ -619,6 +636,7 @@ impl ServeArgs {
             layout,
             scores,
             top_k,
+            threshold,
             log_format,
             log_filter,
         );
@@ -700,10 +718,12 @@ mod tests {
             demo: true,
             model_dir: Some("/nonexistent".into()),
             allowed_dirs: vec!["relative".into()],
+            threshold: 1.5,
             ..Config::default()
         };
         let err = config.validate().unwrap_err().to_string();
         for needle in [
+            "threshold",
             "workers",
             "queue_capacity",
             "mutually exclusive",

@@ -378,6 +378,7 @@ fn prepare(config: &Config) -> Result<(LocatedModel, http::SharedState), Error> 
         },
         scores: config.scores,
         default_top_k: config.top_k,
+        default_threshold: config.threshold,
         allowed,
         decode_permits: Arc::new(tokio::sync::Semaphore::new(
             config.effective_decode_concurrency(),

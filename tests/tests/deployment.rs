@@ -674,6 +674,7 @@ fn service_run_command_is_accepted_and_wired_to_the_configuration() {
         assert_eq!(config.dlr_library, None, "empty DlrLibrary = discovery");
         assert_eq!(config.queue_capacity.to_string(), value("QueueCapacity"));
         assert_eq!(config.top_k.to_string(), value("TopK"));
+        assert_eq!(config.threshold, value("Threshold").parse::<f64>().unwrap());
         assert_eq!(lower_debug(config.channel_order), value("ChannelOrder"));
         assert_eq!(
             config.request_timeout_ms.to_string(),

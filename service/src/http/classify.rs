@@ -135,7 +135,8 @@ async fn handle(
         threshold: query.threshold,
     };
     let source = extract(&state, request, &mut options).await?;
-    let (top_k, threshold) = validate_options(&options, state.default_top_k)?;
+    let (top_k, threshold) =
+        validate_options(&options, state.default_top_k, state.default_threshold)?;
 
     let bytes = match source {
         Source::Bytes(bytes) => bytes,
@@ -227,7 +228,11 @@ async fn handle(
     })
 }
 
-fn validate_options(options: &RawOptions, default_top_k: usize) -> Result<(usize, f64), ApiError> {
+fn validate_options(
+    options: &RawOptions,
+    default_top_k: usize,
+    default_threshold: f64,
+) -> Result<(usize, f64), ApiError> {
     let top_k = match &options.top_k {
         None => default_top_k,
         Some(text) => match text.trim().parse::<usize>() {
@@ -240,7 +245,7 @@ fn validate_options(options: &RawOptions, default_top_k: usize) -> Result<(usize
         },
     };
     let threshold = match &options.threshold {
-        None => 0.0,
+        None => default_threshold,
         Some(text) => match text.trim().parse::<f64>() {
             Ok(t) if (0.0..=1.0).contains(&t) => t,
             _ => {

@@ -60,6 +60,8 @@ pub struct AppState {
     pub scores: ScoreMode,
     /// `top_k` when a request gives none.
     pub default_top_k: usize,
+    /// `threshold` when a request gives none.
+    pub default_threshold: f64,
     /// Where file references may point.
     pub allowed: AllowedDirs,
     /// Bounds concurrent decodes on the blocking pool.

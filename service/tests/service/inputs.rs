@@ -176,3 +176,19 @@ async fn options_in_query_and_body() {
     assert_eq!(answer.predictions.len(), 4);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_threshold_is_the_default_and_requests_override_it() {
+    let app = spawn_ready(classify_service::Config {
+        threshold: 0.5,
+        top_k: 10,
+        ..config("colour")
+    })
+    .await;
+    let answer = app.classify(png(RED), "image/png", "").await;
+    assert_eq!(answer.predictions.len(), 1, "only red is above 0.5");
+    assert_eq!(answer.predictions[0].label, "red");
+    let answer = app.classify(png(RED), "image/png", "?threshold=0").await;
+    assert_eq!(answer.predictions.len(), 10);
+    app.stop().await;
+}
