@@ -6,8 +6,8 @@
 //!   Idempotent: what is already in place is kept.
 //! * `demo`    — set-up, then the service on 127.0.0.1 with its embedded demo model,
 //!   classifying a sample image with curl; keeps serving until Ctrl-C (`--once` to stop).
-//! * `test`    — set-up, then `cargo fmt --check`, `cargo clippy -D warnings` and every test.
-//!   `.ci/run` runs exactly this.
+//! * `test`    — set-up, then `cargo fmt --check`, `cargo clippy -D warnings`, the device
+//!   artifacts (`dist`), and every test. `.ci/run` runs exactly this.
 //! * `openapi` — regenerates the committed `openapi/openapi.json` from the service.
 //! * `dist`    — release binaries for x86_64 and (cross-compiled) aarch64, laid out with the
 //!   Greengrass recipes in `greengrass-build/` for gdk and `greengrass-cli` (see `dist.rs`).
@@ -74,8 +74,11 @@ fn test() -> Result {
         "-D",
         "warnings",
     ]))?;
-    sh(cargo().args(["test", "--workspace", "--all-targets"]))?;
+    // The device artifacts (x86_64 and cross-compiled aarch64) are built before the tests so
+    // that the test runner's summary is the last thing printed.
+    dist::run(&[])?;
     sh(cargo().args(["test", "--workspace", "--doc"]))?;
+    sh(cargo().args(["test", "--workspace", "--all-targets"]))?;
     Ok(())
 }
 
