@@ -43,7 +43,9 @@ impl ServiceClient {
             // The service is on localhost: never route through a proxy from the environment.
             .no_proxy()
             .connect_timeout(Duration::from_secs(5))
-            .pool_idle_timeout(Duration::from_secs(30))
+            // Below the service's default header-read timeout (10 s), after which it closes
+            // idle keep-alive connections: reusing one it is closing would fail the request.
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         let base = base_url.trim_end_matches('/');

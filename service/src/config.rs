@@ -66,6 +66,11 @@ pub struct Config {
     pub request_timeout_ms: u64,
     /// How long shutdown waits for in-flight requests, in milliseconds.
     pub shutdown_timeout_ms: u64,
+    /// Time a client has to send its request head (after connecting, or between keep-alive
+    /// requests), in milliseconds; the connection is closed after it.
+    pub header_read_timeout_ms: u64,
+    /// Client connections served at once; further clients wait in the accept backlog.
+    pub max_connections: usize,
     /// `Retry-After` seconds sent with 503 answers.
     pub retry_after_secs: u32,
     /// Largest accepted request body (and referenced file), in bytes. 413 beyond.
@@ -120,6 +125,8 @@ impl Default for Config {
             warmup_runs: 1,
             request_timeout_ms: 30_000,
             shutdown_timeout_ms: 10_000,
+            header_read_timeout_ms: 10_000,
+            max_connections: 256,
             retry_after_secs: 1,
             max_body_bytes: 16 * 1024 * 1024,
             max_image_dimension: 16_384,
@@ -315,6 +322,8 @@ impl Config {
         );
         positive("queue_capacity", self.queue_capacity as u64);
         positive("request_timeout_ms", self.request_timeout_ms);
+        positive("header_read_timeout_ms", self.header_read_timeout_ms);
+        positive("max_connections", self.max_connections as u64);
         positive("max_body_bytes", self.max_body_bytes as u64);
         positive("max_image_dimension", u64::from(self.max_image_dimension));
         positive("max_image_pixels", self.max_image_pixels);
@@ -500,6 +509,20 @@ pub struct ServeArgs {
     shutdown_timeout_ms: Option<u64>,
     #[arg(
         long,
+        env = "CLASSIFY_HEADER_READ_TIMEOUT_MS",
+        value_name = "MS",
+        help = "Time a client has to send its request head [default: 10000]"
+    )]
+    header_read_timeout_ms: Option<u64>,
+    #[arg(
+        long,
+        env = "CLASSIFY_MAX_CONNECTIONS",
+        value_name = "N",
+        help = "Client connections served at once [default: 256]"
+    )]
+    max_connections: Option<usize>,
+    #[arg(
+        long,
         env = "CLASSIFY_RETRY_AFTER_SECS",
         value_name = "S",
         help = "Retry-After of 503 answers [default: 1]"
@@ -626,6 +649,8 @@ impl ServeArgs {
             warmup_runs,
             request_timeout_ms,
             shutdown_timeout_ms,
+            header_read_timeout_ms,
+            max_connections,
             retry_after_secs,
             max_body_bytes,
             max_image_dimension,

@@ -16,6 +16,7 @@
 //! * [`scoring`] — softmax (or not), ranking, `top_k` / `threshold`;
 //! * [`files`] — file references confined to allowed directories;
 //! * [`http`] — routes, extractors, problem+json errors, OpenAPI and Swagger UI;
+//! * [`server`] — the accept loop: header-read timeout, connection cap, graceful drain;
 //! * [`metrics`] — Prometheus text exposition; [`telemetry`] — `tracing` set-up.
 
 pub mod config;
@@ -28,6 +29,7 @@ pub mod metrics;
 pub mod model_store;
 pub mod preprocess;
 pub mod scoring;
+pub mod server;
 pub mod telemetry;
 
 use std::future::Future;
@@ -92,9 +94,6 @@ pub enum Error {
     /// A model worker failed to load or warm up after start-up.
     #[error("{0}")]
     WorkerFailed(String),
-    /// The HTTP server failed.
-    #[error("HTTP server: {0}")]
-    Serve(std::io::Error),
     /// A start-up task panicked or was cancelled.
     #[error("start-up task failed: {0}")]
     Task(String),
@@ -107,6 +106,7 @@ pub struct Application {
     address: SocketAddr,
     state: http::SharedState,
     shutdown_timeout: Duration,
+    limits: server::ConnectionLimits,
     // Dropped last: the demo model's temporary directory outlives the workers.
     model: LocatedModel,
 }
@@ -145,6 +145,10 @@ impl Application {
             address,
             state,
             shutdown_timeout: Duration::from_millis(config.shutdown_timeout_ms),
+            limits: server::ConnectionLimits {
+                header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
+                max_connections: config.max_connections,
+            },
             model,
         })
     }
@@ -181,19 +185,16 @@ impl Application {
             listener,
             state,
             shutdown_timeout,
+            limits,
             model,
             ..
         } = self;
         let pool = state.pool.clone();
         let router = http::router(state);
         let (trigger, triggered) = tokio::sync::oneshot::channel::<()>();
-        let mut server = tokio::spawn(
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = triggered.await;
-                })
-                .into_future(),
-        );
+        let mut server = tokio::spawn(server::serve(listener, router, limits, async {
+            let _ = triggered.await;
+        }));
         let mut readiness = pool.readiness();
         let worker_failure = async move {
             loop {
@@ -208,18 +209,13 @@ impl Application {
         let mut outcome = Ok(());
         tokio::select! {
             result = &mut server => {
-                return match result {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => Err(Error::Serve(e)),
-                    Err(e) => Err(Error::Task(e.to_string())),
-                };
+                return result.map_err(|e| Error::Task(e.to_string()));
             }
             () = shutdown => tracing::info!("shutdown requested; finishing in-flight requests"),
             reason = worker_failure => outcome = Err(Error::WorkerFailed(reason)),
         }
         let _ = trigger.send(());
         match tokio::time::timeout(shutdown_timeout, &mut server).await {
-            Ok(Ok(Err(e))) => outcome = outcome.and(Err(Error::Serve(e))),
             Ok(_) => {}
             Err(_) => {
                 tracing::warn!(

@@ -3,6 +3,7 @@
 
 mod binary;
 mod common;
+mod connections;
 mod docs;
 mod inputs;
 mod load;
