@@ -59,6 +59,60 @@ pub(crate) fn sh(command: &mut Command) -> Result {
     Ok(())
 }
 
+/// Tests passed and failed, summed over cargo's `test result:` lines.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct TestCounts {
+    passed: u64,
+    failed: u64,
+}
+
+impl TestCounts {
+    /// Reads `test result: ok. 4 passed; 0 failed; 0 ignored; ...`.
+    fn parse(line: &str) -> Option<Self> {
+        let rest = line.trim().strip_prefix("test result: ")?;
+        let count = |what: &str| {
+            rest.split(';').find_map(|part| {
+                let mut words = part.split_whitespace().rev();
+                (words.next() == Some(what))
+                    .then(|| words.next()?.parse().ok())
+                    .flatten()
+            })
+        };
+        Some(Self {
+            passed: count("passed")?,
+            failed: count("failed")?,
+        })
+    }
+}
+
+/// Runs a `cargo test` command, passing its output through, and counts the results.
+fn run_tests(
+    command: &mut Command,
+) -> std::result::Result<TestCounts, (TestCounts, Box<dyn std::error::Error>)> {
+    use std::io::BufRead;
+    let mut counts = TestCounts::default();
+    eprintln!("+ {command:?}");
+    let spawned = command
+        .current_dir(dlr_test_models::paths::workspace_root())
+        .stdout(std::process::Stdio::piped())
+        .spawn();
+    let mut child = spawned.map_err(|e| (counts, e.into()))?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.map_err(|e| (counts, e.into()))?;
+        println!("{line}");
+        if let Some(found) = TestCounts::parse(&line) {
+            counts.passed += found.passed;
+            counts.failed += found.failed;
+        }
+    }
+    let status = child.wait().map_err(|e| (counts, e.into()))?;
+    if !status.success() {
+        return Err((counts, format!("{command:?} failed: {status}").into()));
+    }
+    Ok(counts)
+}
+
 fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
@@ -77,8 +131,19 @@ fn test() -> Result {
     // The device artifacts (x86_64 and cross-compiled aarch64) are built before the tests so
     // that the test runner's summary is the last thing printed.
     dist::run(&[])?;
-    sh(cargo().args(["test", "--workspace", "--doc"]))?;
-    sh(cargo().args(["test", "--workspace", "--all-targets"]))?;
+    let doc = run_tests(cargo().args(["test", "--workspace", "--doc"]));
+    let all = run_tests(cargo().args(["test", "--workspace", "--all-targets"]));
+    let mut totals = TestCounts::default();
+    for outcome in [&doc, &all] {
+        let (Ok(counts) | Err((counts, _))) = outcome;
+        totals.passed += counts.passed;
+        totals.failed += counts.failed;
+    }
+    // One closing line for the whole run: cargo's own last summary is that of whichever test
+    // binary ran last, which may hold no tests at all.
+    println!("tests: {} passed, {} failed", totals.passed, totals.failed);
+    doc.map_err(|(_, e)| e)?;
+    all.map_err(|(_, e)| e)?;
     Ok(())
 }
 
@@ -152,4 +217,22 @@ fn classify_sample(image: &Path) -> Result {
     ]))?;
     println!();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TestCounts;
+
+    #[test]
+    fn reads_cargo_test_summaries() {
+        let line = "test result: ok. 14 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.06s";
+        assert_eq!(
+            TestCounts::parse(line),
+            Some(TestCounts {
+                passed: 14,
+                failed: 2
+            })
+        );
+        assert_eq!(TestCounts::parse("running 14 tests"), None);
+    }
 }

@@ -82,6 +82,18 @@ impl TestApp {
         panic!("the service did not become ready within 6 s");
     }
 
+    /// GETs `path` and returns its JSON body, whatever the status.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// POSTs raw bytes with a Content-Type to `/classify{query}`.
     pub async fn post_raw(
         &self,

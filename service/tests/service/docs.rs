@@ -7,15 +7,7 @@ const REGENERATE: &str = "cargo run -p classify-service -- openapi > openapi/ope
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn served_openapi_matches_the_committed_document() {
     let app = spawn_app(config("colour")).await;
-    let served: serde_json::Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let served: serde_json::Value = app.get_json("/openapi.json").await;
     assert_eq!(served["openapi"], "3.1.0");
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../openapi/openapi.json");
     let committed = std::fs::read_to_string(&path)
@@ -96,15 +88,7 @@ async fn swagger_ui_is_served_from_vendored_assets() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_health_and_model_info() {
     let app = spawn_ready(config("colour")).await;
-    let health: serde_json::Value = app
-        .client
-        .get(app.url("/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: serde_json::Value = app.get_json("/healthz").await;
     assert_eq!(health["status"], "ok");
     app.classify(png(RED), "image/png", "").await;
     app.post_raw(b"junk".to_vec(), "image/png", "").await;
@@ -141,15 +125,7 @@ async fn metrics_health_and_model_info() {
         assert!(text.contains(needle), "{needle} missing in\n{text}");
     }
 
-    let info: serde_json::Value = app
-        .client
-        .get(app.url("/v1/model"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info: serde_json::Value = app.get_json("/v1/model").await;
     assert_eq!(info["name"], "colour");
     assert_eq!(info["backend"], "tvm");
     assert_eq!(info["dlr_version"], "1.6.0");

@@ -46,15 +46,7 @@ async fn not_ready_until_warmed_up() {
     assert!(metrics.contains("classify_ready 0"), "{metrics}");
 
     app.wait_ready().await;
-    let body: serde_json::Value = app
-        .client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: serde_json::Value = app.get_json("/readyz").await;
     assert_eq!(body["status"], "ready");
     assert_eq!(app.classify(png(RED), "image/png", "").await.label, "red");
     app.stop().await;

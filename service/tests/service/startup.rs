@@ -153,15 +153,7 @@ async fn demo_mode_serves_the_embedded_model_and_cleans_up() {
         ..config("colour")
     })
     .await;
-    let info: serde_json::Value = app
-        .client
-        .get(app.url("/v1/model"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info: serde_json::Value = app.get_json("/v1/model").await;
     let path = std::path::PathBuf::from(info["path"].as_str().unwrap());
     assert!(path.is_dir());
     assert_eq!(info["name"], "colour-demo");
