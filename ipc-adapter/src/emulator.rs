@@ -495,13 +495,20 @@ impl Session {
         }
     }
 
-    fn unauthorized(&self, component: &str, operation: &str, topic: &str, stream_id: i32) {
+    /// Whether the access control lets `component` run `operation` on `topic`; when it does
+    /// not, answers the stream with an UnauthorizedError.
+    fn authorised(&self, component: &str, operation: &str, topic: &str, stream_id: i32) -> bool {
+        let acl = &self.state.config.access_control;
+        if acl.allows(component, operation, topic) {
+            return true;
+        }
         let message = format!(
             "Principal {component} is not authorized to perform {}:{operation} on resource {topic}",
             crate::acl::PUBSUB_SERVICE
         );
         tracing::info!(conn_id = self.conn_id, %message, "unauthorised");
         self.send_error(stream_id, pubsub::UNAUTHORIZED_ERROR, &message);
+        false
     }
 
     fn publish(&self, component: &str, stream_id: i32, body: &Value) {
@@ -511,13 +518,8 @@ impl Session {
                 return self.send_error(stream_id, pubsub::INVALID_ARGUMENTS_ERROR, &e.to_string());
             }
         };
-        if !self
-            .state
-            .config
-            .access_control
-            .allows(component, pubsub::OP_PUBLISH, &topic)
-        {
-            return self.unauthorized(component, pubsub::OP_PUBLISH, &topic, stream_id);
+        if !self.authorised(component, pubsub::OP_PUBLISH, &topic, stream_id) {
+            return;
         }
         self.send(&Frame::json(
             MessageType::ApplicationMessage,
@@ -566,13 +568,8 @@ impl Session {
                 return self.send_error(stream_id, pubsub::INVALID_ARGUMENTS_ERROR, &e.to_string());
             }
         };
-        if !self
-            .state
-            .config
-            .access_control
-            .allows(component, pubsub::OP_SUBSCRIBE, &filter)
-        {
-            return self.unauthorized(component, pubsub::OP_SUBSCRIBE, &filter, stream_id);
+        if !self.authorised(component, pubsub::OP_SUBSCRIBE, &filter, stream_id) {
+            return;
         }
         // Queue the response before registering, so it precedes every event on this stream.
         self.send(&Frame::json(
