@@ -137,3 +137,24 @@ fn permission_hint(source: &std::io::Error) -> &'static str {
         ""
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreadable_model_files_hint_at_the_model_store_permissions() {
+        let denied = Error::ModelFileUnreadable {
+            path: "/greengrass/v2/packages/artifacts-unarchived/m/compiled.so".into(),
+            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        };
+        let text = denied.to_string();
+        assert!(text.contains("compiled.so"), "{text}");
+        assert!(text.contains("readable only by their owner"), "{text}");
+        let missing = Error::ModelFileUnreadable {
+            path: "/m/compiled.so".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        };
+        assert!(!missing.to_string().contains("owner"), "{missing}");
+    }
+}

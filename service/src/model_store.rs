@@ -126,8 +126,14 @@ pub fn discover(root: &Path, arch: &str) -> Result<(PathBuf, String), LocateErro
     let entries = match std::fs::read_dir(&component) {
         Ok(entries) => entries,
         Err(e) => {
+            let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                "; Greengrass ModelStore artifacts may be readable only by their owner: run \
+                 this component as the same user"
+            } else {
+                ""
+            };
             return Err(not_found(format!(
-                " ({} cannot be read: {e})",
+                " ({} cannot be read: {e}{hint})",
                 component.display()
             )));
         }
