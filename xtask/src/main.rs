@@ -122,6 +122,7 @@ fn test() -> Result {
     sh(cargo().args(["fmt", "--all", "--", "--check"]))?;
     sh(cargo().args([
         "clippy",
+        "--locked",
         "--workspace",
         "--all-targets",
         "--",
@@ -131,8 +132,8 @@ fn test() -> Result {
     // The device artifacts (x86_64 and cross-compiled aarch64) are built before the tests so
     // that the test runner's summary is the last thing printed.
     dist::run(&[])?;
-    let doc = run_tests(cargo().args(["test", "--workspace", "--doc"]));
-    let all = run_tests(cargo().args(["test", "--workspace", "--all-targets"]));
+    let doc = run_tests(cargo().args(["test", "--locked", "--workspace", "--doc"]));
+    let all = run_tests(cargo().args(["test", "--locked", "--workspace", "--all-targets"]));
     let mut totals = TestCounts::default();
     for outcome in [&doc, &all] {
         let (Ok(counts) | Err((counts, _))) = outcome;
