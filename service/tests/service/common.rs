@@ -94,6 +94,18 @@ impl TestApp {
             .unwrap()
     }
 
+    /// GETs `path` and returns its body as text, whatever the status.
+    pub async fn get_text(&self, path: &str) -> String {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// POSTs raw bytes with a Content-Type to `/classify{query}`.
     pub async fn post_raw(
         &self,

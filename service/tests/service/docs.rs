@@ -57,15 +57,7 @@ async fn swagger_ui_is_served_from_vendored_assets() {
         "the bundle is {} bytes",
         bundle.len()
     );
-    let init = app
-        .client
-        .get(app.url("/docs/swagger-initializer.js"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let init = app.get_text("/docs/swagger-initializer.js").await;
     assert!(init.contains("/openapi.json"), "{init}");
     let compact: String = init.chars().filter(|c| !c.is_whitespace()).collect();
     assert!(

@@ -34,15 +34,7 @@ async fn not_ready_until_warmed_up() {
     expect_problem(response, 503, "not-ready").await;
     let health = app.client.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200, "alive while warming up");
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.get_text("/metrics").await;
     assert!(metrics.contains("classify_ready 0"), "{metrics}");
 
     app.wait_ready().await;
@@ -100,15 +92,7 @@ async fn full_queue_answers_503_at_once() {
         ok >= 1 && overloaded >= 1,
         "ok {ok}, overloaded {overloaded}"
     );
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.get_text("/metrics").await;
     assert!(
         metrics.contains(
             r#"classify_http_requests_total{method="POST",route="/classify",status="503"}"#
