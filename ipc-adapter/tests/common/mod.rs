@@ -19,7 +19,7 @@ use classify_ipc_adapter::adapter::{Adapter, AdapterError};
 use classify_ipc_adapter::client::{ClientConfig, IpcClient, Subscription};
 use classify_ipc_adapter::config::{AdapterConfig, Flavour};
 use classify_ipc_adapter::emulator::{self, EmulatorConfig, EmulatorHandle};
-use classify_ipc_adapter::pubsub::Payload;
+use classify_ipc_adapter::pubsub::{Payload, SubscriptionEvent};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -233,14 +233,19 @@ pub struct Received {
     pub json: Option<Value>,
 }
 
+/// Reads the next event from `sub` within [`WAIT`]; panics on a timeout, a closed
+/// subscription or a stream error.
+pub async fn next_event(sub: &mut Subscription) -> SubscriptionEvent {
+    tokio::time::timeout(WAIT, sub.next())
+        .await
+        .expect("an event within the wait")
+        .expect("subscription open")
+        .expect("no stream error")
+}
+
 /// Reads the next reply from `sub` within [`WAIT`].
 pub async fn next_reply(sub: &mut Subscription) -> Received {
-    let ev = tokio::time::timeout(WAIT, sub.next())
-        .await
-        .expect("a reply within the wait")
-        .expect("subscription open")
-        .expect("no stream error");
-    match ev.payload {
+    match next_event(sub).await.payload {
         Payload::Binary(b) => {
             let text = String::from_utf8(b).unwrap();
             Received {
