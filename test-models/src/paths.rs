@@ -66,3 +66,15 @@ pub fn model_dir(name: &str) -> PathBuf {
 pub fn sample(name: &str) -> PathBuf {
     require(samples_dir().join(name), "sample image")
 }
+
+/// The Python interpreter of the virtual environment with the official Greengrass IPC client
+/// (`CLASSIFY_TEST_PYTHON` overrides it); panics with a set-up hint when it is missing.
+pub fn python() -> PathBuf {
+    let python = std::env::var_os("CLASSIFY_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| venv_dir().join("bin/python"));
+    require(
+        python,
+        "the Python interpreter with the Greengrass IPC client",
+    )
+}

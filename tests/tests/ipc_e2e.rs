@@ -11,8 +11,9 @@ use classify_ipc_adapter::acl::AccessControl;
 use classify_ipc_adapter::adapter::Adapter;
 use classify_ipc_adapter::config::{AdapterConfig, Flavour, ReplyFormat};
 use classify_ipc_adapter::emulator::{self, EmulatorConfig, EmulatorHandle};
-use classify_service::{Application, Config};
+use classify_service::Config;
 use dlr_test_models::paths;
+use e2e_tests::{RunningService, python, service_config};
 use image::{Rgb, RgbImage};
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -28,7 +29,7 @@ struct Flow {
     socket: PathBuf,
     _emulator: EmulatorHandle,
     _stop_adapter: oneshot::Sender<()>,
-    _stop_service: oneshot::Sender<()>,
+    _service: RunningService,
 }
 
 fn recipe(component: &str) -> PathBuf {
@@ -44,36 +45,19 @@ fn recipes_access_control() -> AccessControl {
     AccessControl::from_files(&[recipe(ADAPTER), recipe(REQUESTER)]).expect("recipes parse")
 }
 
-async fn start_service(images: &Path) -> (u16, oneshot::Sender<()>) {
-    let config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        model_dir: Some(paths::model_dir("colour")),
-        dlr_library: Some(paths::libdlr_path()),
+async fn start_service(images: &Path) -> RunningService {
+    RunningService::start(Config {
         allowed_dirs: vec![images.to_path_buf()],
         workers: Some(2),
-        ..Config::default()
-    };
-    let app = Application::build(config).await.expect("service starts");
-    let port = app.port();
-    let mut readiness = app.readiness();
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(app.run_until_stopped(async {
-        let _ = stopped.await;
-    }));
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        readiness.wait_for(|r| r.is_ready()),
-    )
+        ..service_config("colour")
+    })
     .await
-    .expect("service ready within 30 s")
-    .expect("readiness channel open");
-    (port, stop)
 }
 
 async fn start_flow(flavour: Flavour, reply_format: ReplyFormat) -> Flow {
     let images = tempfile::tempdir().unwrap();
     draw_images(images.path());
-    let (port, stop_service) = start_service(images.path()).await;
+    let service = start_service(images.path()).await;
 
     let socket = images.path().join("ipc.socket");
     let emulator = emulator::spawn(EmulatorConfig {
@@ -88,7 +72,7 @@ async fn start_flow(flavour: Flavour, reply_format: ReplyFormat) -> Flow {
     .await
     .expect("emulator starts");
 
-    let mut config = AdapterConfig::new(&socket, ADAPTER_TOKEN, format!("http://127.0.0.1:{port}"));
+    let mut config = AdapterConfig::new(&socket, ADAPTER_TOKEN, service.base_url());
     config.ipc.nucleus = flavour;
     config.reply_format = reply_format;
     let adapter = Adapter::start(config).await.expect("adapter subscribes");
@@ -102,7 +86,7 @@ async fn start_flow(flavour: Flavour, reply_format: ReplyFormat) -> Flow {
         socket,
         _emulator: emulator,
         _stop_adapter: stop_adapter,
-        _stop_service: stop_service,
+        _service: service,
     }
 }
 
@@ -115,19 +99,6 @@ fn draw_images(dir: &Path) {
     RgbImage::from_pixel(300, 300, Rgb([255, 128, 0]))
         .save(dir.join("pumpkin.png"))
         .unwrap();
-}
-
-fn python() -> PathBuf {
-    let python = std::env::var_os("CLASSIFY_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| paths::venv_dir().join("bin/python"));
-    assert!(
-        python.exists(),
-        "{} not found: run `{}` first (it installs the official Greengrass IPC client)",
-        python.display(),
-        paths::SETUP_COMMAND
-    );
-    python
 }
 
 /// Runs the seed's requester with the official client and returns the replies it printed.

@@ -29,9 +29,8 @@
 //! Binaries use the `dist` profile of the workspace `Cargo.toml` (optimised, no LTO, stripped).
 //! `CARGO_TARGET_DIR` is honoured.
 //!
-//! This file is also compiled into `tests/tests/deployment.rs` (with `#[path]`), which checks
-//! the recipes against [`COMPONENTS`] without building: keep it to `std`, `crate::Result` and
-//! `crate::setup::install_cross_toolchain`.
+//! The end-to-end crate's deployment tests check the recipes against [`COMPONENTS`] (through
+//! the `xtask` library) without building.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -261,8 +260,19 @@ pub struct Planned {
     pub version: String,
     /// `<out>/recipes/<file>`.
     pub recipe_out: PathBuf,
-    /// `(artifact, built binary, <out>/artifacts/<name>/<version>/<file>)`.
-    pub artifacts: Vec<(Artifact, PathBuf, PathBuf)>,
+    /// Its artifacts for the selected targets.
+    pub artifacts: Vec<PlannedArtifact>,
+}
+
+/// One binary `dist` copies into the layout.
+#[derive(Debug, Clone)]
+pub struct PlannedArtifact {
+    /// What it is.
+    pub artifact: Artifact,
+    /// Where cargo builds it.
+    pub from: PathBuf,
+    /// `<out>/artifacts/<name>/<version>/<file>`.
+    pub to: PathBuf,
 }
 
 /// The files `dist` produces for `components` under `out`, with their sources.
@@ -320,7 +330,11 @@ pub fn plan(
             artifacts: artifacts
                 .iter()
                 .filter(|a| targets.contains(&a.target))
-                .map(|a| (*a, a.built_path(root), artifact_dir.join(a.file_name())))
+                .map(|a| PlannedArtifact {
+                    artifact: *a,
+                    from: a.built_path(root),
+                    to: artifact_dir.join(a.file_name()),
+                })
                 .collect(),
             version,
         });
@@ -411,7 +425,7 @@ pub fn run(args: &[String]) -> crate::Result {
         for p in &planned {
             println!("{} {}", p.component.name, p.version);
             println!("  {}", p.recipe_out.display());
-            for (_, from, to) in &p.artifacts {
+            for PlannedArtifact { from, to, .. } in &p.artifacts {
                 println!("  {} <- {}", to.display(), from.display());
             }
         }
@@ -493,7 +507,7 @@ fn lay_out(root: &Path, planned: &[Planned]) -> crate::Result {
         if component_dir.exists() {
             std::fs::remove_dir_all(&component_dir)?;
         }
-        for (artifact, from, to) in &p.artifacts {
+        for PlannedArtifact { artifact, from, to } in &p.artifacts {
             let machine =
                 elf_machine(from).map_err(|e| format!("{e} (run without --no-build?)"))?;
             if machine != artifact.target.elf_machine {

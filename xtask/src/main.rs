@@ -12,14 +12,10 @@
 //! * `dist`    — release binaries for x86_64 and (cross-compiled) aarch64, laid out with the
 //!   Greengrass recipes in `greengrass-build/` for gdk and `greengrass-cli` (see `dist.rs`).
 
-mod dist;
-mod samples;
-mod setup;
-
 use std::path::Path;
 use std::process::{Command, ExitCode};
 
-type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+use xtask::{Result, dist, setup, sh};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -45,18 +41,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Runs a command in the workspace root, echoing it, failing on a non-zero exit.
-pub(crate) fn sh(command: &mut Command) -> Result {
-    eprintln!("+ {command:?}");
-    let status = command
-        .current_dir(dlr_test_models::paths::workspace_root())
-        .status()?;
-    if !status.success() {
-        return Err(format!("{command:?} failed: {status}").into());
-    }
-    Ok(())
 }
 
 /// Tests passed and failed, summed over cargo's `test result:` lines.
