@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use classify_service::http::api::ClassifyResponse;
 use classify_service::http::problem::Problem;
-use classify_service::{Application, Config};
+use classify_service::{Application, Config, Readiness};
 use image::{DynamicImage, ImageFormat, RgbImage};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 /// A running server.
@@ -17,6 +17,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<Result<(), classify_service::Error>>>,
+    readiness: watch::Receiver<Readiness>,
 }
 
 /// A configuration for a generated model through the real libdlr: port 0, one worker, short
@@ -43,6 +44,7 @@ pub async fn spawn_app(config: Config) -> TestApp {
         .await
         .expect("the service builds");
     let base = format!("http://127.0.0.1:{}", app.port());
+    let readiness = app.readiness();
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until_stopped(async {
         let _ = stopped.await;
@@ -56,6 +58,7 @@ pub async fn spawn_app(config: Config) -> TestApp {
             .unwrap(),
         stop: Some(stop),
         handle: Some(handle),
+        readiness,
     }
 }
 
@@ -71,15 +74,22 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
+    /// Waits on the service's readiness channel (no polling) until the workers have settled;
+    /// panics unless they are ready. The 30 s bound only stops a hung test.
     pub async fn wait_ready(&self) {
-        for _ in 0..300 {
-            let response = self.client.get(self.url("/readyz")).send().await.unwrap();
-            if response.status() == 200 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("the service did not become ready within 6 s");
+        let mut readiness = self.readiness.clone();
+        let state = tokio::time::timeout(
+            Duration::from_secs(30),
+            readiness.wait_for(|r| !matches!(r, Readiness::Starting(_))),
+        )
+        .await
+        .expect("the workers settle within 30 s")
+        .expect("the readiness channel stays open")
+        .clone();
+        assert!(
+            state.is_ready(),
+            "the service did not become ready: {state:?}"
+        );
     }
 
     /// GETs `path` and returns its JSON body, whatever the status.
