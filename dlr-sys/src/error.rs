@@ -44,7 +44,7 @@ pub enum Error {
         missing: Vec<&'static str>,
     },
     /// A model file exists but cannot be read.
-    #[error("cannot read model file {}: {source}{hint}", path.display(), hint = permission_hint(source))]
+    #[error("cannot read model file {}{hint}", path.display(), hint = permission_hint(source))]
     ModelFileUnreadable {
         /// The file.
         path: PathBuf,

@@ -21,7 +21,7 @@ pub use error::Error;
 pub use library::{Candidate, DlrLibrary, LIBRARY_FILE_NAME, LibrarySearch, LibrarySource};
 pub use metadata::{CompiledMeta, ModelMetadata, TensorInfo};
 pub use model::{Model, ModelOptions, check_model_dir};
-pub use tensor::{DType, Input, Output, OutputData, TensorData};
+pub use tensor::{DType, Input, Layout, Output, OutputData, TensorData};
 
 /// CPUs this process may run on: the smaller of its CPU affinity mask and its cgroup CPU
 /// quota (both honoured by [`std::thread::available_parallelism`] on Linux), at least 1.

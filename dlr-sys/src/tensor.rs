@@ -62,6 +62,16 @@ impl fmt::Display for DType {
     }
 }
 
+/// Memory layout of an image input of batch 1 with 3 channels: the one definition that the
+/// service's preprocessing and the generated test models share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Layout {
+    /// `[1, H, W, 3]`, as the ModelStore ResNet-50.
+    Nhwc,
+    /// `[1, 3, H, W]`.
+    Nchw,
+}
+
 /// Borrowed input data of one of the supported element types.
 #[derive(Debug, Clone, Copy)]
 pub enum TensorData<'a> {

@@ -254,7 +254,7 @@ impl fmt::Display for HexColour {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The TOML file could not be read.
-    #[error("cannot read configuration file {}: {source}", path.display())]
+    #[error("cannot read configuration file {}", path.display())]
     Read {
         /// The file.
         path: PathBuf,

@@ -34,7 +34,7 @@ pub enum FileError {
     #[error("{0}")]
     TooLarge(String),
     /// Any other I/O failure; details are logged, not returned.
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}")]
     Io {
         /// The file.
         path: String,

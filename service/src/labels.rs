@@ -17,7 +17,7 @@ use std::path::Path;
 #[derive(Debug, thiserror::Error)]
 pub enum LabelsError {
     /// The file could not be read.
-    #[error("cannot read labels file {}: {source}", path.display())]
+    #[error("cannot read labels file {}", path.display())]
     Read {
         /// The file.
         path: std::path::PathBuf,

@@ -68,7 +68,7 @@ pub enum Error {
     #[error(transparent)]
     Locate(#[from] model_store::LocateError),
     /// libdlr could not be found or the model could not be loaded.
-    #[error("{0}")]
+    #[error(transparent)]
     Dlr(#[from] dlr_sys::Error),
     /// The model's input or output is not something this service can feed or score.
     #[error("unsupported model in {dir}: {reason}")]
@@ -82,7 +82,7 @@ pub enum Error {
     #[error(transparent)]
     Labels(#[from] labels::LabelsError),
     /// An allowed directory could not be resolved.
-    #[error("allowed directory {}: {source}", dir.display())]
+    #[error("cannot use allowed directory {}", dir.display())]
     AllowedDir {
         /// The directory.
         dir: PathBuf,
@@ -90,7 +90,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The listening socket could not be bound.
-    #[error("cannot listen on {address}: {source}")]
+    #[error("cannot listen on {address}")]
     Bind {
         /// The configured address.
         address: SocketAddr,
@@ -100,7 +100,10 @@ pub enum Error {
     /// A model worker failed to load or warm up after start-up.
     #[error("{0}")]
     WorkerFailed(String),
-    /// A start-up task panicked or was cancelled.
+    /// The signal handlers could not be installed.
+    #[error("cannot install the SIGTERM and SIGINT handlers")]
+    Signal(#[source] std::io::Error),
+    /// A start-up task panicked or was cancelled, or the HTTP server stopped on its own.
     #[error("start-up task failed: {0}")]
     Task(String),
 }
@@ -212,18 +215,29 @@ impl Application {
                 }
             }
         };
-        let mut outcome = Ok(());
-        tokio::select! {
+        let mut server_running = true;
+        let outcome = tokio::select! {
             result = &mut server => {
-                return result.map_err(|e| Error::Task(e.to_string()));
+                // Whatever ended the accept loop, the workers below are still stopped and
+                // joined before the model directory goes.
+                server_running = false;
+                Err(Error::Task(match result {
+                    Ok(()) => "the HTTP server stopped on its own".into(),
+                    Err(e) => e.to_string(),
+                }))
             }
-            () = shutdown => tracing::info!("shutdown requested; finishing in-flight requests"),
-            reason = worker_failure => outcome = Err(Error::WorkerFailed(reason)),
-        }
-        let _ = trigger.send(());
-        match tokio::time::timeout(shutdown_timeout, &mut server).await {
-            Ok(_) => {}
-            Err(_) => {
+            () = shutdown => {
+                tracing::info!("shutdown requested; finishing in-flight requests");
+                Ok(())
+            }
+            reason = worker_failure => Err(Error::WorkerFailed(reason)),
+        };
+        if server_running {
+            let _ = trigger.send(());
+            if tokio::time::timeout(shutdown_timeout, &mut server)
+                .await
+                .is_err()
+            {
                 tracing::warn!(
                     timeout_ms = shutdown_timeout.as_millis() as u64,
                     "in-flight requests did not finish in time; closing them"
@@ -240,15 +254,20 @@ impl Application {
     }
 }
 
-/// Completes on SIGTERM (how Greengrass stops a component) or SIGINT (Ctrl-C).
-pub async fn shutdown_signal() {
+/// Installs the SIGTERM (how Greengrass stops a component) and SIGINT (Ctrl-C) handlers at
+/// once and returns a future that completes on either. Installing eagerly matters: a signal
+/// that arrives while the model is still loading is kept and ends the service as soon as it
+/// serves, instead of killing the process with the default action. Needs a Tokio runtime.
+pub fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static, Error> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("install the SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("install the SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
+    let mut term = signal(SignalKind::terminate()).map_err(Error::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(Error::Signal)?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+    })
 }
 
 /// Everything blocking of start-up: locate, load, check, start the pool.
@@ -397,4 +416,20 @@ fn value_name<T: clap::ValueEnum>(value: &T) -> String {
         .to_possible_value()
         .map(|v| v.get_name().to_string())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    /// The handlers are in place when `shutdown_signal` returns, before the future is polled:
+    /// a SIGTERM sent in between is kept (with lazy installation it would end the process).
+    #[tokio::test]
+    async fn shutdown_signal_installs_its_handlers_before_it_is_awaited() {
+        let shutdown = super::shutdown_signal().expect("handlers installed");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &std::process::id().to_string()])
+            .status()
+            .expect("kill(1) runs");
+        assert!(status.success());
+        shutdown.await;
+    }
 }

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use classify_service::config::{Cli, CliCommand};
-use classify_service::{Application, shutdown_signal, telemetry};
+use classify_service::telemetry::{self, ErrorChain};
+use classify_service::{Application, shutdown_signal};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -20,7 +21,7 @@ fn main() -> ExitCode {
     let config = match args.resolve() {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("classify-service: {e}");
+            eprintln!("classify-service: {}", ErrorChain(&e));
             return ExitCode::from(2);
         }
     };
@@ -36,13 +37,15 @@ fn main() -> ExitCode {
         }
     };
     let outcome = runtime.block_on(async {
+        let shutdown = shutdown_signal()?;
         let app = Application::build(config).await?;
         tracing::info!(address = %app.local_addr(), "listening");
-        app.run_until_stopped(shutdown_signal()).await
+        app.run_until_stopped(shutdown).await
     });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            let e = ErrorChain(&e);
             tracing::error!("{e}");
             eprintln!("classify-service: {e}");
             ExitCode::FAILURE

@@ -21,17 +21,9 @@ use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
 use crate::backend::{Tensor, TensorDesc};
 use crate::config::{ChannelOrder, HexColour, LayoutChoice, ResizeFilter};
 
-/// Memory layout of the model input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Layout {
-    /// `[1, H, W, 3]`.
-    Nhwc,
-    /// `[1, 3, H, W]`.
-    Nchw,
-}
+pub use dlr_sys::Layout;
 
-/// Element type of the model input.
+/// The element types this service can feed a model (a subset of [`dlr_sys::DType`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InputDType {
     /// float32 raw 0..255.

@@ -43,3 +43,26 @@ impl std::fmt::Display for ErrorChain<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chain_shows_each_cause_once() {
+        let error = crate::Error::Bind {
+            address: "127.0.0.1:1".parse().unwrap(),
+            source: std::io::Error::other("boom"),
+        };
+        assert_eq!(error.to_string(), "cannot listen on 127.0.0.1:1");
+        assert_eq!(
+            ErrorChain(&error).to_string(),
+            "cannot listen on 127.0.0.1:1: boom"
+        );
+        let labels = crate::labels::LabelsError::Read {
+            path: "/x/synset.txt".into(),
+            source: std::io::Error::other("boom"),
+        };
+        assert_eq!(ErrorChain(&labels).to_string().matches("boom").count(), 1);
+    }
+}

@@ -153,10 +153,10 @@ fn graph_of(spec: &ColourModel) -> (Vec<Node>, Vec<Param>) {
         },
     ];
     let normalize = match (spec.layout, spec.dtype) {
-        (Layout::Nhwc, crate::InputDType::F32) => "colour_normalize_nhwc_f32",
-        (Layout::Nhwc, crate::InputDType::U8) => "colour_normalize_nhwc_u8",
-        (Layout::Nchw, crate::InputDType::F32) => "colour_normalize_nchw_f32",
-        (Layout::Nchw, crate::InputDType::U8) => unimplemented!("no NCHW uint8 kernel"),
+        (Layout::Nhwc, crate::DType::F32) => "colour_normalize_nhwc_f32",
+        (Layout::Nhwc, crate::DType::U8) => "colour_normalize_nhwc_u8",
+        (Layout::Nchw, crate::DType::F32) => "colour_normalize_nchw_f32",
+        (layout, dtype) => unimplemented!("no {layout:?} {dtype} kernel"),
     };
     let null = |name: &str, shape: Vec<i64>, dtype| Node {
         name: name.to_string(),

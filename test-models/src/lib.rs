@@ -23,6 +23,6 @@ pub use generate::{
     model_files,
 };
 pub use spec::{
-    CLASSES, ColourModel, INPUT_NAME, InputDType, Layout, MEAN, STD, all_models, expected_logits,
+    CLASSES, ColourModel, DType, INPUT_NAME, Layout, MEAN, STD, all_models, expected_logits,
     normalised_prototype, synset_text,
 };

@@ -1,32 +1,6 @@
 //! What each generated model is: its input contract and the arithmetic that fixes its answers.
 
-/// Input layout of a model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Layout {
-    /// `[1, H, W, 3]`, as the ModelStore ResNet-50.
-    Nhwc,
-    /// `[1, 3, H, W]`.
-    Nchw,
-}
-
-/// Input element type of a model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InputDType {
-    /// `float32` raw 0..255 pixel values.
-    F32,
-    /// `uint8` pixels.
-    U8,
-}
-
-impl InputDType {
-    /// DLR's name for it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::F32 => "float32",
-            Self::U8 => "uint8",
-        }
-    }
-}
+pub use dlr_sys::{DType, Layout};
 
 /// One generated model.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,8 +13,8 @@ pub struct ColourModel {
     pub height: i64,
     /// Input width in pixels.
     pub width: i64,
-    /// Input element type.
-    pub dtype: InputDType,
+    /// Input element type: `float32` raw 0..255 pixel values, or `uint8` pixels.
+    pub dtype: DType,
     /// Rounds of 3x3 box blur before pooling: 0 for the light models; the heavy model's
     /// count sets its run time (see `cargo xtask setup --heavy-passes`).
     pub blur_passes: u32,
@@ -57,7 +31,7 @@ impl ColourModel {
         layout: Layout::Nhwc,
         height: 224,
         width: 224,
-        dtype: InputDType::F32,
+        dtype: DType::F32,
         blur_passes: 0,
     };
     /// NCHW layout and a non-square size, to pin layout and resizing.
@@ -66,7 +40,7 @@ impl ColourModel {
         layout: Layout::Nchw,
         height: 120,
         width: 160,
-        dtype: InputDType::F32,
+        dtype: DType::F32,
         blur_passes: 0,
     };
     /// A uint8 input, to exercise the binding's non-float path.
@@ -75,7 +49,7 @@ impl ColourModel {
         layout: Layout::Nhwc,
         height: 64,
         width: 64,
-        dtype: InputDType::U8,
+        dtype: DType::U8,
         blur_passes: 0,
     };
     /// Default blur rounds of the heavy model (about 100–300 ms per run on a 2-core machine).
@@ -88,7 +62,7 @@ impl ColourModel {
             layout: Layout::Nhwc,
             height: 224,
             width: 224,
-            dtype: InputDType::F32,
+            dtype: DType::F32,
             blur_passes,
         }
     }

@@ -218,7 +218,9 @@ impl From<FileError> for ApiError {
             FileError::Forbidden(m) => Self::PathForbidden(m),
             FileError::NotFound(m) => Self::FileNotFound(m),
             FileError::TooLarge(m) => Self::PayloadTooLarge(m),
-            io @ FileError::Io { .. } => Self::Internal(io.to_string()),
+            io @ FileError::Io { .. } => {
+                Self::Internal(crate::telemetry::ErrorChain(&io).to_string())
+            }
         }
     }
 }
