@@ -256,15 +256,15 @@ pub enum ConfigError {
     /// The TOML file could not be read.
     #[error("cannot read configuration file {}", path.display())]
     Read {
-        /// The file.
+        /// The `--config` path as given.
         path: PathBuf,
-        /// Why.
+        /// The read failure: missing, not permitted, not UTF-8.
         source: std::io::Error,
     },
     /// The TOML file is not valid.
     #[error("invalid configuration file {}: {message}", path.display())]
     Parse {
-        /// The file.
+        /// The `--config` path as given.
         path: PathBuf,
         /// The parser's message (names the key and line).
         message: String,

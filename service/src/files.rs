@@ -36,9 +36,9 @@ pub enum FileError {
     /// Any other I/O failure; details are logged, not returned.
     #[error("reading {path}")]
     Io {
-        /// The file.
+        /// The path as the request gave it (for the log, never for the client).
         path: String,
-        /// Why.
+        /// The failure other than "not found" and "not a file", e.g. permission denied.
         source: std::io::Error,
     },
 }

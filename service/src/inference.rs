@@ -257,11 +257,6 @@ impl InferencePool {
         self.capacity - self.slots.available_permits()
     }
 
-    /// Queue capacity.
-    pub fn queue_capacity(&self) -> usize {
-        self.capacity
-    }
-
     /// A receiver of readiness changes.
     pub fn readiness(&self) -> watch::Receiver<Readiness> {
         self.readiness.clone()

@@ -19,15 +19,15 @@ pub enum LabelsError {
     /// The file could not be read.
     #[error("cannot read labels file {}", path.display())]
     Read {
-        /// The file.
+        /// `--labels`, or the model directory's `synset.txt`.
         path: std::path::PathBuf,
-        /// Why.
+        /// The read failure.
         source: std::io::Error,
     },
     /// The text is not one of the accepted forms.
     #[error("labels file {}: {reason}", path.display())]
     Syntax {
-        /// The file.
+        /// `--labels`, or the model directory's `synset.txt`.
         path: std::path::PathBuf,
         /// What is wrong, with a position where useful.
         reason: String,
@@ -39,7 +39,7 @@ pub enum LabelsError {
         path.display()
     )]
     CountMismatch {
-        /// The file.
+        /// `--labels`, or the model directory's `synset.txt`.
         path: std::path::PathBuf,
         /// Labels read.
         labels: usize,

@@ -27,13 +27,13 @@ pub mod config;
 pub mod demo;
 pub mod files;
 pub mod http;
-pub mod inference;
+pub(crate) mod inference;
 pub mod labels;
 pub mod metrics;
 pub mod model_store;
 pub mod preprocess;
 pub mod scoring;
-pub mod server;
+mod server;
 pub mod telemetry;
 
 use std::future::Future;
@@ -84,9 +84,9 @@ pub enum Error {
     /// An allowed directory could not be resolved.
     #[error("cannot use allowed directory {}", dir.display())]
     AllowedDir {
-        /// The directory.
+        /// The first configured allowed directory (they are resolved together).
         dir: PathBuf,
-        /// Why.
+        /// Why it could not be canonicalised: usually it does not exist.
         source: std::io::Error,
     },
     /// The listening socket could not be bound.
@@ -94,7 +94,7 @@ pub enum Error {
     Bind {
         /// The configured address.
         address: SocketAddr,
-        /// Why.
+        /// The bind or `local_addr` failure: in use, no permission, no such interface.
         source: std::io::Error,
     },
     /// A model worker failed to load or warm up after start-up.

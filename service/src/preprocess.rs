@@ -39,13 +39,13 @@ pub struct InputSpec {
     pub name: String,
     /// The full shape as DLR reports it.
     pub shape: Vec<i64>,
-    /// Layout.
+    /// Where the channel axis is: from `--layout`, or inferred from the shape.
     pub layout: Layout,
     /// Height in pixels.
     pub height: u32,
     /// Width in pixels.
     pub width: u32,
-    /// Element type.
+    /// float32 (raw 0..255, the model normalises) or uint8.
     pub dtype: InputDType,
 }
 

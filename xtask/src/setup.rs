@@ -28,6 +28,7 @@ fn run_setup(heavy_passes: u32) -> Result {
     Ok(())
 }
 
+/// `cargo xtask setup [--heavy-passes N]`.
 pub fn run(args: &[String]) -> Result {
     let mut heavy_passes = dlr_test_models::ColourModel::DEFAULT_HEAVY_PASSES;
     let mut args = args.iter();

@@ -10,7 +10,7 @@
 //!   here.
 
 pub mod api;
-pub mod classify;
+pub(crate) mod classify;
 pub mod problem;
 
 use std::sync::Arc;
@@ -45,42 +45,42 @@ pub struct RequestId(pub String);
 
 /// Everything handlers share.
 #[derive(Debug)]
-pub struct AppState {
+pub(crate) struct AppState {
     /// The model workers.
-    pub pool: Arc<InferencePool>,
+    pub(crate) pool: Arc<InferencePool>,
     /// One label per output class.
-    pub labels: Vec<String>,
+    pub(crate) labels: Vec<String>,
     /// What `/v1/model` reports (and name/version for answers).
-    pub model: ModelInfo,
+    pub(crate) model: ModelInfo,
     /// The model's input.
-    pub input: InputSpec,
+    pub(crate) input: InputSpec,
     /// Decode and layout settings.
-    pub preprocess: PreprocessOptions,
+    pub(crate) preprocess: PreprocessOptions,
     /// How to read the output.
-    pub scores: ScoreMode,
+    pub(crate) scores: ScoreMode,
     /// `top_k` when a request gives none.
-    pub default_top_k: usize,
+    pub(crate) default_top_k: usize,
     /// `threshold` when a request gives none.
-    pub default_threshold: f64,
+    pub(crate) default_threshold: f64,
     /// Where file references may point.
-    pub allowed: AllowedDirs,
+    pub(crate) allowed: AllowedDirs,
     /// Bounds concurrent decodes on the blocking pool.
-    pub decode_permits: Arc<Semaphore>,
-    /// Metrics.
-    pub metrics: Metrics,
+    pub(crate) decode_permits: Arc<Semaphore>,
+    /// This application's registry (not process-global, so test servers count separately).
+    pub(crate) metrics: Metrics,
     /// Per-request deadline.
-    pub request_timeout: Duration,
+    pub(crate) request_timeout: Duration,
     /// `Retry-After` of 503 answers.
-    pub retry_after_secs: u32,
+    pub(crate) retry_after_secs: u32,
     /// Body (and file) limit.
-    pub max_body_bytes: usize,
+    pub(crate) max_body_bytes: usize,
 }
 
 /// Shared state handle.
-pub type SharedState = Arc<AppState>;
+pub(crate) type SharedState = Arc<AppState>;
 
 /// The complete router with middleware.
-pub fn router(state: SharedState) -> Router {
+pub(crate) fn router(state: SharedState) -> Router {
     let swagger = utoipa_swagger_ui::SwaggerUi::new("/docs")
         .url("/openapi.json", api::ApiDoc::openapi())
         .config(utoipa_swagger_ui::Config::default().validator_url("none"));
@@ -183,7 +183,7 @@ async fn method_not_allowed(request: Request) -> Response {
 /// Liveness: the process answers HTTP.
 #[utoipa::path(get, path = "/healthz", tag = "health",
     responses((status = 200, description = "The process is alive", body = Health)))]
-pub async fn healthz() -> Json<Health> {
+pub(crate) async fn healthz() -> Json<Health> {
     Json(Health {
         status: "ok".into(),
     })
@@ -197,7 +197,7 @@ pub async fn healthz() -> Json<Health> {
          content_type = "application/problem+json",
          headers(("Retry-After" = u32, description = "Seconds to wait"))),
     ))]
-pub async fn readyz(
+pub(crate) async fn readyz(
     State(state): State<SharedState>,
     axum::Extension(id): axum::Extension<RequestId>,
 ) -> Response {
@@ -219,7 +219,7 @@ pub async fn readyz(
 #[utoipa::path(get, path = "/metrics", tag = "health",
     responses((status = 200, description = "Prometheus text format", body = String,
                content_type = "text/plain; version=0.0.4")))]
-pub async fn metrics(State(state): State<SharedState>) -> Response {
+pub(crate) async fn metrics(State(state): State<SharedState>) -> Response {
     let m = &state.metrics;
     m.queue_depth.set(state.pool.queue_depth() as i64);
     m.ready
@@ -237,7 +237,7 @@ pub async fn metrics(State(state): State<SharedState>) -> Response {
 /// What model is loaded and how it is fed.
 #[utoipa::path(get, path = "/v1/model", tag = "model",
     responses((status = 200, description = "The loaded model", body = ModelInfo)))]
-pub async fn model(State(state): State<SharedState>) -> Json<ModelInfo> {
+pub(crate) async fn model(State(state): State<SharedState>) -> Json<ModelInfo> {
     Json(state.model.clone())
 }
 

@@ -73,17 +73,17 @@ pub enum ApiError {
     /// 503: model loading or warming up.
     #[error("{detail}")]
     NotReady {
-        /// Why.
+        /// Sent as the problem's `detail`.
         detail: String,
-        /// Retry-After seconds.
+        /// Sent as the `Retry-After` header (`--retry-after-secs`).
         retry_after: u32,
     },
     /// 503: the queue is full.
     #[error("{detail}")]
     Overloaded {
-        /// Why.
+        /// Sent as the problem's `detail`.
         detail: String,
-        /// Retry-After seconds.
+        /// Sent as the `Retry-After` header (`--retry-after-secs`).
         retry_after: u32,
     },
     /// 504: the request's deadline passed.

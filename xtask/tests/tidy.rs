@@ -1,0 +1,238 @@
+//! Tidy: the invariants of ARCHITECTURE.md that the compiler cannot check, checked on the
+//! source tree (in the spirit of rust-analyzer's `tidy` test).
+//!
+//! * `unsafe` appears only in `dlr-sys`, the one crate that calls FFI.
+//! * In the service, only the HTTP layer (`service/src/http/` and the accept loop
+//!   `service/src/server.rs`) names the HTTP stack: `axum`, `hyper`, `tower_http`, `utoipa`,
+//!   `StatusCode`. Lower layers return their own error enums; `http::problem` maps them.
+//!
+//! Comments and string literals are blanked before searching, so prose about `unsafe` or a
+//! doc line that mentions axum does not count; code in `#[cfg(test)]` modules does.
+
+use std::path::{Path, PathBuf};
+
+/// Directories never scanned: build outputs and generated files.
+const SKIPPED: &[&str] = &[
+    "target",
+    "generated",
+    "greengrass-build",
+    ".git",
+    "node_modules",
+];
+
+/// Identifiers that belong to the HTTP layer.
+const HTTP_STACK: &[&str] = &[
+    "axum",
+    "hyper",
+    "hyper_util",
+    "tower_http",
+    "utoipa",
+    "StatusCode",
+];
+
+fn root() -> PathBuf {
+    xtask::dist::workspace_root()
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        let name = path.file_name().unwrap().to_string_lossy();
+        if path.is_dir() {
+            if !SKIPPED.contains(&name.as_ref()) {
+                rust_files(&path, out);
+            }
+        } else if name.ends_with(".rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The source with comments, string literals and char literals replaced by spaces (newlines
+/// kept, so line numbers still match).
+fn code_only(source: &str) -> String {
+    let chars: Vec<char> = source.chars().collect();
+    let mut out = String::with_capacity(source.len());
+    let blank = |c: char| if c == '\n' { '\n' } else { ' ' };
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        let prev_ident = i > 0 && ident(chars[i - 1]);
+        if c == '/' && next == Some('/') {
+            while i < chars.len() && chars[i] != '\n' {
+                out.push(' ');
+                i += 1;
+            }
+        } else if c == '/' && next == Some('*') {
+            let mut depth = 0;
+            while i < chars.len() {
+                if chars[i] == '/' && chars.get(i + 1) == Some(&'*') {
+                    depth += 1;
+                    out.push_str("  ");
+                    i += 2;
+                } else if chars[i] == '*' && chars.get(i + 1) == Some(&'/') {
+                    depth -= 1;
+                    out.push_str("  ");
+                    i += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    out.push(blank(chars[i]));
+                    i += 1;
+                }
+            }
+        } else if !prev_ident && (c == 'r' || (c == 'b' && next == Some('r'))) && {
+            let start = if c == 'b' { i + 2 } else { i + 1 };
+            let hashes = chars[start..].iter().take_while(|&&h| h == '#').count();
+            chars.get(start + hashes) == Some(&'"')
+        } {
+            // A raw string: r"..." or r#"..."#, byte or not.
+            let start = if c == 'b' { i + 2 } else { i + 1 };
+            let hashes = chars[start..].iter().take_while(|&&h| h == '#').count();
+            let body = start + hashes + 1;
+            let closing: Vec<char> = std::iter::once('"')
+                .chain(std::iter::repeat_n('#', hashes))
+                .collect();
+            let mut end = body;
+            while end < chars.len() && !chars[end..].starts_with(&closing) {
+                end += 1;
+            }
+            let end = (end + closing.len()).min(chars.len());
+            chars[i..end].iter().for_each(|&c| out.push(blank(c)));
+            i = end;
+        } else if c == '"' {
+            out.push(' ');
+            i += 1;
+            while i < chars.len() && chars[i] != '"' {
+                if chars[i] == '\\' {
+                    out.push(' ');
+                    i += 1;
+                }
+                if i < chars.len() {
+                    out.push(blank(chars[i]));
+                    i += 1;
+                }
+            }
+            out.push(' ');
+            i += 1;
+        } else if c == '\'' && (next == Some('\\') || chars.get(i + 2) == Some(&'\'')) {
+            // A char literal ('x', '\n', '\u{..}'), not a lifetime.
+            out.push(' ');
+            i += 1;
+            while i < chars.len() && chars[i] != '\'' {
+                if chars[i] == '\\' {
+                    out.push(' ');
+                    i += 1;
+                }
+                out.push(' ');
+                i += 1;
+            }
+            out.push(' ');
+            i += 1;
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Lines (1-based) where `word` occurs as a whole identifier, e.g. as `axum::` or `unsafe {`.
+fn lines_with_word(code: &str, word: &str) -> Vec<usize> {
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    code.lines()
+        .enumerate()
+        .filter(|(_, line)| {
+            line.match_indices(word).any(|(at, _)| {
+                let before = line[..at].chars().next_back();
+                let after = line[at + word.len()..].chars().next();
+                !before.is_some_and(ident) && !after.is_some_and(ident)
+            })
+        })
+        .map(|(n, _)| n + 1)
+        .collect()
+}
+
+fn relative(path: &Path) -> String {
+    path.strip_prefix(root())
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Every `(file, line)` outside `allowed` where one of `words` appears in code.
+fn occurrences(
+    files: &[PathBuf],
+    words: &[&str],
+    allowed: impl Fn(&str) -> bool,
+) -> (Vec<String>, usize) {
+    let mut found = Vec::new();
+    let mut allowed_hits = 0;
+    for file in files {
+        let name = relative(file);
+        let code = code_only(&std::fs::read_to_string(file).unwrap());
+        for word in words {
+            for line in lines_with_word(&code, word) {
+                if allowed(&name) {
+                    allowed_hits += 1;
+                } else {
+                    found.push(format!("{name}:{line}: {word}"));
+                }
+            }
+        }
+    }
+    (found, allowed_hits)
+}
+
+#[test]
+fn unsafe_code_only_in_dlr_sys() {
+    let mut files = Vec::new();
+    rust_files(&root(), &mut files);
+    let (found, in_dlr_sys) = occurrences(&files, &["unsafe"], |f| f.starts_with("dlr-sys/"));
+    assert!(
+        found.is_empty(),
+        "`unsafe` outside dlr-sys (only the FFI binding may use it):\n{}",
+        found.join("\n")
+    );
+    assert!(in_dlr_sys > 0, "the scan finds dlr-sys's own unsafe blocks");
+}
+
+#[test]
+fn only_the_http_layer_knows_the_http_stack() {
+    let mut files = Vec::new();
+    rust_files(&root().join("service/src"), &mut files);
+    let (found, in_http) = occurrences(&files, HTTP_STACK, |f| {
+        f.starts_with("service/src/http/") || f == "service/src/server.rs"
+    });
+    assert!(
+        found.is_empty(),
+        "the HTTP stack named outside service/src/http/ (lower layers return their own \
+         errors; http::problem maps them to statuses):\n{}",
+        found.join("\n")
+    );
+    assert!(in_http > 0, "the scan finds the HTTP layer's own uses");
+}
+
+#[test]
+fn comments_and_literals_do_not_count() {
+    let code = code_only(
+        "// unsafe axum\nlet a = \"unsafe\"; /* axum /* nested */ unsafe */ let b = 'u';\n\
+         let c = r#\"unsafe \"axum\"\"#; fn f<'a>(x: &'a str) {}\nunsafe { axum::x() }\n",
+    );
+    assert_eq!(lines_with_word(&code, "unsafe"), [4]);
+    assert_eq!(lines_with_word(&code, "axum"), [4]);
+    assert_eq!(code.lines().count(), 4, "line numbers are kept");
+    assert!(
+        code.contains("fn f<'a>(x: &'a str)"),
+        "lifetimes are code: {code}"
+    );
+    assert!(lines_with_word("unsafe_op(); my_axum; axumx", "unsafe").is_empty());
+    assert!(lines_with_word("unsafe_op(); my_axum; axumx", "axum").is_empty());
+}
