@@ -14,12 +14,12 @@
 //! * [`preprocess`] — bytes → upright RGB → the tensor the model's metadata asks for;
 //! * [`backend`] — the seam under the pool: a model instance that runs one input tensor, and
 //!   its DLR implementation;
-//! * [`inference`] — the worker pool on dedicated threads, admission, the bounded queue,
+//! * `inference` — the worker pool on dedicated threads, admission, the bounded queue,
 //!   readiness;
 //! * [`scoring`] — softmax (or not), ranking, `top_k` / `threshold`;
 //! * [`files`] — file references confined to allowed directories;
 //! * [`http`] — routes, extractors, problem+json errors, OpenAPI and Swagger UI;
-//! * [`server`] — the accept loop: header-read timeout, connection cap, graceful drain;
+//! * `server` — the accept loop: header-read timeout, connection cap, graceful drain;
 //! * [`metrics`] — Prometheus text exposition; [`telemetry`] — `tracing` set-up.
 
 pub mod backend;

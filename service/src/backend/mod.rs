@@ -1,6 +1,6 @@
 //! The seam between the worker pool and an inference runtime.
 //!
-//! The pool ([`crate::inference`]) knows nothing about DLR: it owns one [`Backend`] per worker
+//! The pool (`inference`) knows nothing about DLR: it owns one [`Backend`] per worker
 //! thread and hands it one preprocessed input tensor at a time. A runtime plugs in with two
 //! pieces:
 //!

@@ -1,11 +1,11 @@
 //! The HTTP layer: the only module that knows status codes, headers and OpenAPI.
 //!
-//! * [`router`] assembles the routes, the Swagger UI and the middleware stack. From the outside
+//! * `router` assembles the routes, the Swagger UI and the middleware stack. From the outside
 //!   in: tracing span, request id (honours a well-formed incoming `x-request-id`, else a UUID;
 //!   echoed on every response), per-route request counting, a body-size limit, and
 //!   `CatchPanicLayer` as the last line of defence so even a bug answers once with a 500
 //!   problem document.
-//! * [`classify`] holds `POST /classify` and its input extraction; [`problem`] the error type;
+//! * `classify` holds `POST /classify` and its input extraction; [`problem`] the error type;
 //!   [`api`] the response schemas and the OpenAPI document; the small read-only endpoints live
 //!   here.
 
