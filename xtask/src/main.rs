@@ -15,6 +15,7 @@
 mod dist;
 mod samples;
 mod setup;
+mod setup_onnx;
 
 use std::path::Path;
 use std::process::{Command, ExitCode};

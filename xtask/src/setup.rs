@@ -25,6 +25,7 @@ fn run_setup(heavy_passes: u32) -> Result {
         paths::models_dir().display()
     );
     crate::samples::write_all(&paths::samples_dir())?;
+    crate::setup_onnx::run(&python)?;
     Ok(())
 }
 
@@ -98,7 +99,7 @@ with zipfile.ZipFile(wheel) as z, open(target + ".partial", "wb") as out:
     Ok(())
 }
 
-fn partial(path: &Path) -> std::path::PathBuf {
+pub(crate) fn partial(path: &Path) -> std::path::PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(".partial");
     name.into()
