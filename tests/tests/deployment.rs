@@ -41,7 +41,7 @@ const MODEL_STORE_RANGE: &str = ">=2.1.0 <2.2.0";
 const PUBLISH: &str = "aws.greengrass#PublishToTopic";
 const SUBSCRIBE: &str = "aws.greengrass#SubscribeToTopic";
 /// Environment variables a recipe may set that are not CLI options.
-const NON_CLI_ENV: &[&str] = &["RUST_LOG", "DLR_LIBRARY_PATH"];
+const NON_CLI_ENV: &[&str] = &["RUST_LOG", "DLR_LIBRARY_PATH", "ONNXRUNTIME_LIBRARY_PATH"];
 
 fn root() -> PathBuf {
     dist::workspace_root()
