@@ -10,8 +10,12 @@ use onnx_backend::{
     OutputData, TensorData,
 };
 
+/// `generated/onnxruntime/`, or its `<arch>/` subfolder when this test runs as another
+/// architecture's build (the aarch64 build under qemu-user, see onnx-backend/README.md).
 fn library_dir() -> PathBuf {
-    let dir = paths::generated_dir().join("onnxruntime");
+    let host = paths::generated_dir().join("onnxruntime");
+    let other = host.join(std::env::consts::ARCH);
+    let dir = if other.is_dir() { other } else { host };
     assert!(
         dir.is_dir(),
         "{} missing: run `{}` first",

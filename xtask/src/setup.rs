@@ -40,6 +40,11 @@ pub fn run(args: &[String]) -> Result {
                     .and_then(|v| v.parse().ok())
                     .ok_or("--heavy-passes needs a whole number")?;
             }
+            // The aarch64 ONNX Runtime, for running the aarch64 build under qemu-user.
+            "--onnxruntime-aarch64" => {
+                let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+                crate::setup_onnx::fetch_onnxruntime(&python, "aarch64")?;
+            }
             other => return Err(format!("setup: unknown argument {other}").into()),
         }
     }
