@@ -97,7 +97,7 @@ pub struct Model {
     session: Session,
     metadata: ModelMetadata,
     threads: usize,
-    _runtime: Arc<OnnxRuntime>,
+    runtime: Arc<OnnxRuntime>,
 }
 
 /// The `.onnx` file `path` names: the file itself, or `model.onnx` in a directory (else the
@@ -224,13 +224,18 @@ impl Model {
             session,
             metadata,
             threads,
-            _runtime: runtime,
+            runtime,
         })
     }
 
     /// What the model says about itself.
     pub fn metadata(&self) -> &ModelMetadata {
         &self.metadata
+    }
+
+    /// The ONNX Runtime library this session runs on (for loading more sessions with it).
+    pub fn runtime(&self) -> &Arc<OnnxRuntime> {
+        &self.runtime
     }
 
     /// The intra-op thread count the session was created with.

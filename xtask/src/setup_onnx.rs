@@ -53,8 +53,8 @@ fn library_file_name() -> String {
     format!("libonnxruntime.so.{ORT_VERSION}")
 }
 
-/// The `onnx` package that writes the test models.
-const ONNX_PACKAGE: &str = "onnx==1.18.0";
+/// The `onnx` package that writes the test models (the version `setup_model` pins too).
+const ONNX_PACKAGE: &str = "onnx==1.23.2";
 
 /// The ONNX colour models: the DLR colour models' contracts, the NCHW one with a dynamic batch
 /// dimension as PyTorch exports have.
