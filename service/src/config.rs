@@ -58,7 +58,8 @@ pub struct Config {
     pub threads_per_worker: Option<usize>,
     /// Pin DLR's threads to cores (`UseDLRCPUAffinity`); unset leaves DLR's default.
     pub cpu_affinity: Option<bool>,
-    /// Requests that may wait for a model worker; beyond that the answer is 503 at once.
+    /// Requests admitted and not yet on a model worker (being read, decoded or queued);
+    /// beyond that the answer is 503 at once, before the body is read.
     pub queue_capacity: usize,
     /// Warm-up inferences each worker runs before the service reports ready.
     pub warmup_runs: u32,

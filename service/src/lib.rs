@@ -12,13 +12,17 @@
 //! * [`model_store`] / [`demo`] — where the model directory comes from;
 //! * [`labels`] — `synset.txt` in its several forms;
 //! * [`preprocess`] — bytes → upright RGB → the tensor the model's metadata asks for;
-//! * [`inference`] — the worker pool on dedicated threads, the bounded queue, readiness;
+//! * [`backend`] — the seam under the pool: a model instance that runs one input tensor, and
+//!   its DLR implementation;
+//! * [`inference`] — the worker pool on dedicated threads, admission, the bounded queue,
+//!   readiness;
 //! * [`scoring`] — softmax (or not), ranking, `top_k` / `threshold`;
 //! * [`files`] — file references confined to allowed directories;
 //! * [`http`] — routes, extractors, problem+json errors, OpenAPI and Swagger UI;
 //! * [`server`] — the accept loop: header-read timeout, connection cap, graceful drain;
 //! * [`metrics`] — Prometheus text exposition; [`telemetry`] — `tracing` set-up.
 
+pub mod backend;
 pub mod config;
 pub mod demo;
 pub mod files;
@@ -38,13 +42,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dlr_sys::{DlrLibrary, LibrarySearch, Model, ModelOptions};
+use dlr_sys::{DlrLibrary, LibrarySearch, ModelOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use config::Config;
 pub use inference::Readiness;
 
+use crate::backend::BackendFactory;
+use crate::backend::dlr::DlrFactory;
 use crate::files::AllowedDirs;
 use crate::http::api::{InputInfo, ModelInfo, OutputInfo};
 use crate::inference::{InferencePool, PoolOptions};
@@ -260,14 +266,15 @@ fn prepare(config: &Config) -> Result<(LocatedModel, http::SharedState), Error> 
         cpu_affinity: config.cpu_affinity,
         library_path: None,
     };
-    let first = Model::load_with(library.clone(), &dir, &model_options)?;
-    let metadata = first.metadata().clone();
+    let factory = DlrFactory::load(library, dir.clone(), model_options)?;
+    let description = factory.description().clone();
     let unsupported = |reason: String| Error::UnsupportedModel {
         dir: dir.clone(),
         reason,
     };
-    let input = InputSpec::from_metadata(&metadata.inputs, config.layout).map_err(unsupported)?;
-    let output = metadata
+    let input =
+        InputSpec::from_metadata(&description.inputs, config.layout).map_err(unsupported)?;
+    let output = description
         .outputs
         .first()
         .ok_or_else(|| unsupported("the model has no outputs".into()))?
@@ -311,14 +318,14 @@ fn prepare(config: &Config) -> Result<(LocatedModel, http::SharedState), Error> 
         name: located.name.clone(),
         version: located.version.clone(),
         path: dir.display().to_string(),
-        backend: metadata.backend.clone(),
-        dlr_version: metadata.dlr_version.clone(),
-        dlr_library: metadata.library_path.display().to_string(),
+        backend: description.backend.clone(),
+        dlr_version: description.runtime_version.clone(),
+        dlr_library: description.runtime_library.display().to_string(),
         input: InputInfo {
             name: input.name.clone(),
             shape: input.shape.clone(),
             layout: format!("{:?}", input.layout).to_uppercase(),
-            dtype: metadata.inputs[0].dtype.clone(),
+            dtype: description.inputs[0].dtype.clone(),
         },
         output: OutputInfo {
             shape: output.shape.clone(),
@@ -349,12 +356,9 @@ fn prepare(config: &Config) -> Result<(LocatedModel, http::SharedState), Error> 
         .set(1);
 
     let pool = InferencePool::start(
-        first,
-        library,
+        Arc::new(factory),
         PoolOptions {
-            model_dir: dir,
             workers,
-            model: model_options,
             queue_capacity: config.queue_capacity,
             warmup_runs: config.warmup_runs,
             input: input.clone(),

@@ -12,7 +12,7 @@
 //! | `classify_queue_wait_seconds` | histogram | |
 //! | `classify_inference_seconds` | histogram | |
 //! | `classify_request_duration_seconds` | histogram | (successful classifications, end to end) |
-//! | `classify_queue_depth` | gauge | (jobs waiting for a model worker, sampled at scrape) |
+//! | `classify_queue_depth` | gauge | (requests admitted and not yet on a model worker, sampled at scrape) |
 //! | `classify_queue_capacity` | gauge | |
 //! | `classify_ready` | gauge | 1 when ready |
 //! | `classify_model_info` | gauge (always 1) | `name`, `version`, `backend`, `dlr_version`, `input_shape`, `workers`, `threads_per_worker` |

@@ -18,6 +18,7 @@ use std::io::Cursor;
 use fast_image_resize as fir;
 use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
 
+use crate::backend::{Tensor, TensorDesc};
 use crate::config::{ChannelOrder, HexColour, LayoutChoice, ResizeFilter};
 
 /// Memory layout of the model input.
@@ -59,10 +60,7 @@ pub struct InputSpec {
 impl InputSpec {
     /// Derives the spec from the model's inputs; the model must have exactly one 4-d image
     /// input of batch 1 with 3 channels, float32 or uint8.
-    pub fn from_metadata(
-        inputs: &[dlr_sys::TensorInfo],
-        choice: LayoutChoice,
-    ) -> Result<Self, String> {
+    pub fn from_metadata(inputs: &[TensorDesc], choice: LayoutChoice) -> Result<Self, String> {
         let [input] = inputs else {
             return Err(format!(
                 "the model has {} inputs; this service feeds models with exactly one image input",
@@ -129,15 +127,6 @@ pub struct PreprocessOptions {
     pub max_dimension: u32,
     /// Largest area accepted.
     pub max_pixels: u64,
-}
-
-/// The tensor handed to a model worker.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Tensor {
-    /// float32 elements.
-    F32(Vec<f32>),
-    /// uint8 elements.
-    U8(Vec<u8>),
 }
 
 /// Why an image cannot be turned into a tensor.
@@ -325,8 +314,8 @@ mod tests {
         out.into_inner()
     }
 
-    fn info(shape: &[i64], dtype: &str) -> Vec<dlr_sys::TensorInfo> {
-        vec![dlr_sys::TensorInfo {
+    fn info(shape: &[i64], dtype: &str) -> Vec<TensorDesc> {
+        vec![TensorDesc {
             name: Some("data".into()),
             shape: shape.to_vec(),
             dtype: dtype.into(),

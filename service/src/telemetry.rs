@@ -24,3 +24,22 @@ pub fn init(format: LogFormat, filter: &str) {
         LogFormat::Json => builder.json().try_init(),
     };
 }
+
+/// An error and its chain of sources on one line ("a: b: c"), for logs and the exit message.
+///
+/// The crate's error types keep the cause out of their own message and expose it as
+/// `source` instead, so that chain printers show each cause once; this is that printer.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}

@@ -125,6 +125,7 @@ async fn handle(
     id: &str,
     started: Instant,
 ) -> Result<ClassifyResponse, ApiError> {
+    let timeout_ms = state.request_timeout.as_millis() as u64;
     let query: ClassifyQuery = Query::try_from_uri(request.uri())
         .map(|Query(q)| q)
         .map_err(|e| {
@@ -134,7 +135,14 @@ async fn handle(
         top_k: query.top_k,
         threshold: query.threshold,
     };
-    let source = extract(&state, request, &mut options).await?;
+    let kind = body_kind(request.headers())?;
+    // Admission before work: a request refused for load costs neither a body read nor a
+    // decode. The slot is given back if anything below fails.
+    let slot = state
+        .pool
+        .reserve()
+        .map_err(|e| inference_error(e, state.retry_after_secs, timeout_ms))?;
+    let source = extract(&state, request, kind, &mut options).await?;
     let (top_k, threshold) =
         validate_options(&options, state.default_top_k, state.default_threshold)?;
 
@@ -174,15 +182,14 @@ async fn handle(
         .preprocess
         .observe(preprocess_time.as_secs_f64());
 
-    let timeout_ms = state.request_timeout.as_millis() as u64;
     let deadline = started + state.request_timeout;
     let answer = state
         .pool
-        .submit(tensor, deadline)
+        .submit(slot, tensor, deadline)
         .map_err(|e| inference_error(e, state.retry_after_secs, timeout_ms))?;
     let output = answer
+        .outcome()
         .await
-        .map_err(|_| ApiError::Internal("the model worker dropped the request".into()))?
         .map_err(|e| inference_error(e, state.retry_after_secs, timeout_ms))?;
     state
         .metrics
@@ -258,14 +265,20 @@ fn validate_options(
     Ok((top_k, threshold))
 }
 
-/// Reads the body in the form its Content-Type announces.
-async fn extract(
-    state: &SharedState,
-    request: Request,
-    options: &mut RawOptions,
-) -> Result<Source, ApiError> {
-    let content_type = request
-        .headers()
+/// How the body is to be read, from its Content-Type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyKind {
+    /// `application/json` or `+json`: [`ClassifyJson`].
+    Json,
+    /// `multipart/form-data` with a part named `image`.
+    Multipart,
+    /// The raw image.
+    Image,
+}
+
+/// Checks the Content-Type before anything else is done for the request.
+fn body_kind(headers: &HeaderMap) -> Result<BodyKind, ApiError> {
+    let content_type = headers
         .get(header::CONTENT_TYPE)
         .ok_or_else(|| {
             ApiError::UnsupportedMediaType(
@@ -279,22 +292,34 @@ async fn extract(
         .and_then(|t| t.parse::<mime::Mime>().ok())
         .ok_or_else(|| ApiError::UnsupportedMediaType("the Content-Type is malformed".into()))?;
     let essence = content_type.essence_str().to_ascii_lowercase();
-    let is_json = essence == "application/json" || content_type.suffix() == Some(mime::JSON);
-    let is_multipart = essence == "multipart/form-data";
-    if !is_json && !is_multipart && !IMAGE_TYPES.contains(&essence.as_str()) {
-        return Err(ApiError::UnsupportedMediaType(format!(
+    if essence == "application/json" || content_type.suffix() == Some(mime::JSON) {
+        Ok(BodyKind::Json)
+    } else if essence == "multipart/form-data" {
+        Ok(BodyKind::Multipart)
+    } else if IMAGE_TYPES.contains(&essence.as_str()) {
+        Ok(BodyKind::Image)
+    } else {
+        Err(ApiError::UnsupportedMediaType(format!(
             "Content-Type {essence} is not accepted; send {}, multipart/form-data or \
              application/json",
             IMAGE_TYPES.join(", ")
-        )));
+        )))
     }
+}
 
+/// Reads the body in the form its Content-Type announces.
+async fn extract(
+    state: &SharedState,
+    request: Request,
+    kind: BodyKind,
+    options: &mut RawOptions,
+) -> Result<Source, ApiError> {
     let limit = state.max_body_bytes;
     let declared = declared_length(request.headers());
     let (parts, body) = request.into_parts();
     let bytes = read_body(body, limit, declared).await?;
 
-    if is_multipart {
+    if kind == BodyKind::Multipart {
         let request = Request::from_parts(parts, axum::body::Body::from(bytes));
         let mut multipart = Multipart::from_request(request, &()).await.map_err(|e| {
             ApiError::InvalidBody(format!("malformed multipart body: {}", e.body_text()))
@@ -327,7 +352,7 @@ async fn extract(
         });
     }
 
-    if is_json {
+    if kind == BodyKind::Json {
         let body: ClassifyJson = serde_json::from_slice(&bytes).map_err(|e| {
             if e.classify() == serde_json::error::Category::Data {
                 ApiError::InvalidOptions(format!("invalid JSON fields: {e}"))
@@ -435,4 +460,171 @@ async fn read_body(
 
 fn too_large(limit: usize) -> ApiError {
     ApiError::PayloadTooLarge(format!("the request body exceeds the {limit}-byte limit"))
+}
+
+#[cfg(test)]
+mod tests {
+    //! Admission before work, through the whole router, with the scripted backend of
+    //! `backend::fake` holding the only worker: no clock decides any verdict.
+
+    use std::io::Cursor;
+
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::backend::fake::{FakeFactory, HOLD};
+    use crate::config::{ChannelOrder, HexColour, ResizeFilter, ScoreMode};
+    use crate::files::AllowedDirs;
+    use crate::http::AppState;
+    use crate::http::api::{InputInfo, ModelInfo, OutputInfo};
+    use crate::inference::{InferencePool, PoolOptions};
+    use crate::metrics::Metrics;
+    use crate::preprocess::{InputDType, InputSpec, Layout, PreprocessOptions};
+
+    fn state(pool: Arc<InferencePool>, input: InputSpec) -> SharedState {
+        let text = |s: &str| s.to_string();
+        Arc::new(AppState {
+            pool,
+            labels: vec![text("first"), text("second")],
+            model: ModelInfo {
+                name: text("fake"),
+                version: text("0"),
+                path: text("/nowhere"),
+                backend: text("scripted"),
+                dlr_version: text("0"),
+                dlr_library: text("/nowhere/libfake.so"),
+                input: InputInfo {
+                    name: input.name.clone(),
+                    shape: input.shape.clone(),
+                    layout: text("NHWC"),
+                    dtype: text("float32"),
+                },
+                output: OutputInfo {
+                    shape: vec![1, 2],
+                    dtype: text("float32"),
+                },
+                labels: 2,
+                workers: 1,
+                threads_per_worker: 1,
+                queue_capacity: 1,
+                channel_order: text("rgb"),
+                resize_filter: text("bilinear"),
+                scores: text("auto"),
+            },
+            input,
+            preprocess: PreprocessOptions {
+                channel_order: ChannelOrder::Rgb,
+                filter: ResizeFilter::Bilinear,
+                background: HexColour([255, 255, 255]),
+                max_dimension: 64,
+                max_pixels: 4096,
+            },
+            scores: ScoreMode::Auto,
+            default_top_k: 2,
+            default_threshold: 0.0,
+            allowed: AllowedDirs::new(&[]).unwrap(),
+            decode_permits: Arc::new(tokio::sync::Semaphore::new(2)),
+            metrics: Metrics::new(),
+            request_timeout: Duration::from_secs(3600),
+            retry_after_secs: 7,
+            max_body_bytes: 1 << 20,
+        })
+    }
+
+    /// A 1×1 PNG: the fake reads red as the action and green as the id.
+    fn pixel(rgb: [u8; 3]) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        image::RgbImage::from_pixel(1, 1, image::Rgb(rgb))
+            .write_to(&mut out, image::ImageFormat::Png)
+            .unwrap();
+        out.into_inner()
+    }
+
+    fn post(body: impl Into<Body>, content_type: &str) -> Request {
+        Request::post("/classify")
+            .header(header::CONTENT_TYPE, content_type)
+            .body(body.into())
+            .unwrap()
+    }
+
+    async fn problem_type(response: Response) -> String {
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let problem: super::super::problem::Problem = serde_json::from_slice(&body).unwrap();
+        problem.type_
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_answers_503_before_the_body_is_read_or_decoded() {
+        let (factory, controls) = FakeFactory::new();
+        let input = InputSpec {
+            name: "x".into(),
+            shape: vec![1, 1, 1, 3],
+            layout: Layout::Nhwc,
+            height: 1,
+            width: 1,
+            dtype: InputDType::F32,
+        };
+        let pool = Arc::new(InferencePool::start(
+            Arc::new(factory),
+            PoolOptions {
+                workers: 1,
+                queue_capacity: 1,
+                warmup_runs: 0,
+                input: input.clone(),
+            },
+        ));
+        pool.readiness().wait_for(|r| r.is_ready()).await.unwrap();
+        let app = super::super::router(state(pool.clone(), input));
+
+        let held = tokio::spawn(
+            app.clone()
+                .oneshot(post(pixel([HOLD as u8, 1, 0]), "image/png")),
+        );
+        let runs = controls.runs.clone();
+        let started = tokio::task::spawn_blocking(move || runs.recv().unwrap());
+        assert_eq!(started.await.unwrap(), 1, "the only worker holds request 1");
+        // The only slot: the queue is provably full while the gate stays closed.
+        let slot = pool.reserve().unwrap();
+
+        // Bytes that would be a 400 if they were decoded, and a file that would be a 403 if
+        // it were looked at: both are refused for load first.
+        let garbage = app
+            .clone()
+            .oneshot(post("not an image", "image/png"))
+            .await
+            .unwrap();
+        assert_eq!(garbage.status(), 503);
+        assert_eq!(garbage.headers()[header::RETRY_AFTER], "7");
+        assert_eq!(
+            problem_type(garbage).await,
+            "urn:classify-service:problem:overloaded"
+        );
+        let file = app
+            .clone()
+            .oneshot(post(r#"{"path": "/etc/passwd"}"#, "application/json"))
+            .await
+            .unwrap();
+        assert_eq!(file.status(), 503);
+
+        // Once a slot is free the same bytes are read and decoded.
+        drop(slot);
+        let undecodable = app
+            .clone()
+            .oneshot(post("not an image", "image/png"))
+            .await
+            .unwrap();
+        assert_eq!(undecodable.status(), 400);
+        assert_eq!(
+            problem_type(undecodable).await,
+            "urn:classify-service:problem:undecodable-image"
+        );
+
+        controls.gate.send(()).unwrap();
+        let held = held.await.unwrap().unwrap();
+        assert_eq!(held.status(), 200);
+        pool.shutdown();
+    }
 }

@@ -239,7 +239,9 @@ pub fn inference_error(e: InferenceError, retry_after: u32, timeout_ms: u64) -> 
             detail: "the service is shutting down".into(),
             retry_after,
         },
-        model @ InferenceError::Model(_) => ApiError::Internal(model.to_string()),
+        failed @ (InferenceError::Backend(_) | InferenceError::Panicked) => {
+            ApiError::Internal(crate::telemetry::ErrorChain(&failed).to_string())
+        }
     }
 }
 
