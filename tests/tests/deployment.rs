@@ -470,9 +470,12 @@ fn dependencies_model_store_and_between_components() {
             "{{{MODEL_STORE}:artifacts:decompressedPath}}/DLR-resnet50-{}-cpu-ImageClassification",
             target.arch
         );
+        // The default of the ModelDirectory setting (service_run_command_... checks the
+        // resolved command line).
         assert!(
-            run.contains(&format!("--model-dir \"{model}\"")),
-            "{}: Run must pass --model-dir {model}",
+            run.contains(&format!("model_dir=\"{model}\""))
+                && run.contains("--model-dir \"$model_dir\""),
+            "{}: Run must pass --model-dir {model} unless ModelDirectory is set",
             target.arch
         );
     }
@@ -672,6 +675,8 @@ fn service_run_command_is_accepted_and_wired_to_the_configuration() {
             "empty ThreadsPerWorker = automatic"
         );
         assert_eq!(config.dlr_library, None, "empty DlrLibrary = discovery");
+        assert_eq!(lower_debug(config.backend), value("Backend"));
+        assert_eq!(config.onnx_library, None, "empty OnnxLibrary = discovery");
         assert_eq!(config.queue_capacity.to_string(), value("QueueCapacity"));
         assert_eq!(config.top_k.to_string(), value("TopK"));
         assert_eq!(config.threshold, value("Threshold").parse::<f64>().unwrap());
@@ -704,6 +709,8 @@ fn service_run_command_is_accepted_and_wired_to_the_configuration() {
         let a = sandbox.path().join("images a");
         let b = sandbox.path().join("images-b");
         let library = sandbox.path().join("libdlr.so");
+        let onnx_library = sandbox.path().join("onnxruntime");
+        let onnx_model = sandbox.path().join("my model");
         let dirs = format!("{}:{}", a.display(), b.display());
         let interpolation = Interpolation::new(
             &recipe,
@@ -713,6 +720,9 @@ fn service_run_command_is_accepted_and_wired_to_the_configuration() {
                 ("ThreadsPerWorker", "3"),
                 ("Workers", "2"),
                 ("DlrLibrary", &library.display().to_string()),
+                ("ModelDirectory", &onnx_model.display().to_string()),
+                ("Backend", "onnx"),
+                ("OnnxLibrary", &onnx_library.display().to_string()),
                 ("ChannelOrder", "bgr"),
                 ("LogFormat", "json"),
             ],
@@ -728,6 +738,9 @@ fn service_run_command_is_accepted_and_wired_to_the_configuration() {
         assert_eq!(config.threads_per_worker, Some(3));
         assert_eq!(config.workers, Some(2));
         assert_eq!(config.dlr_library.as_deref(), Some(library.as_path()));
+        assert_eq!(config.model_dir.as_deref(), Some(onnx_model.as_path()));
+        assert_eq!(lower_debug(config.backend), "onnx");
+        assert_eq!(config.onnx_library.as_deref(), Some(onnx_library.as_path()));
         assert_eq!(lower_debug(config.channel_order), "bgr");
         assert_eq!(lower_debug(config.log_format), "json");
         std::fs::create_dir_all(config.model_dir.as_ref().unwrap()).unwrap();
