@@ -44,6 +44,13 @@ pub struct Config {
     /// `libdlr.so` (file or directory). Otherwise: the model directory's copy,
     /// `DLR_LIBRARY_PATH`, the Python `dlr` package, the system loader.
     pub dlr_library: Option<PathBuf>,
+    /// The runtime that serves the model. `auto`: ONNX Runtime when the model directory holds
+    /// `model.onnx` (or a single `*.onnx` file) and no DLR model, else DLR.
+    pub backend: BackendChoice,
+    /// `libonnxruntime.so*` for the ONNX backend (file or directory). Otherwise: the model
+    /// directory's copy, `ONNXRUNTIME_LIBRARY_PATH`, the Python `onnxruntime` package, the
+    /// system library directories.
+    pub onnx_library: Option<PathBuf>,
     /// Labels file; defaults to `synset.txt` in the model directory. Python dict literal, one
     /// label per line, or a JSON array/object.
     pub labels: Option<PathBuf>,
@@ -116,6 +123,8 @@ impl Default for Config {
             greengrass_root: PathBuf::from(DEFAULT_GREENGRASS_ROOT),
             demo: false,
             dlr_library: None,
+            backend: BackendChoice::Auto,
+            onnx_library: None,
             labels: None,
             model_name: None,
             model_version: None,
@@ -177,6 +186,18 @@ pub enum ResizeFilter {
     Gaussian,
     /// Lanczos3.
     Lanczos3,
+}
+
+/// Runtime selection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    /// From the model directory's contents.
+    Auto,
+    /// DLR (SageMaker Neo / TVM model directories).
+    Dlr,
+    /// ONNX Runtime (`model.onnx`).
+    Onnx,
 }
 
 /// Input layout selection.
@@ -341,6 +362,10 @@ impl Config {
         if self.demo && self.model_dir.is_some() {
             problems.push("demo and model_dir are mutually exclusive: choose one model".into());
         }
+        if self.demo && self.backend == BackendChoice::Onnx {
+            problems
+                .push("the demo model is a DLR model: backend onnx needs an ONNX model_dir".into());
+        }
         if let Some(dir) = &self.model_dir
             && !dir.is_dir()
         {
@@ -440,6 +465,20 @@ pub struct ServeArgs {
         help = "libdlr.so file or directory"
     )]
     dlr_library: Option<PathBuf>,
+    #[arg(
+        long,
+        env = "CLASSIFY_BACKEND",
+        value_enum,
+        help = "Runtime: auto (from the model directory), dlr or onnx [default: auto]"
+    )]
+    backend: Option<BackendChoice>,
+    #[arg(
+        long,
+        env = "CLASSIFY_ONNX_LIBRARY",
+        value_name = "PATH",
+        help = "libonnxruntime.so file or directory (ONNX backend)"
+    )]
+    onnx_library: Option<PathBuf>,
     #[arg(
         long,
         env = "CLASSIFY_LABELS",
@@ -646,6 +685,7 @@ impl ServeArgs {
             listen,
             greengrass_root,
             demo,
+            backend,
             queue_capacity,
             warmup_runs,
             request_timeout_ms,
@@ -674,6 +714,7 @@ impl ServeArgs {
         overlay_option!(
             model_dir,
             dlr_library,
+            onnx_library,
             labels,
             model_name,
             model_version,

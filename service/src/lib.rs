@@ -51,6 +51,7 @@ pub use inference::Readiness;
 
 use crate::backend::BackendFactory;
 use crate::backend::dlr::DlrFactory;
+use crate::backend::onnx::{OnnxFactory, Runtime};
 use crate::files::AllowedDirs;
 use crate::http::api::{InputInfo, ModelInfo, OutputInfo};
 use crate::inference::{InferencePool, PoolOptions};
@@ -70,6 +71,9 @@ pub enum Error {
     /// libdlr could not be found or the model could not be loaded.
     #[error(transparent)]
     Dlr(#[from] dlr_sys::Error),
+    /// ONNX Runtime could not be found or the ONNX model could not be loaded.
+    #[error("{0}")]
+    Onnx(#[from] onnx_backend::Error),
     /// The model's input or output is not something this service can feed or score.
     #[error("unsupported model in {dir}: {reason}")]
     UnsupportedModel {
@@ -274,23 +278,35 @@ pub fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static, Er
 fn prepare(config: &Config) -> Result<(LocatedModel, http::SharedState), Error> {
     let located = model_store::locate(config)?;
     let dir = located.dir.clone();
-    let library = DlrLibrary::discover(&LibrarySearch {
-        explicit: config.dlr_library.clone(),
-        model_dir: Some(dir.clone()),
-    })?;
     let workers = config.effective_workers();
     let threads = config.effective_threads_per_worker();
-    let model_options = ModelOptions {
-        threads: Some(threads),
-        cpu_affinity: config.cpu_affinity,
-        library_path: None,
-    };
-    let factory = DlrFactory::load(library, dir.clone(), model_options)?;
-    let description = factory.description().clone();
     let unsupported = |reason: String| Error::UnsupportedModel {
         dir: dir.clone(),
         reason,
     };
+    let factory: Arc<dyn BackendFactory> =
+        match backend::onnx::choose(config.backend, &dir).map_err(unsupported)? {
+            Runtime::Dlr => {
+                let library = DlrLibrary::discover(&LibrarySearch {
+                    explicit: config.dlr_library.clone(),
+                    model_dir: Some(dir.clone()),
+                })?;
+                let model_options = ModelOptions {
+                    threads: Some(threads),
+                    cpu_affinity: config.cpu_affinity,
+                    library_path: None,
+                };
+                Arc::new(DlrFactory::load(library, dir.clone(), model_options)?)
+            }
+            Runtime::Onnx => {
+                let options = onnx_backend::ModelOptions {
+                    threads: Some(threads),
+                    library_path: config.onnx_library.clone(),
+                };
+                Arc::new(OnnxFactory::load(&dir, options)?)
+            }
+        };
+    let description = factory.description().clone();
     let input =
         InputSpec::from_metadata(&description.inputs, config.layout).map_err(unsupported)?;
     let output = description
@@ -375,7 +391,7 @@ fn prepare(config: &Config) -> Result<(LocatedModel, http::SharedState), Error> 
         .set(1);
 
     let pool = InferencePool::start(
-        Arc::new(factory),
+        factory,
         PoolOptions {
             workers,
             queue_capacity: config.queue_capacity,

@@ -16,6 +16,9 @@
 //! | `classify_queue_capacity` | gauge | |
 //! | `classify_ready` | gauge | 1 when ready |
 //! | `classify_model_info` | gauge (always 1) | `name`, `version`, `backend`, `dlr_version`, `input_shape`, `workers`, `threads_per_worker` |
+//!
+//! `classify_model_info`'s `backend` is DLR's backend ("tvm") for DLR models and "onnxruntime"
+//! for ONNX models; `dlr_version` is then ONNX Runtime's version (label names kept stable).
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,

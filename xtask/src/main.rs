@@ -27,7 +27,7 @@ fn main() -> ExitCode {
         Some("dist") => dist::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup [--heavy-passes N] | demo [--once] | test | openapi \
+                "usage: cargo xtask <setup [--heavy-passes N] [--onnxruntime-aarch64] | demo [--once] | test | openapi \
                  | dist [--component NAME]... [--target TRIPLE]... [--out DIR] [--gdk NAME] \
                  [--no-build] [--list]>"
             );

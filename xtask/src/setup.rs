@@ -25,6 +25,7 @@ fn run_setup(heavy_passes: u32) -> Result {
         paths::models_dir().display()
     );
     crate::samples::write_all(&paths::samples_dir())?;
+    crate::setup_onnx::run(&python)?;
     Ok(())
 }
 
@@ -39,6 +40,11 @@ pub fn run(args: &[String]) -> Result {
                     .next()
                     .and_then(|v| v.parse().ok())
                     .ok_or("--heavy-passes needs a whole number")?;
+            }
+            // The aarch64 ONNX Runtime, for running the aarch64 build under qemu-user.
+            "--onnxruntime-aarch64" => {
+                let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+                crate::setup_onnx::fetch_onnxruntime(&python, "aarch64")?;
             }
             other => return Err(format!("setup: unknown argument {other}").into()),
         }
@@ -99,7 +105,7 @@ with zipfile.ZipFile(wheel) as z, open(target + ".partial", "wb") as out:
     Ok(())
 }
 
-fn partial(path: &Path) -> std::path::PathBuf {
+pub(crate) fn partial(path: &Path) -> std::path::PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(".partial");
     name.into()

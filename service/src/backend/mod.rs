@@ -18,11 +18,13 @@
 //! HTTP layer. Errors are typed ([`BackendError`]) with the runtime's own error kept as the
 //! `source`; the pool adds the worker and request context when it logs them.
 //!
-//! [`dlr`] is the DLR implementation (`dlr_sys::Model`).
+//! [`dlr`] is the DLR implementation (`dlr_sys::Model`), [`onnx`] the ONNX Runtime one
+//! (`onnx_backend::Model`) and the choice between the two from the model directory.
 
 pub mod dlr;
 #[cfg(test)]
 pub(crate) mod fake;
+pub mod onnx;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -104,7 +106,8 @@ pub struct ModelDescription {
     pub runtime_version: String,
     /// The shared library file the runtime was loaded from.
     pub runtime_library: PathBuf,
-    /// The execution backend inside the runtime as it reports it ("tvm" for DLR models).
+    /// The execution backend inside the runtime as it reports it ("tvm" for DLR models);
+    /// "onnxruntime" for ONNX models, which always run on its CPU execution provider here.
     pub backend: String,
     /// The model's inputs in declaration order.
     pub inputs: Vec<TensorDesc>,

@@ -121,11 +121,13 @@ pub struct ModelInfo {
     pub version: String,
     /// Model directory.
     pub path: String,
-    /// DLR backend ("tvm", ...).
+    /// The runtime: DLR's own backend name for DLR models ("tvm", ...), "onnxruntime" for
+    /// ONNX models.
     pub backend: String,
-    /// libdlr version.
+    /// Version of the runtime library: libdlr's, or ONNX Runtime's when `backend` is
+    /// "onnxruntime".
     pub dlr_version: String,
-    /// The libdlr file in use.
+    /// The runtime library file in use (libdlr.so, or libonnxruntime.so for ONNX models).
     pub dlr_library: String,
     /// The image input.
     pub input: InputInfo,
@@ -135,7 +137,7 @@ pub struct ModelInfo {
     pub labels: usize,
     /// Model instances.
     pub workers: usize,
-    /// DLR threads per instance.
+    /// Runtime threads per instance (DLR threads, or ONNX Runtime intra-op threads).
     pub threads_per_worker: usize,
     /// Inference queue capacity.
     pub queue_capacity: usize,

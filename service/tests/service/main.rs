@@ -7,6 +7,7 @@ mod connections;
 mod docs;
 mod inputs;
 mod load;
+mod onnx;
 mod readme;
 mod semantics;
 mod startup;

@@ -56,6 +56,8 @@ fn service_run_command_is_accepted_and_wired_to_the_configuration() {
             "empty ThreadsPerWorker = automatic"
         );
         assert_eq!(config.dlr_library, None, "empty DlrLibrary = discovery");
+        assert_eq!(lower_debug(config.backend), value("Backend"));
+        assert_eq!(config.onnx_library, None, "empty OnnxLibrary = discovery");
         assert_eq!(config.queue_capacity.to_string(), value("QueueCapacity"));
         assert_eq!(config.top_k.to_string(), value("TopK"));
         assert_eq!(config.threshold, value("Threshold").parse::<f64>().unwrap());
@@ -90,6 +92,8 @@ fn service_run_command_is_accepted_and_wired_to_the_configuration() {
         let a = sandbox.path().join("images a");
         let b = sandbox.path().join("images-b");
         let library = sandbox.path().join("libdlr.so");
+        let onnx_library = sandbox.path().join("onnxruntime");
+        let onnx_model = sandbox.path().join("my model");
         let dirs = format!("{}:{}", a.display(), b.display());
         let interpolation = Interpolation::new(
             &recipe,
@@ -99,6 +103,9 @@ fn service_run_command_is_accepted_and_wired_to_the_configuration() {
                 ("ThreadsPerWorker", "3"),
                 ("Workers", "2"),
                 ("DlrLibrary", &library.display().to_string()),
+                ("ModelDirectory", &onnx_model.display().to_string()),
+                ("Backend", "onnx"),
+                ("OnnxLibrary", &onnx_library.display().to_string()),
                 ("ChannelOrder", "bgr"),
                 ("LogFormat", "json"),
             ],
@@ -114,6 +121,9 @@ fn service_run_command_is_accepted_and_wired_to_the_configuration() {
         assert_eq!(config.threads_per_worker, Some(3));
         assert_eq!(config.workers, Some(2));
         assert_eq!(config.dlr_library.as_deref(), Some(library.as_path()));
+        assert_eq!(config.model_dir.as_deref(), Some(onnx_model.as_path()));
+        assert_eq!(lower_debug(config.backend), "onnx");
+        assert_eq!(config.onnx_library.as_deref(), Some(onnx_library.as_path()));
         assert_eq!(lower_debug(config.channel_order), "bgr");
         assert_eq!(lower_debug(config.log_format), "json");
         std::fs::create_dir_all(config.model_dir.as_ref().unwrap()).unwrap();

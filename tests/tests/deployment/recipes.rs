@@ -102,8 +102,9 @@ fn dependencies_model_store_and_between_components() {
             target.arch
         );
         assert!(
-            run.contains(&format!("--model-dir \"{model}\"")),
-            "{}: Run must pass --model-dir {model}",
+            run.contains(&format!("model_dir=\"{model}\""))
+                && run.contains("--model-dir \"$model_dir\""),
+            "{}: Run must pass --model-dir {model} unless ModelDirectory is set",
             target.arch
         );
     }

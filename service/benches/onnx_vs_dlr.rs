@@ -1,0 +1,285 @@
+//! The same model on DLR and on ONNX Runtime, bare and behind the service, in one run.
+//!
+//! For each runtime: the bare model (`Model::run` in a loop on one thread with every CPU as
+//! runtime threads, no HTTP, no decoding), then the service (1 worker with the same threads)
+//! answering one JPEG request at a time (p50 and p95 as the client sees them: HTTP, decode,
+//! resize, queue, inference, scoring) and then 4 clients at once (throughput, against the
+//! bare model's limit of 1 / p50 runs per second). Reported: the service's p50 minus the bare
+//! p50 (what the service adds), and ONNX Runtime against DLR.
+//!
+//! Models: `generated/models/efficientnet-lite0` (DLR) and `efficientnet-lite0-onnx` (ONNX)
+//! when both are there, else the colour models `colour` and `colour-onnx` (whose run time is
+//! negligible, so the figures are the service's overhead alone); `BENCH_DLR_MODEL` and
+//! `BENCH_ONNX_MODEL` name other directories under `generated/models/`. `BENCH_REQUESTS`
+//! (default 40) sets the runs and requests per row.
+//!
+//! `cargo bench -p classify-service --bench onnx_vs_dlr` (after `cargo xtask setup`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use classify_service::config::BackendChoice;
+use classify_service::{Application, Config};
+use dlr_test_models::paths;
+
+#[derive(Debug, Clone, Copy)]
+struct Figures {
+    p50: Duration,
+    p95: Duration,
+    throughput: f64,
+}
+
+impl Figures {
+    fn of(mut latencies: Vec<Duration>, elapsed: Duration) -> Self {
+        latencies.sort();
+        let at = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
+        Self {
+            p50: at(0.5),
+            p95: at(0.95),
+            throughput: latencies.len() as f64 / elapsed.as_secs_f64(),
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn timed(runs: usize, mut run: impl FnMut()) -> Figures {
+    run();
+    let started = Instant::now();
+    let latencies = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            run();
+            t.elapsed()
+        })
+        .collect();
+    Figures::of(latencies, started.elapsed())
+}
+
+fn bare_dlr(dir: &std::path::Path, threads: usize, runs: usize) -> (Figures, String) {
+    let mut model = dlr_sys::Model::load(
+        dir,
+        &dlr_sys::ModelOptions {
+            threads: Some(threads),
+            library_path: Some(paths::libdlr_path()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let info = model.metadata().inputs[0].clone();
+    let name = info.name.clone().unwrap_or_else(|| "data".into());
+    let (f32s, u8s) = (
+        vec![100f32; info.element_count()],
+        vec![100u8; info.element_count()],
+    );
+    let input = match info.dtype.as_str() {
+        "uint8" => dlr_sys::Input::u8(&name, &info.shape, &u8s),
+        _ => dlr_sys::Input::f32(&name, &info.shape, &f32s),
+    };
+    let version = model.metadata().dlr_version.clone();
+    let figures = timed(runs, || {
+        model.run(&[input]).unwrap();
+    });
+    (figures, format!("DLR {version}"))
+}
+
+fn bare_onnx(dir: &std::path::Path, threads: usize, runs: usize) -> (Figures, String) {
+    let mut model = onnx_backend::Model::load(
+        dir,
+        &onnx_backend::ModelOptions {
+            threads: Some(threads),
+            library_path: Some(onnx_library()),
+        },
+    )
+    .unwrap();
+    let count = model.metadata().image_input.element_count();
+    let (f32s, u8s) = (vec![100f32; count], vec![100u8; count]);
+    let data = match model.metadata().image_input.dtype {
+        onnx_backend::DType::F32 => onnx_backend::TensorData::F32(&f32s),
+        onnx_backend::DType::U8 => onnx_backend::TensorData::U8(&u8s),
+    };
+    let version = model.metadata().ort_version.clone();
+    let figures = timed(runs, || {
+        model.run(data).unwrap();
+    });
+    (figures, format!("ONNX Runtime {version}"))
+}
+
+fn onnx_library() -> std::path::PathBuf {
+    paths::generated_dir().join("onnxruntime")
+}
+
+/// The service with `dir` on `backend`, one worker with `threads` runtime threads: p50/p95 of
+/// one request at a time, then throughput of 4 clients at once.
+async fn service(
+    dir: &std::path::Path,
+    backend: BackendChoice,
+    threads: usize,
+    requests: usize,
+    image: &[u8],
+) -> (Figures, Figures) {
+    let app = Application::build(Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        model_dir: Some(dir.to_path_buf()),
+        backend,
+        dlr_library: Some(paths::libdlr_path()),
+        onnx_library: Some(onnx_library()),
+        workers: Some(1),
+        threads_per_worker: Some(threads),
+        queue_capacity: 64,
+        request_timeout_ms: 600_000,
+        log_filter: "warn".into(),
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let url = format!("http://127.0.0.1:{}/classify", app.port());
+    let mut ready = app.readiness();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    ready.wait_for(|r| r.is_ready()).await.unwrap();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+
+    let mut rounds = Vec::new();
+    for clients in [1, 4] {
+        let next = Arc::new(AtomicUsize::new(0));
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..clients)
+            .map(|_| {
+                let (client, url, next) = (client.clone(), url.clone(), next.clone());
+                let body = image.to_vec();
+                tokio::spawn(async move {
+                    let mut latencies = Vec::new();
+                    // One unmeasured warm-up request per client, then the shared count.
+                    let mut warm = true;
+                    while warm || next.fetch_add(1, Ordering::SeqCst) < requests {
+                        let t = Instant::now();
+                        let response = client
+                            .post(&url)
+                            .header("content-type", "image/jpeg")
+                            .body(body.clone())
+                            .send()
+                            .await
+                            .unwrap();
+                        assert_eq!(response.status(), 200);
+                        response.bytes().await.unwrap();
+                        if !warm {
+                            latencies.push(t.elapsed());
+                        }
+                        warm = false;
+                    }
+                    latencies
+                })
+            })
+            .collect();
+        let mut latencies = Vec::new();
+        for task in tasks {
+            latencies.extend(task.await.unwrap());
+        }
+        rounds.push(Figures::of(latencies, started.elapsed()));
+    }
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    (rounds[0], rounds[1])
+}
+
+fn jpeg() -> Vec<u8> {
+    // A real photo when the real-model setup fetched them, else a drawn one of photo size.
+    let photo = paths::samples_dir().join("photos/chelsea.png");
+    let image = match image::open(&photo) {
+        Ok(image) => image,
+        Err(_) => image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(451, 300, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])
+        })),
+    };
+    let mut out = std::io::Cursor::new(Vec::new());
+    image
+        .to_rgb8()
+        .write_to(&mut out, image::ImageFormat::Jpeg)
+        .unwrap();
+    out.into_inner()
+}
+
+fn main() {
+    // `cargo test --all-targets` runs bench binaries too (without `--bench`): only check that
+    // this one builds and starts, and leave the measuring to `cargo bench`.
+    if !std::env::args().any(|arg| arg == "--bench") {
+        println!("onnx_vs_dlr: measured only under `cargo bench`");
+        return;
+    }
+    let requests: usize = std::env::var("BENCH_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
+    let models = paths::models_dir();
+    let (dlr_name, onnx_name) = match (
+        std::env::var("BENCH_DLR_MODEL"),
+        std::env::var("BENCH_ONNX_MODEL"),
+    ) {
+        (Ok(d), Ok(o)) => (d, o),
+        _ if models.join("efficientnet-lite0-onnx/model.onnx").is_file()
+            && models.join("efficientnet-lite0").is_dir() =>
+        {
+            (
+                "efficientnet-lite0".into(),
+                "efficientnet-lite0-onnx".into(),
+            )
+        }
+        _ => ("colour".into(), "colour-onnx".into()),
+    };
+    let threads = onnx_backend::available_cpus();
+    let image = jpeg();
+    println!(
+        "models {dlr_name} (DLR) / {onnx_name} (ONNX); {threads} runtime threads, 1 worker; \
+         {requests} runs or requests per row; {} byte JPEG",
+        image.len()
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut bare = Vec::new();
+    for (backend, name) in [
+        (BackendChoice::Dlr, &dlr_name),
+        (BackendChoice::Onnx, &onnx_name),
+    ] {
+        let dir = paths::model_dir(name);
+        let (model, runtime_name) = match backend {
+            BackendChoice::Onnx => bare_onnx(&dir, threads, requests),
+            _ => bare_dlr(&dir, threads, requests),
+        };
+        let (one, four) = runtime.block_on(service(&dir, backend, threads, requests, &image));
+        println!("{runtime_name}:");
+        println!(
+            "  bare model              p50 {:>8.2} ms  p95 {:>8.2} ms  limit {:>7.1} runs/s",
+            ms(model.p50),
+            ms(model.p95),
+            1.0 / model.p50.as_secs_f64()
+        );
+        println!(
+            "  service, 1 client       p50 {:>8.2} ms  p95 {:>8.2} ms  p50 - bare p50 = {:+.2} ms",
+            ms(one.p50),
+            ms(one.p95),
+            ms(one.p50) - ms(model.p50)
+        );
+        println!(
+            "  service, 4 clients      p50 {:>8.2} ms  p95 {:>8.2} ms  {:>7.1} req/s = x{:.2} of the limit",
+            ms(four.p50),
+            ms(four.p95),
+            four.throughput,
+            four.throughput * model.p50.as_secs_f64()
+        );
+        bare.push((model, one));
+    }
+    let (dlr, onnx) = (&bare[0], &bare[1]);
+    println!(
+        "ONNX Runtime vs DLR: bare p50 x{:.2}, service p50 x{:.2} (below 1: ONNX Runtime faster)",
+        ms(onnx.0.p50) / ms(dlr.0.p50),
+        ms(onnx.1.p50) / ms(dlr.1.p50)
+    );
+}
