@@ -125,7 +125,8 @@ def meta_json():
             "Name": "efficientnet-lite0",
             "Inputs": [{"name": INPUT_NAME, "dtype": "float32",
                         "shape": [1, network.INPUT_SIZE, network.INPUT_SIZE, 3]}],
-            "Outputs": [{"dtype": "float32", "shape": [1, network.NUM_CLASSES]}],
+            "Outputs": [{"name": "logits", "dtype": "float32",
+                         "shape": [1, network.NUM_CLASSES]}],
         },
     }
     return json.dumps(meta, indent=2)
