@@ -114,9 +114,12 @@ fn numpy_reference(tensors: &[Vec<f32>]) -> Vec<Vec<f64>> {
     logits
 }
 
-/// The service-preprocessed tensor and the reference logits of every photo, computed once.
-fn reference() -> &'static HashMap<&'static str, (Vec<f32>, Vec<f64>)> {
-    static REFERENCE: OnceLock<HashMap<&'static str, (Vec<f32>, Vec<f64>)>> = OnceLock::new();
+/// Per photo: the tensor the service's preprocessing makes, and the reference's logits.
+type Reference = HashMap<&'static str, (Vec<f32>, Vec<f64>)>;
+
+/// The reference of every photo, computed once for all tests.
+fn reference() -> &'static Reference {
+    static REFERENCE: OnceLock<Reference> = OnceLock::new();
     REFERENCE.get_or_init(|| {
         let config = service_config();
         let tensors: Vec<Vec<f32>> = PHOTOS
