@@ -371,3 +371,66 @@ async fn bgr_nearest_resize_and_ignored_exif_change_the_answer() {
         service.stop().await;
     }
 }
+
+/// The ONNX export (`generated/models/efficientnet-lite0-onnx/model.onnx`, for the ONNX Runtime
+/// backend) has the DLR model's contract and, run by the `onnx` package's own reference
+/// evaluator, the reference's logits.
+#[test]
+fn onnx_export_has_the_contract_and_the_reference_logits() {
+    let script = r#"
+import json, sys
+import numpy as np, onnx
+from onnx.reference import ReferenceEvaluator
+model = onnx.load(sys.argv[1])
+onnx.checker.check_model(model, full_check=True)
+dims = lambda v: [d.dim_value for d in v.type.tensor_type.shape.dim]
+x = np.fromfile(sys.argv[2], dtype="<f4").reshape(1, 224, 224, 3)
+(logits,) = ReferenceEvaluator(model).run(None, {"data": x})
+print(json.dumps({
+    "inputs": [[v.name, dims(v)] for v in model.graph.input],
+    "outputs": [[v.name, dims(v)] for v in model.graph.output],
+    "logits": logits[0].tolist(),
+}))
+"#;
+    let (tensor, expected) = &reference()["coffee.png"];
+    let work = tempfile::tempdir().unwrap();
+    let input = work.path().join("coffee.f32");
+    let bytes: Vec<u8> = tensor.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(&input, bytes).unwrap();
+    let onnx_dir = paths::model_dir("efficientnet-lite0-onnx");
+    let output = Command::new(paths::venv_dir().join("bin/python"))
+        .args(["-c", script])
+        .arg(onnx_dir.join("model.onnx"))
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        answer["inputs"],
+        serde_json::json!([["data", [1, 224, 224, 3]]])
+    );
+    assert_eq!(
+        answer["outputs"],
+        serde_json::json!([["logits", [1, 1000]]])
+    );
+    let logits: Vec<f64> = serde_json::from_value(answer["logits"].clone()).unwrap();
+    let worst = logits
+        .iter()
+        .zip(expected)
+        .map(|(got, want)| (got - want).abs())
+        .fold(0.0, f64::max);
+    assert!(
+        worst < 1e-3,
+        "ONNX logits differ from the reference by {worst}"
+    );
+    let synset = std::fs::read_to_string(onnx_dir.join("synset.txt")).unwrap();
+    assert_eq!(
+        synset,
+        std::fs::read_to_string(paths::model_dir(MODEL).join("synset.txt")).unwrap()
+    );
+}
