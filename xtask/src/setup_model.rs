@@ -94,6 +94,8 @@ const VENV_PACKAGES: &[&str] = &[
 
 /// Model directory names under `generated/models/`.
 pub const DLR_MODEL: &str = "efficientnet-lite0";
+/// The version the demo reports for it: that of the weights package.
+pub const MODEL_VERSION: &str = "0.1.0";
 pub const ONNX_MODEL: &str = "efficientnet-lite0-onnx";
 
 pub fn run(python: &str) -> Result {
