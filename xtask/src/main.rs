@@ -176,9 +176,10 @@ fn demo(args: &[String]) -> Result {
     let mut service = Command::new(&binary)
         .arg("--model-dir")
         .arg(&model)
-        // How this network was evaluated: shorter side to 256, centre 224 (the ModelStore
-        // ResNet-50's pipeline squashes, the default).
-        .args(["--resize", "centre-crop", "--listen", DEMO_ADDRESS])
+        // How this network was evaluated: bicubic, shorter side to 256, centre 224 (the
+        // ModelStore ResNet-50's pipeline squashes, the default).
+        .args(["--resize", "centre-crop", "--resize-filter", "catmull-rom"])
+        .args(["--listen", DEMO_ADDRESS])
         .args(["--model-version", setup_model::MODEL_VERSION])
         .env("DLR_LIBRARY_PATH", dlr_test_models::paths::libdlr_path())
         .current_dir(&root)
