@@ -175,6 +175,7 @@ fn dlr_logits_equal_the_numpy_reference() {
             .zip(expected)
             .map(|(&got, &want)| (f64::from(got) - want).abs())
             .fold(0.0, f64::max);
+        eprintln!("{name}: DLR vs numpy reference, largest logit difference {worst:.2e}");
         assert!(
             worst < 1e-3,
             "{name}: DLR logits differ from the numpy reference by up to {worst}"
