@@ -94,6 +94,11 @@ pub struct Config {
     pub channel_order: ChannelOrder,
     /// Resize filter (`fast_image_resize`); every filter but `nearest` is anti-aliased.
     pub resize_filter: ResizeFilter,
+    /// Resize geometry: `squash` stretches the whole image to the model's size (the
+    /// ModelStore ResNet-50 pipeline); `centre-crop` scales the shorter side to the model's
+    /// size / 0.875 (224 → 256) and takes the centre, keeping the aspect ratio (what
+    /// EfficientNet-style models are evaluated with). A property of the model.
+    pub resize: ResizeMode,
     /// Colour transparent pixels are flattened onto, as `#rrggbb`.
     pub alpha_background: HexColour,
     /// Input layout; `auto` reads it from the model's input shape.
@@ -144,6 +149,7 @@ impl Default for Config {
             decode_concurrency: None,
             channel_order: ChannelOrder::Rgb,
             resize_filter: ResizeFilter::Bilinear,
+            resize: ResizeMode::Squash,
             alpha_background: HexColour([255, 255, 255]),
             layout: LayoutChoice::Auto,
             scores: ScoreMode::Auto,
@@ -198,6 +204,16 @@ pub enum BackendChoice {
     Dlr,
     /// ONNX Runtime (`model.onnx`).
     Onnx,
+}
+
+/// Resize geometry (see [`Config::resize`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResizeMode {
+    /// The whole image stretched to the model's size.
+    Squash,
+    /// Shorter side to the model's size / 0.875, then the centre; aspect ratio kept.
+    CentreCrop,
 }
 
 /// Input layout selection.
@@ -612,6 +628,13 @@ pub struct ServeArgs {
     resize_filter: Option<ResizeFilter>,
     #[arg(
         long,
+        env = "CLASSIFY_RESIZE",
+        value_enum,
+        help = "Resize geometry [default: squash]"
+    )]
+    resize: Option<ResizeMode>,
+    #[arg(
+        long,
         env = "CLASSIFY_ALPHA_BACKGROUND",
         value_name = "#RRGGBB",
         help = "Background for transparent pixels [default: #ffffff]"
@@ -698,6 +721,7 @@ impl ServeArgs {
             max_image_pixels,
             channel_order,
             resize_filter,
+            resize,
             alpha_background,
             layout,
             scores,

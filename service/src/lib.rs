@@ -407,6 +407,7 @@ fn prepare(config: &Config) -> Result<(LocatedModel, http::SharedState), Error> 
         preprocess: PreprocessOptions {
             channel_order: config.channel_order,
             filter: config.resize_filter,
+            resize: config.resize,
             background: config.alpha_background,
             max_dimension: config.max_image_dimension,
             max_pixels: config.max_image_pixels,

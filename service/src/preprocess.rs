@@ -19,7 +19,7 @@ use fast_image_resize as fir;
 use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
 
 use crate::backend::{Tensor, TensorDesc};
-use crate::config::{ChannelOrder, HexColour, LayoutChoice, ResizeFilter};
+use crate::config::{ChannelOrder, HexColour, LayoutChoice, ResizeFilter, ResizeMode};
 
 pub use dlr_sys::Layout;
 
@@ -113,6 +113,8 @@ pub struct PreprocessOptions {
     pub channel_order: ChannelOrder,
     /// Resize filter.
     pub filter: ResizeFilter,
+    /// Resize geometry: squash or centre crop.
+    pub resize: ResizeMode,
     /// Background for transparent pixels.
     pub background: HexColour,
     /// Largest width or height accepted.
@@ -236,6 +238,26 @@ fn algorithm(filter: ResizeFilter) -> fir::ResizeAlg {
     }
 }
 
+/// Share of the scaled image a centre crop keeps (224 of 256, as ImageNet models are
+/// evaluated).
+const CENTRE_CROP_FRACTION: f64 = 0.875;
+
+/// The source region `(left, top, width, height)` that a centre crop resizes to the model's
+/// size: the image scaled so that its shorter side is the model's shorter side / 0.875, the
+/// model's size cut from its centre (clamped to the image when the aspects differ widely).
+fn centre_crop_box(w: u32, h: u32, spec: &InputSpec) -> (f64, f64, f64, f64) {
+    let short_target = f64::from(spec.width.min(spec.height)) / CENTRE_CROP_FRACTION;
+    let scale = short_target / f64::from(w.min(h));
+    let crop_w = (f64::from(spec.width) / scale).min(f64::from(w));
+    let crop_h = (f64::from(spec.height) / scale).min(f64::from(h));
+    (
+        (f64::from(w) - crop_w) / 2.0,
+        (f64::from(h) - crop_h) / 2.0,
+        crop_w,
+        crop_h,
+    )
+}
+
 /// Resizes to the model's size and lays the pixels out as the model expects.
 pub fn to_tensor(
     image: RgbImage,
@@ -243,18 +265,20 @@ pub fn to_tensor(
     options: &PreprocessOptions,
 ) -> Result<Tensor, PreprocessError> {
     let (w, h) = image.dimensions();
-    let pixels = if (w, h) == (spec.width, spec.height) {
+    let squash = options.resize == ResizeMode::Squash;
+    let pixels = if squash && (w, h) == (spec.width, spec.height) {
         image.into_raw()
     } else {
         let src = fir::images::Image::from_vec_u8(w, h, image.into_raw(), fir::PixelType::U8x3)
             .map_err(|e| PreprocessError::Internal(format!("resize source: {e}")))?;
         let mut dst = fir::images::Image::new(spec.width, spec.height, fir::PixelType::U8x3);
+        let mut resize = fir::ResizeOptions::new().resize_alg(algorithm(options.filter));
+        if !squash {
+            let (left, top, width, height) = centre_crop_box(w, h, spec);
+            resize = resize.crop(left, top, width, height);
+        }
         fir::Resizer::new()
-            .resize(
-                &src,
-                &mut dst,
-                &fir::ResizeOptions::new().resize_alg(algorithm(options.filter)),
-            )
+            .resize(&src, &mut dst, &resize)
             .map_err(|e| PreprocessError::Internal(format!("resize: {e}")))?;
         dst.into_vec()
     };
@@ -294,6 +318,7 @@ mod tests {
         PreprocessOptions {
             channel_order: ChannelOrder::Rgb,
             filter: ResizeFilter::Bilinear,
+            resize: ResizeMode::Squash,
             background: HexColour([255, 255, 255]),
             max_dimension: 4096,
             max_pixels: 1_000_000,
@@ -395,6 +420,51 @@ mod tests {
         );
         let err = decode(&png[..png.len() / 2], &options()).unwrap_err();
         assert!(matches!(err, PreprocessError::Undecodable(_)), "{err}");
+    }
+
+    #[test]
+    fn centre_crop_keeps_the_middle_of_the_shorter_side() {
+        let spec = InputSpec {
+            name: "data".into(),
+            shape: vec![1, 224, 224, 3],
+            layout: Layout::Nhwc,
+            height: 224,
+            width: 224,
+            dtype: InputDType::F32,
+        };
+        // 512x256 scaled to 512x256 (short side 256): the centre 224x224 of it.
+        assert_eq!(
+            centre_crop_box(512, 256, &spec),
+            (144.0, 16.0, 224.0, 224.0)
+        );
+        // Left third red, middle green, right third blue: squash sees all three, the crop
+        // only green.
+        let image = RgbImage::from_fn(300, 100, |x, _| match x / 100 {
+            0 => image::Rgb([255, 0, 0]),
+            1 => image::Rgb([0, 255, 0]),
+            _ => image::Rgb([0, 0, 255]),
+        });
+        let small = InputSpec {
+            shape: vec![1, 8, 8, 3],
+            height: 8,
+            width: 8,
+            ..spec
+        };
+        let crop = PreprocessOptions {
+            resize: ResizeMode::CentreCrop,
+            ..options()
+        };
+        let Tensor::F32(cropped) = to_tensor(image.clone(), &small, &crop).unwrap() else {
+            panic!("float input")
+        };
+        assert!(
+            cropped.chunks(3).all(|p| p == [0.0, 255.0, 0.0]),
+            "{cropped:?}"
+        );
+        let Tensor::F32(squashed) = to_tensor(image, &small, &options()).unwrap() else {
+            panic!("float input")
+        };
+        assert_eq!(&squashed[..3], &[255.0, 0.0, 0.0]);
     }
 
     #[test]

@@ -78,3 +78,23 @@ pub fn python() -> PathBuf {
         "the Python interpreter with the Greengrass IPC client",
     )
 }
+
+/// Real photos from the scikit-image wheel's `skimage/data/` (chelsea.png, coffee.png, ...).
+pub fn photos_dir() -> PathBuf {
+    samples_dir().join("photos")
+}
+
+/// A real photo by file name (e.g. "chelsea.png"); panics with a set-up hint when missing.
+pub fn photo(name: &str) -> PathBuf {
+    require(photos_dir().join(name), "photo")
+}
+
+/// Downloaded model inputs: the EfficientNet-Lite0 checkpoint and the ImageNet label list.
+pub fn weights_dir() -> PathBuf {
+    generated_dir().join("weights")
+}
+
+/// The generator and independent numpy reference of the EfficientNet-Lite0 model.
+pub fn efficientnet_source_dir() -> PathBuf {
+    workspace_root().join("test-models/efficientnet")
+}

@@ -6,6 +6,7 @@
 pub mod dist;
 pub mod samples;
 pub mod setup;
+pub mod setup_model;
 pub mod setup_onnx;
 
 use std::process::Command;

@@ -25,6 +25,7 @@ fn run_setup(heavy_passes: u32) -> Result {
         paths::models_dir().display()
     );
     crate::samples::write_all(&paths::samples_dir())?;
+    crate::setup_model::run(&python)?;
     crate::setup_onnx::run(&python)?;
     Ok(())
 }

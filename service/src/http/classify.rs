@@ -516,6 +516,7 @@ mod tests {
             preprocess: PreprocessOptions {
                 channel_order: ChannelOrder::Rgb,
                 filter: ResizeFilter::Bilinear,
+                resize: crate::config::ResizeMode::Squash,
                 background: HexColour([255, 255, 255]),
                 max_dimension: 64,
                 max_pixels: 4096,
