@@ -232,9 +232,10 @@ pub fn decode(bytes: &[u8], options: &PreprocessOptions) -> Result<RgbImage, Pre
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let _reservation = options
-        .budget
-        .reserve(peak_bytes(decoder.color_type(), w, h, orientation))?;
+    let _reservation =
+        options
+            .budget
+            .reserve(peak_bytes(decoder.color_type(), w, h, orientation))?;
     let image = DynamicImage::from_decoder(decoder).map_err(image_error)?;
     // Flattened first, so a rotation copies 3 bytes per pixel rather than the decoder's 8.
     let mut image = DynamicImage::ImageRgb8(flatten(image, options.background));
@@ -625,10 +626,10 @@ mod tests {
             // 96x64 keeps 48x32 at 1/2, and 1/4 would be 24x16: still not below 16.
             assert_eq!(decoded.dimensions(), (24, 16), "{colour:?}");
             let reference = image::load_from_memory(&bytes).unwrap().into_rgb8();
-            for (got, want) in [(decoded.get_pixel(12, 8).0, expected), (
-                decoded.get_pixel(12, 8).0,
-                reference.get_pixel(48, 32).0,
-            )] {
+            for (got, want) in [
+                (decoded.get_pixel(12, 8).0, expected),
+                (decoded.get_pixel(12, 8).0, reference.get_pixel(48, 32).0),
+            ] {
                 for c in 0..3 {
                     assert!(
                         got[c].abs_diff(want[c]) <= 4,
