@@ -57,7 +57,7 @@ fn photo(w: u32, h: u32) -> image::RgbImage {
         let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
         let noise = ((x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503)) >> 13) % 21;
         let disc = (fx - 0.4).powi(2) + (fy - 0.5).powi(2) < 0.06;
-        let stripe = ((fx * 40.0) as u32 + (fy * 7.0) as u32) % 2 == 0 && fy > 0.7;
+        let stripe = ((fx * 40.0) as u32 + (fy * 7.0) as u32) & 1 == 0 && fy > 0.7;
         let base = [
             60.0 + 150.0 * fx,
             80.0 + 100.0 * (fy * 6.0).sin().abs(),

@@ -176,10 +176,9 @@ async fn start(model_dir: &Path, client: &reqwest::Client, extra: &[&str]) -> Se
         start_to_ready: Duration::ZERO,
     };
     loop {
-        if let Ok(r) = client.get(format!("{}/readyz", service.base)).send().await {
-            if r.status() == 200 {
-                break;
-            }
+        let ready = client.get(format!("{}/readyz", service.base)).send().await;
+        if ready.is_ok_and(|r| r.status() == 200) {
+            break;
         }
         if let Ok(Some(status)) = service.child.try_wait() {
             panic!("classify-service exited: {status}");
