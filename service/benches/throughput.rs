@@ -2,7 +2,8 @@
 //! load generator, against the bare model measured in the same run.
 //!
 //! `cargo xtask bench throughput` (or `cargo bench -p classify-service --bench throughput`).
-//! Needs `cargo xtask setup`. `BENCH_REQUESTS` (default 24) sets the requests per row.
+//! Needs `cargo xtask setup`. `BENCH_REQUESTS` (default 24) sets the requests per row;
+//! `BENCH_SKIP_MEMORY` / `BENCH_ONLY_MEMORY` skip or keep only the decode-memory part.
 //!
 //! Per model (the compute-heavy generated model, and the real EfficientNet-Lite0 when
 //! `generated/models/efficientnet-lite0` exists):
@@ -208,15 +209,21 @@ async fn load(
                 let mut seen = Vec::new();
                 while next.fetch_add(1, Ordering::SeqCst) < requests {
                     let t = Instant::now();
-                    let response = client
+                    let sent = client
                         .post(&url)
                         .header("content-type", "application/octet-stream")
                         .body(body.clone())
                         .send()
-                        .await
-                        .unwrap();
-                    let status = response.status().as_u16();
-                    response.bytes().await.unwrap();
+                        .await;
+                    // 0: the connection closed before an answer was read (e.g. a 413 sent
+                    // while the body was still being written).
+                    let status = match sent {
+                        Ok(response) => {
+                            let status = response.status().as_u16();
+                            response.bytes().await.map_or(0, |_| status)
+                        }
+                        Err(_) => 0,
+                    };
                     seen.push((status, t.elapsed()));
                 }
                 seen
@@ -305,7 +312,7 @@ async fn memory_rows(dir: &Path, client: &reqwest::Client) {
             png(image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(
                 7071,
                 7071,
-                |x, y| image::Rgb([x as u8, y as u8, (x ^ y) as u8]),
+                |x, y| image::Rgb([(x / 28) as u8, (y / 28) as u8, 90]),
             ))),
         ),
         (
@@ -362,8 +369,10 @@ fn main() {
         models.push(("efficientnet-lite0", real));
     }
     runtime.block_on(async {
-        for (name, dir) in &models {
-            model_rows(name, dir, requests, &client).await;
+        if std::env::var_os("BENCH_ONLY_MEMORY").is_none() {
+            for (name, dir) in &models {
+                model_rows(name, dir, requests, &client).await;
+            }
         }
         if std::env::var_os("BENCH_SKIP_MEMORY").is_none() {
             memory_rows(&models[0].1, &client).await;
