@@ -1,133 +1,348 @@
-//! Throughput and latency of the service with the heavy generated model (~100-300 ms per run),
-//! 1 worker versus N workers (N = available CPUs, 1 DLR thread each), under the same
-//! concurrent load through the real HTTP stack and the real libdlr.
+//! End to end: the real `classify-service` binary (default workers and threads) under a small
+//! load generator, against the bare model measured in the same run.
 //!
-//! Baseline, measured in the same run: the bare model (`dlr_sys::Model::run` in a loop on one
-//! thread, no HTTP, no decoding). Reported ratios: each configuration's throughput against that
-//! baseline (HTTP + preprocessing overhead and parallel speed-up), and N workers against 1.
+//! `cargo xtask bench throughput` (or `cargo bench -p classify-service --bench throughput`).
+//! Needs `cargo xtask setup`. `BENCH_REQUESTS` (default 24) sets the requests per row;
+//! `BENCH_SKIP_MEMORY` / `BENCH_ONLY_MEMORY` skip or keep only the decode-memory part.
 //!
-//! `cargo bench -p classify-service --bench throughput`; `BENCH_REQUESTS` (default 24) sets the
-//! requests per configuration. Needs `cargo xtask setup` (libdlr and the generated models).
+//! Per model (the compute-heavy generated model, and the real EfficientNet-Lite0 when
+//! `generated/models/efficientnet-lite0` exists):
+//! * bare model: `dlr_sys::Model::run` in a loop on one handle with the service's default
+//!   thread count — its p50 and its throughput (the model's limit);
+//! * service: p50 / p90 / p99 and throughput at concurrency 1, 2, 4 and 16 for a 0.7 MP and a
+//!   12 MP photo-like JPEG; overhead = p50 − bare p50, throughput ÷ the model's limit, and the
+//!   12 MP p50 ÷ the 0.7 MP p50 at concurrency 1;
+//! * start to ready (spawn → `/readyz` 200), steady RSS (after warm-up and the first load),
+//!   peak RSS while loading (`VmHWM` at readiness) and peak RSS over the whole run.
+//!
+//! Then, with a fresh service and default limits: eight concurrent "maximal" images of each
+//! kind, and the RSS rise (`VmHWM` − steady) they cause, against the decode memory budget.
 
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use classify_service::{Application, Config};
+fn machine() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.into());
+    format!("{model}, {} CPUs", dlr_sys::available_cpus())
+}
 
-fn png() -> Vec<u8> {
-    let image = image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(640, 480, |x, y| {
-        image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])
-    }));
-    let mut out = std::io::Cursor::new(Vec::new());
-    image.write_to(&mut out, image::ImageFormat::Png).unwrap();
-    out.into_inner()
+/// Photo-like content (shading, a disc, stripes, ±10 of per-pixel noise).
+fn photo(w: u32, h: u32) -> image::RgbImage {
+    image::RgbImage::from_fn(w, h, |x, y| {
+        let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
+        let noise = ((x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503)) >> 13) % 21;
+        let disc = (fx - 0.4).powi(2) + (fy - 0.5).powi(2) < 0.06;
+        let v = [
+            60.0 + 150.0 * fx,
+            80.0 + 100.0 * (fy * 6.0).sin().abs(),
+            200.0 - 120.0 * fy,
+        ];
+        image::Rgb(std::array::from_fn(|c| {
+            let v = if disc { [230.0, 40.0, 30.0][c] } else { v[c] };
+            (v + noise as f32 - 10.0).clamp(0.0, 255.0) as u8
+        }))
+    })
+}
+
+fn jpeg(w: u32, h: u32, quality: u8) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, quality)
+        .encode_image(&photo(w, h))
+        .unwrap();
+    bytes
+}
+
+fn png(image: image::DynamicImage) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    image
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
+        .unwrap();
+    bytes
 }
 
 struct Figures {
     throughput: f64,
     p50: Duration,
-    p95: Duration,
+    p90: Duration,
+    p99: Duration,
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+fn figures(mut latencies: Vec<Duration>, elapsed: Duration) -> Figures {
+    latencies.sort();
+    let at = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
+    Figures {
+        throughput: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50: at(0.5),
+        p90: at(0.9),
+        p99: at(0.99),
+    }
 }
 
-fn bare_model(requests: usize) -> Figures {
-    let dir = dlr_test_models::paths::model_dir("heavy");
+fn bare_model(dir: &Path, requests: usize) -> Figures {
     let mut model = dlr_sys::Model::load(
-        &dir,
+        dir,
         &dlr_sys::ModelOptions {
-            threads: Some(1),
+            threads: Some(dlr_sys::available_cpus()),
             library_path: Some(dlr_test_models::paths::libdlr_path()),
             ..Default::default()
         },
     )
     .unwrap();
-    let shape = model.metadata().inputs[0].shape.clone();
-    let data = vec![100.0f32; shape.iter().product::<i64>() as usize];
-    let input = [dlr_sys::Input::f32("data", &shape, &data)];
+    let info = model.metadata().inputs[0].clone();
+    let len = info.shape.iter().product::<i64>() as usize;
+    let name = info.name.clone().unwrap_or_else(|| "data".into());
+    let (f32s, u8s) = (vec![100.0f32; len], vec![100u8; len]);
+    let input = if info.dtype == "uint8" {
+        [dlr_sys::Input::u8(&name, &info.shape, &u8s)]
+    } else {
+        [dlr_sys::Input::f32(&name, &info.shape, &f32s)]
+    };
     model.run(&input).unwrap();
-    let mut latencies = Vec::new();
     let started = Instant::now();
-    for _ in 0..requests {
-        let t = Instant::now();
-        model.run(&input).unwrap();
-        latencies.push(t.elapsed());
-    }
-    let elapsed = started.elapsed();
-    latencies.sort();
-    Figures {
-        throughput: requests as f64 / elapsed.as_secs_f64(),
-        p50: percentile(&latencies, 0.5),
-        p95: percentile(&latencies, 0.95),
+    let latencies = (0..requests)
+        .map(|_| {
+            let t = Instant::now();
+            model.run(&input).unwrap();
+            t.elapsed()
+        })
+        .collect();
+    figures(latencies, started.elapsed())
+}
+
+/// Resident and peak resident memory of a process, in MB.
+fn rss(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+            / 1024.0
+    };
+    (kb("VmRSS:"), kb("VmHWM:"))
+}
+
+struct Service {
+    child: Child,
+    base: String,
+    start_to_ready: Duration,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
-async fn service(workers: usize, requests: usize, concurrency: usize) -> Figures {
-    let app = Application::build(Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        model_dir: Some(dlr_test_models::paths::model_dir("heavy")),
-        dlr_library: Some(dlr_test_models::paths::libdlr_path()),
-        workers: Some(workers),
-        threads_per_worker: Some(1),
-        queue_capacity: requests,
-        request_timeout_ms: 600_000,
-        log_filter: "warn".into(),
-        ..Config::default()
-    })
-    .await
-    .unwrap();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let mut ready = app.readiness();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until_stopped(async {
-        let _ = stopped.await;
-    }));
-    ready.wait_for(|r| r.is_ready()).await.unwrap();
+async fn start(model_dir: &Path, client: &reqwest::Client, extra: &[&str]) -> Service {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = Instant::now();
+    let child = Command::new(env!("CARGO_BIN_EXE_classify-service"))
+        .arg("--model-dir")
+        .arg(model_dir)
+        .arg("--dlr-library")
+        .arg(dlr_test_models::paths::libdlr_path())
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--log-filter", "error", "--request-timeout-ms", "600000"])
+        .args(["--queue-capacity", "256"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut service = Service {
+        child,
+        base,
+        start_to_ready: Duration::ZERO,
+    };
+    loop {
+        let ready = client.get(format!("{}/readyz", service.base)).send().await;
+        if ready.is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        if let Ok(Some(status)) = service.child.try_wait() {
+            panic!("classify-service exited: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    service.start_to_ready = started.elapsed();
+    service
+}
 
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let body = png();
-    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+/// `requests` POSTs of `body` from `concurrency` clients; the statuses seen and the figures.
+async fn load(
+    client: &reqwest::Client,
+    base: &str,
+    body: &[u8],
+    requests: usize,
+    concurrency: usize,
+) -> (Vec<u16>, Figures) {
+    let next = Arc::new(AtomicUsize::new(0));
+    let body = bytes::Bytes::copy_from_slice(body);
     let started = Instant::now();
     let tasks: Vec<_> = (0..concurrency)
         .map(|_| {
-            let (client, body, next, url) = (
-                client.clone(),
-                body.clone(),
-                next.clone(),
-                format!("{base}/classify"),
-            );
+            let (client, body, next) = (client.clone(), body.clone(), next.clone());
+            let url = format!("{base}/classify");
             tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                while next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < requests {
+                let mut seen = Vec::new();
+                while next.fetch_add(1, Ordering::SeqCst) < requests {
                     let t = Instant::now();
-                    let response = client
+                    let sent = client
                         .post(&url)
-                        .header("content-type", "image/png")
+                        .header("content-type", "application/octet-stream")
                         .body(body.clone())
                         .send()
-                        .await
-                        .unwrap();
-                    assert_eq!(response.status(), 200);
-                    response.bytes().await.unwrap();
-                    latencies.push(t.elapsed());
+                        .await;
+                    // 0: the connection closed before an answer was read (e.g. a 413 sent
+                    // while the body was still being written).
+                    let status = match sent {
+                        Ok(response) => {
+                            let status = response.status().as_u16();
+                            response.bytes().await.map_or(0, |_| status)
+                        }
+                        Err(_) => 0,
+                    };
+                    seen.push((status, t.elapsed()));
                 }
-                latencies
+                seen
             })
         })
         .collect();
-    let mut latencies = Vec::new();
+    let mut seen = Vec::new();
     for task in tasks {
-        latencies.extend(task.await.unwrap());
+        seen.extend(task.await.unwrap());
     }
     let elapsed = started.elapsed();
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
-    latencies.sort();
-    Figures {
-        throughput: requests as f64 / elapsed.as_secs_f64(),
-        p50: percentile(&latencies, 0.5),
-        p95: percentile(&latencies, 0.95),
+    let statuses = seen.iter().map(|s| s.0).collect();
+    (
+        statuses,
+        figures(seen.into_iter().map(|s| s.1).collect(), elapsed),
+    )
+}
+
+async fn model_rows(name: &str, dir: &Path, requests: usize, client: &reqwest::Client) {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let bare = bare_model(dir, requests);
+    println!(
+        "\n== {name}: bare model p50 {:.1} ms, limit {:.2} req/s",
+        ms(bare.p50),
+        bare.throughput
+    );
+    let service = start(dir, client, &[]).await;
+    let pid = service.child.id();
+    let (_, load_peak) = rss(pid);
+    println!(
+        "start to ready {:.0} ms; peak RSS while loading {load_peak:.0} MB",
+        ms(service.start_to_ready)
+    );
+    println!(
+        "{:<12} {:>4} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8}",
+        "image", "conc", "p50 ms", "p90 ms", "p99 ms", "overhead", "req/s", "÷ limit"
+    );
+    let images = [
+        ("0.7 MP JPEG", jpeg(1024, 683, 90)),
+        ("12 MP JPEG", jpeg(4032, 3024, 90)),
+    ];
+    let mut p50_at_1 = Vec::new();
+    let mut steady = f64::NAN;
+    for (label, body) in &images {
+        for concurrency in [1, 2, 4, 16] {
+            let (statuses, f) = load(
+                client,
+                &service.base,
+                body,
+                requests.max(2 * concurrency),
+                concurrency,
+            )
+            .await;
+            assert!(statuses.iter().all(|&s| s == 200), "{label}: {statuses:?}");
+            if concurrency == 1 {
+                p50_at_1.push(f.p50);
+            }
+            if steady.is_nan() {
+                steady = rss(pid).0;
+            }
+            println!(
+                "{label:<12} {concurrency:>4} {:>8.1} {:>8.1} {:>8.1} {:>8.1}ms {:>8.2} {:>8.2}",
+                ms(f.p50),
+                ms(f.p90),
+                ms(f.p99),
+                ms(f.p50) - ms(bare.p50),
+                f.throughput,
+                f.throughput / bare.throughput
+            );
+        }
+    }
+    let (_, peak) = rss(pid);
+    println!(
+        "12 MP ÷ 0.7 MP p50 at concurrency 1: x{:.3}; steady RSS {steady:.0} MB, peak RSS {peak:.0} MB",
+        p50_at_1[1].as_secs_f64() / p50_at_1[0].as_secs_f64()
+    );
+}
+
+/// Eight concurrent maximal images per kind against a fresh service with default limits.
+async fn memory_rows(dir: &Path, client: &reqwest::Client) {
+    println!("\n== decode memory: 8 concurrent images, default limits and budget");
+    let kinds: [(&str, Vec<u8>); 3] = [
+        ("50 MP JPEG q75", jpeg(8160, 6120, 75)),
+        (
+            "50 MP RGB8 PNG",
+            png(image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(
+                7071,
+                7071,
+                |x, y| image::Rgb([(x / 28) as u8, (y / 28) as u8, 90]),
+            ))),
+        ),
+        (
+            "49 MP RGB16 PNG",
+            png(image::DynamicImage::ImageRgb16(
+                image::ImageBuffer::from_fn(7000, 7000, |x, y| {
+                    image::Rgb([(x * 9) as u16, (y * 9) as u16, 0])
+                }),
+            )),
+        ),
+    ];
+    for (label, body) in &kinds {
+        let service = start(dir, client, &[]).await;
+        let pid = service.child.id();
+        // Steady state: after one ordinary request.
+        load(client, &service.base, &jpeg(640, 480, 90), 2, 1).await;
+        let (steady, _) = rss(pid);
+        let (statuses, f) = load(client, &service.base, body, 8, 8).await;
+        let (_, peak) = rss(pid);
+        let mut counts = std::collections::BTreeMap::new();
+        for s in statuses {
+            *counts.entry(s).or_insert(0) += 1;
+        }
+        println!(
+            "{label:<16} {:>5.1} MB body  statuses {counts:?}  p50 {:.0} ms  steady RSS {steady:.0} MB, \
+             peak {peak:.0} MB, rise {:.0} MB",
+            body.len() as f64 / 1e6,
+            f.p50.as_secs_f64() * 1e3,
+            peak - steady
+        );
     }
 }
 
@@ -142,32 +357,25 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(24);
-    let cpus = dlr_sys::available_cpus();
-    let concurrency = 2 * cpus.max(2);
+    println!("end to end, {requests} requests per row; {}", machine());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    println!(
-        "heavy model, {requests} requests per row, {concurrency} concurrent clients, {cpus} CPUs"
-    );
-    let baseline = bare_model(requests);
-    let row = |name: &str, f: &Figures| {
-        println!(
-            "{name:<28} {:>7.2} req/s  p50 {:>7.1} ms  p95 {:>7.1} ms  x{:.2} of baseline",
-            f.throughput,
-            f.p50.as_secs_f64() * 1e3,
-            f.p95.as_secs_f64() * 1e3,
-            f.throughput / baseline.throughput
-        );
-    };
-    row("baseline: bare model, 1 thr", &baseline);
-    let one = runtime.block_on(service(1, requests, concurrency));
-    row("service, 1 worker x 1 thr", &one);
-    let n = runtime.block_on(service(cpus, requests, concurrency));
-    row(&format!("service, {cpus} workers x 1 thr"), &n);
-    println!(
-        "{cpus} workers vs 1 worker: x{:.2} throughput",
-        n.throughput / one.throughput
-    );
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut models = vec![("heavy", dlr_test_models::paths::model_dir("heavy"))];
+    let real: PathBuf = dlr_test_models::paths::models_dir().join("efficientnet-lite0");
+    if real.is_dir() {
+        models.push(("efficientnet-lite0", real));
+    }
+    runtime.block_on(async {
+        if std::env::var_os("BENCH_ONLY_MEMORY").is_none() {
+            for (name, dir) in &models {
+                model_rows(name, dir, requests, &client).await;
+            }
+        }
+        if std::env::var_os("BENCH_SKIP_MEMORY").is_none() {
+            memory_rows(&models[0].1, &client).await;
+        }
+    });
 }

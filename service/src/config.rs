@@ -89,6 +89,14 @@ pub struct Config {
     pub max_image_pixels: u64,
     /// Images decoded and preprocessed at once on the blocking pool. Default: available CPUs.
     pub decode_concurrency: Option<usize>,
+    /// Bytes all concurrent decodes may hold at once, each estimated from its image's header
+    /// (decoder output plus conversion to RGB) before anything is allocated. An image needing
+    /// more than all of it gets 413; one that must wait longer than `decode_memory_wait_ms`
+    /// for others to finish gets 503. The default, 256 MiB, suits a 1 GB device and admits a
+    /// 50-megapixel 8-bit RGB PNG (150 MB) or any JPEG within the limits.
+    pub decode_memory_budget_bytes: u64,
+    /// Longest a decode waits for its share of the decode memory budget, in milliseconds.
+    pub decode_memory_wait_ms: u64,
     /// Channel order fed to the model. GluonCV/ModelStore models expect RGB; the seed fed
     /// OpenCV's BGR unconverted.
     pub channel_order: ChannelOrder,
@@ -147,6 +155,8 @@ impl Default for Config {
             max_image_dimension: 16_384,
             max_image_pixels: 50_000_000,
             decode_concurrency: None,
+            decode_memory_budget_bytes: 256 << 20,
+            decode_memory_wait_ms: 5_000,
             channel_order: ChannelOrder::Rgb,
             resize_filter: ResizeFilter::Bilinear,
             resize: ResizeMode::Squash,
@@ -365,6 +375,10 @@ impl Config {
         positive("max_body_bytes", self.max_body_bytes as u64);
         positive("max_image_dimension", u64::from(self.max_image_dimension));
         positive("max_image_pixels", self.max_image_pixels);
+        positive(
+            "decode_memory_budget_bytes",
+            self.decode_memory_budget_bytes,
+        );
         positive("top_k", self.top_k as u64);
         if !(0.0..=1.0).contains(&self.threshold) {
             problems.push(format!(
@@ -614,6 +628,20 @@ pub struct ServeArgs {
     decode_concurrency: Option<usize>,
     #[arg(
         long,
+        env = "CLASSIFY_DECODE_MEMORY_BUDGET_BYTES",
+        value_name = "BYTES",
+        help = "Memory all concurrent decodes may hold [default: 268435456]"
+    )]
+    decode_memory_budget_bytes: Option<u64>,
+    #[arg(
+        long,
+        env = "CLASSIFY_DECODE_MEMORY_WAIT_MS",
+        value_name = "MS",
+        help = "Longest wait for decode memory, then 503 [default: 5000]"
+    )]
+    decode_memory_wait_ms: Option<u64>,
+    #[arg(
+        long,
         env = "CLASSIFY_CHANNEL_ORDER",
         value_enum,
         help = "Channel order fed to the model [default: rgb]"
@@ -719,6 +747,8 @@ impl ServeArgs {
             max_body_bytes,
             max_image_dimension,
             max_image_pixels,
+            decode_memory_budget_bytes,
+            decode_memory_wait_ms,
             channel_order,
             resize_filter,
             resize,

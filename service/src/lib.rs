@@ -399,6 +399,7 @@ fn prepare(config: &Config) -> Result<(LocatedModel, http::SharedState), Error> 
             input: input.clone(),
         },
     );
+    let min_decoded_side = input.width.max(input.height).saturating_mul(2);
     let state = Arc::new(http::AppState {
         pool: Arc::new(pool),
         labels,
@@ -411,6 +412,11 @@ fn prepare(config: &Config) -> Result<(LocatedModel, http::SharedState), Error> 
             background: config.alpha_background,
             max_dimension: config.max_image_dimension,
             max_pixels: config.max_image_pixels,
+            min_decoded_side,
+            budget: Arc::new(crate::preprocess::DecodeBudget::new(
+                config.decode_memory_budget_bytes,
+                Duration::from_millis(config.decode_memory_wait_ms),
+            )),
         },
         scores: config.scores,
         default_top_k: config.top_k,

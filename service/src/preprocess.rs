@@ -10,10 +10,19 @@
 //!    order (RGB or BGR) and the model's layout (NHWC or NCHW) and dtype (float32 raw 0..255,
 //!    or uint8). The ModelStore ResNet-50 normalises inside the graph, so no mean/std here.
 //!
+//! JPEGs take their own path ([`jpeg`]): decoded reduced in the DCT domain to no less than
+//! twice the model's side, and strictly (a truncated or corrupt stream is refused). Every
+//! decode first reserves its estimated peak memory in the process-wide [`DecodeBudget`]
+//! ([`budget`]), computed from the header before anything is allocated.
+//!
 //! [`InputSpec`] is derived once at start-up from the model's metadata; a model whose input
 //! this service cannot feed is a start-up error, not a per-request one.
 
+mod budget;
+mod jpeg;
+
 use std::io::Cursor;
+use std::sync::Arc;
 
 use fast_image_resize as fir;
 use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
@@ -21,6 +30,7 @@ use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
 use crate::backend::{Tensor, TensorDesc};
 use crate::config::{ChannelOrder, HexColour, LayoutChoice, ResizeFilter, ResizeMode};
 
+pub use budget::{BudgetError, DecodeBudget};
 pub use dlr_sys::Layout;
 
 /// The element types this service can feed a model (a subset of [`dlr_sys::DType`]).
@@ -121,6 +131,12 @@ pub struct PreprocessOptions {
     pub max_dimension: u32,
     /// Largest area accepted.
     pub max_pixels: u64,
+    /// JPEGs are reduced in the DCT domain (1/2, 1/4, 1/8) only as far as both sides stay at
+    /// least this long: twice the model's larger side, so the resize still anti-aliases.
+    /// `u32::MAX` turns the reduction off.
+    pub min_decoded_side: u32,
+    /// Memory shared by every concurrent decode; see [`budget`].
+    pub budget: Arc<DecodeBudget>,
 }
 
 /// Why an image cannot be turned into a tensor.
@@ -132,9 +148,29 @@ pub enum PreprocessError {
     /// The image is larger than the configured limits.
     #[error("{0}")]
     TooLarge(String),
+    /// Other decodes hold the decode memory budget; worth retrying after `retry_after_secs`.
+    #[error("{detail}")]
+    Busy {
+        /// Why, in plain words.
+        detail: String,
+        /// Seconds after which a retry is likely to find memory free.
+        retry_after_secs: u32,
+    },
     /// A bug or resource problem on our side.
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<BudgetError> for PreprocessError {
+    fn from(e: BudgetError) -> Self {
+        match e {
+            BudgetError::NeverFits { .. } => Self::TooLarge(e.to_string()),
+            BudgetError::Busy { waited, .. } => Self::Busy {
+                detail: e.to_string(),
+                retry_after_secs: u32::try_from(waited.as_secs() + 1).unwrap_or(u32::MAX),
+            },
+        }
+    }
 }
 
 /// Formats the service decodes.
@@ -162,6 +198,9 @@ pub fn decode(bytes: &[u8], options: &PreprocessOptions) -> Result<RgbImage, Pre
                 "not a JPEG, PNG, WebP, BMP or GIF image (format sniffed from the bytes)".into(),
             )
         })?;
+    if format == image::ImageFormat::Jpeg {
+        return jpeg::decode(bytes, options);
+    }
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(options.max_dimension);
     limits.max_image_height = Some(options.max_dimension);
@@ -171,9 +210,33 @@ pub fn decode(bytes: &[u8], options: &PreprocessOptions) -> Result<RgbImage, Pre
     reader.limits(limits);
     let mut decoder = reader.into_decoder().map_err(image_error)?;
     let (w, h) = decoder.dimensions();
+    check_size(w, h, options)?;
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let _reservation =
+        options
+            .budget
+            .reserve(peak_bytes(decoder.color_type(), w, h, orientation))?;
+    let image = DynamicImage::from_decoder(decoder).map_err(image_error)?;
+    // Flattened first, so a rotation copies 3 bytes per pixel rather than the decoder's 8.
+    let mut image = DynamicImage::ImageRgb8(flatten(image, options.background));
+    image.apply_orientation(orientation);
+    tracing::trace!(?format, w, h, ?orientation, "decoded");
+    Ok(image.into_rgb8())
+}
+
+/// Refuses empty images and images over the configured size, from the header alone.
+fn check_size(w: u32, h: u32, options: &PreprocessOptions) -> Result<(), PreprocessError> {
     if w == 0 || h == 0 {
         return Err(PreprocessError::Undecodable(format!(
             "the image is {w}x{h}: no pixels"
+        )));
+    }
+    if w > options.max_dimension || h > options.max_dimension {
+        return Err(PreprocessError::TooLarge(format!(
+            "the image is {w}x{h}; the largest side accepted is {} pixels",
+            options.max_dimension
         )));
     }
     let area = u64::from(w) * u64::from(h);
@@ -183,13 +246,32 @@ pub fn decode(bytes: &[u8], options: &PreprocessOptions) -> Result<RgbImage, Pre
             options.max_pixels
         )));
     }
-    let orientation = decoder
-        .orientation()
-        .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut image = DynamicImage::from_decoder(decoder).map_err(image_error)?;
-    image.apply_orientation(orientation);
-    tracing::trace!(?format, w, h, ?orientation, "decoded");
-    Ok(flatten(image, options.background))
+    Ok(())
+}
+
+/// Peak bytes of decoding a `w`×`h` image the decoder outputs as `color`, then [`flatten`]
+/// and orientation: the decoder's buffer plus its conversion to RGBA and/or RGB, or later the
+/// RGB image plus its rotated copy.
+fn peak_bytes(
+    color: image::ColorType,
+    w: u32,
+    h: u32,
+    orientation: image::metadata::Orientation,
+) -> u64 {
+    use image::metadata::Orientation as O;
+    let area = u64::from(w) * u64::from(h);
+    let native = u64::from(color.bytes_per_pixel());
+    let conversion = match color {
+        image::ColorType::Rgb8 => 0,
+        image::ColorType::Rgba8 => 3,
+        c if c.has_alpha() => 4 + 3,
+        _ => 3,
+    };
+    let rotation = match orientation {
+        O::NoTransforms | O::Rotate180 | O::FlipHorizontal | O::FlipVertical => 0,
+        _ => 3 + 3,
+    };
+    area * (native + conversion).max(rotation)
 }
 
 fn image_error(e: image::ImageError) -> PreprocessError {
@@ -322,6 +404,8 @@ mod tests {
             background: HexColour([255, 255, 255]),
             max_dimension: 4096,
             max_pixels: 1_000_000,
+            min_decoded_side: 448,
+            budget: Arc::new(DecodeBudget::new(64 << 20, std::time::Duration::ZERO)),
         }
     }
 
@@ -420,6 +504,201 @@ mod tests {
         );
         let err = decode(&png[..png.len() / 2], &options()).unwrap_err();
         assert!(matches!(err, PreprocessError::Undecodable(_)), "{err}");
+    }
+
+    /// A photo-like test image: smooth shading, hard-edged shapes and fine noise, so the JPEG
+    /// has real high-frequency content for the scaled decode to lose.
+    fn photo(w: u32, h: u32) -> RgbImage {
+        RgbImage::from_fn(w, h, |x, y| {
+            let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
+            let noise = ((x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503)) >> 13) % 21;
+            let disc = (fx - 0.4).powi(2) + (fy - 0.5).powi(2) < 0.06;
+            let stripe = ((fx * 40.0) as u32 + (fy * 7.0) as u32) & 1 == 0 && fy > 0.7;
+            let base = [
+                60.0 + 150.0 * fx,
+                80.0 + 100.0 * (fy * 6.0).sin().abs(),
+                200.0 - 120.0 * fy,
+            ];
+            image::Rgb(std::array::from_fn(|c| {
+                let v = if disc {
+                    [230.0, 40.0, 30.0][c]
+                } else if stripe {
+                    base[c] * 0.3
+                } else {
+                    base[c]
+                };
+                (v + noise as f32 - 10.0).clamp(0.0, 255.0) as u8
+            }))
+        })
+    }
+
+    fn jpeg(image: &RgbImage, quality: u8) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, quality)
+            .encode_image(image)
+            .unwrap();
+        bytes
+    }
+
+    fn spec_224() -> InputSpec {
+        InputSpec {
+            name: "data".into(),
+            shape: vec![1, 224, 224, 3],
+            layout: Layout::Nhwc,
+            height: 224,
+            width: 224,
+            dtype: InputDType::U8,
+        }
+    }
+
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> u8 {
+        let (Tensor::U8(a), Tensor::U8(b)) = (a, b) else {
+            panic!("u8 tensors expected")
+        };
+        a.iter().zip(b).map(|(x, y)| x.abs_diff(*y)).max().unwrap()
+    }
+
+    #[test]
+    fn scaled_jpeg_decode_stays_close_to_a_full_decode() {
+        // 480x480 for a 112 model (min side 224): reduced 1/2 in the DCT domain to 240x240
+        // (1/4 is covered by the colour-model test below). Small, as debug builds decode slowly.
+        let bytes = jpeg(&photo(480, 480), 90);
+        let options = PreprocessOptions {
+            min_decoded_side: 224,
+            ..options()
+        };
+        let scaled = decode(&bytes, &options).unwrap();
+        assert_eq!(scaled.dimensions(), (240, 240));
+        let full = image::load_from_memory(&bytes).unwrap().into_rgb8();
+        assert_eq!(full.dimensions(), (480, 480));
+        let spec = InputSpec {
+            shape: vec![1, 112, 112, 3],
+            height: 112,
+            width: 112,
+            ..spec_224()
+        };
+        let diff = max_abs_diff(
+            &to_tensor(scaled, &spec, &options).unwrap(),
+            &to_tensor(full, &spec, &options).unwrap(),
+        );
+        // Measured 0 here and on the sample photos in BENCHMARKS.md; the bound leaves room for
+        // rounding differences between decoders, not for a wrong reduction or a shifted image.
+        assert!(diff <= 24, "max abs difference {diff}");
+    }
+
+    #[test]
+    fn progressive_cmyk_and_grey_jpegs_decode_like_the_reference_decoder() {
+        let w = 96u16;
+        let h = 64u16;
+        let area = usize::from(w) * usize::from(h);
+        // CMYK with 255 = full ink: C 0, M 155, Y 205, K 55 is RGB (200, 78, 39).
+        let cases: [(jpeg_encoder::ColorType, Vec<u8>, bool, [u8; 3]); 5] = [
+            (
+                jpeg_encoder::ColorType::Rgb,
+                [200, 100, 50].repeat(area),
+                true,
+                [200, 100, 50],
+            ),
+            (
+                jpeg_encoder::ColorType::Cmyk,
+                [0, 155, 205, 55].repeat(area),
+                false,
+                [200, 78, 39],
+            ),
+            (
+                jpeg_encoder::ColorType::CmykAsYcck,
+                [0, 155, 205, 55].repeat(area),
+                true,
+                [200, 78, 39],
+            ),
+            (
+                jpeg_encoder::ColorType::Luma,
+                vec![77; area],
+                true,
+                [77, 77, 77],
+            ),
+            (
+                jpeg_encoder::ColorType::Luma,
+                vec![77; area],
+                false,
+                [77, 77, 77],
+            ),
+        ];
+        let options = PreprocessOptions {
+            min_decoded_side: 16,
+            ..options()
+        };
+        for (colour, data, progressive, expected) in cases {
+            let mut bytes = Vec::new();
+            let mut encoder = jpeg_encoder::Encoder::new(&mut bytes, 95);
+            encoder.set_progressive(progressive);
+            encoder.encode(&data, w, h, colour).unwrap();
+            let decoded = decode(&bytes, &options).unwrap();
+            // 96x64 keeps 48x32 at 1/2, and 1/4 would be 24x16: still not below 16.
+            assert_eq!(decoded.dimensions(), (24, 16), "{colour:?}");
+            let reference = image::load_from_memory(&bytes).unwrap().into_rgb8();
+            for (got, want) in [
+                (decoded.get_pixel(12, 8).0, expected),
+                (decoded.get_pixel(12, 8).0, reference.get_pixel(48, 32).0),
+            ] {
+                for c in 0..3 {
+                    assert!(
+                        got[c].abs_diff(want[c]) <= 4,
+                        "{colour:?} progressive={progressive}: {got:?} vs {want:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn truncated_or_corrupt_jpegs_are_refused() {
+        let bytes = jpeg(&photo(320, 240), 90);
+        decode(&bytes, &options()).unwrap();
+        for percent in [5, 25, 50, 75, 95] {
+            let cut = &bytes[..bytes.len() * percent / 100];
+            let err = decode(cut, &options()).unwrap_err();
+            assert!(
+                matches!(err, PreprocessError::Undecodable(_)),
+                "{percent}%: {err}"
+            );
+        }
+        // Only the end-of-image marker missing.
+        let err = decode(&bytes[..bytes.len() - 2], &options()).unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
+        // A marker that has no place inside entropy-coded data.
+        let mut corrupt = bytes.clone();
+        let middle = corrupt.len() / 2;
+        corrupt[middle..middle + 2].copy_from_slice(&[0xFF, 0xC4]);
+        let err = decode(&corrupt, &options()).unwrap_err();
+        assert!(matches!(err, PreprocessError::Undecodable(_)), "{err}");
+    }
+
+    #[test]
+    fn images_beyond_the_decode_memory_budget_are_refused_or_wait() {
+        // 2000x500 RGBA PNG: 4 bytes decoded + 3 converted per pixel = 7 MB.
+        let png = encode(
+            &DynamicImage::ImageRgba8(image::RgbaImage::new(2000, 500)),
+            image::ImageFormat::Png,
+        );
+        let small = PreprocessOptions {
+            budget: Arc::new(DecodeBudget::new(6_000_000, std::time::Duration::ZERO)),
+            ..options()
+        };
+        let err = decode(&png, &small).unwrap_err();
+        assert!(matches!(err, PreprocessError::TooLarge(_)), "{err}");
+        assert!(err.to_string().contains("decode memory budget"), "{err}");
+        let enough = PreprocessOptions {
+            budget: Arc::new(DecodeBudget::new(8_000_000, std::time::Duration::ZERO)),
+            ..options()
+        };
+        decode(&png, &enough).unwrap();
+        // While another decode holds the budget, a decode that may not wait is told to retry.
+        let held = enough.budget.reserve(2_000_000).unwrap();
+        let err = decode(&png, &enough).unwrap_err();
+        assert!(matches!(err, PreprocessError::Busy { .. }), "{err}");
+        drop(held);
+        assert_eq!(enough.budget.in_use(), 0);
     }
 
     #[test]

@@ -73,6 +73,12 @@ fn service_tensor(bytes: &[u8], config: &Config) -> Vec<f32> {
         background: config.alpha_background,
         max_dimension: config.max_image_dimension,
         max_pixels: config.max_image_pixels,
+        // As the service derives it: twice the model input's side.
+        min_decoded_side: 448,
+        budget: std::sync::Arc::new(preprocess::DecodeBudget::new(
+            config.decode_memory_budget_bytes,
+            Duration::from_millis(config.decode_memory_wait_ms),
+        )),
     };
     let image = preprocess::decode(bytes, &options).unwrap();
     match preprocess::to_tensor(image, &spec, &options).unwrap() {

@@ -12,6 +12,11 @@
 //! * `openapi` — regenerates the committed `openapi/openapi.json` from the service.
 //! * `dist`    — release binaries for x86_64 and (cross-compiled) aarch64, laid out with the
 //!   Greengrass recipes in `greengrass-build/` for gdk and `greengrass-cli` (see `dist.rs`).
+//! * `bench`   — the benchmarks behind `BENCHMARKS.md`, with OpenCV in its own venv
+//!   (`bench.rs`, `setup_bench.rs`); never part of `test`.
+
+mod bench;
+mod setup_bench;
 
 use std::path::Path;
 use std::process::{Command, ExitCode};
@@ -26,11 +31,12 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("openapi") => openapi(),
         Some("dist") => dist::run(&args[1..]),
+        Some("bench") => bench::run(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <setup [--heavy-passes N] [--onnxruntime-aarch64] | demo [--once] | test | openapi \
                  | dist [--component NAME]... [--target TRIPLE]... [--out DIR] [--gdk NAME] \
-                 [--no-build] [--list]>"
+                 [--no-build] [--list] | bench [preprocess|throughput]...>"
             );
             return ExitCode::from(2);
         }

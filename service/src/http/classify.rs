@@ -520,6 +520,11 @@ mod tests {
                 background: HexColour([255, 255, 255]),
                 max_dimension: 64,
                 max_pixels: 4096,
+                min_decoded_side: 128,
+                budget: Arc::new(crate::preprocess::DecodeBudget::new(
+                    64 << 20,
+                    Duration::ZERO,
+                )),
             },
             scores: ScoreMode::Auto,
             default_top_k: 2,

@@ -207,6 +207,13 @@ impl From<PreprocessError> for ApiError {
         match e {
             PreprocessError::Undecodable(m) => Self::UndecodableImage(m),
             PreprocessError::TooLarge(m) => Self::ImageTooLarge(m),
+            PreprocessError::Busy {
+                detail,
+                retry_after_secs,
+            } => Self::Overloaded {
+                detail,
+                retry_after: retry_after_secs,
+            },
             PreprocessError::Internal(m) => Self::Internal(m),
         }
     }
