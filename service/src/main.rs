@@ -37,7 +37,12 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         let app = Application::build(config).await?;
-        tracing::info!(address = %app.local_addr(), "listening");
+        let address = app.local_addr();
+        tracing::info!(
+            %address,
+            docs = %format!("http://{address}{}", classify_service::http::docs::DOCS_PATH),
+            "listening; Swagger UI at the docs URL"
+        );
         app.run_until_stopped(shutdown_signal()).await
     });
     match outcome {
