@@ -110,6 +110,7 @@ async fn request_context(mut request: Request, next: Next) -> Response {
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     request.extensions_mut().insert(RequestId(id.clone()));
+    let is_probe = matches!(request.uri().path(), "/readyz" | "/healthz");
     let span = tracing::info_span!(
         "request",
         request_id = %id,
@@ -119,11 +120,14 @@ async fn request_context(mut request: Request, next: Next) -> Response {
     async move {
         let started = std::time::Instant::now();
         let mut response = next.run(request).await;
-        tracing::info!(
-            status = response.status().as_u16(),
-            elapsed_ms = millis(started.elapsed()),
-            "answered"
-        );
+        let status = response.status().as_u16();
+        let elapsed_ms = millis(started.elapsed());
+        // Health checks poll these every few seconds; at info they would drown the log.
+        if is_probe {
+            tracing::debug!(status, elapsed_ms, "answered");
+        } else {
+            tracing::info!(status, elapsed_ms, "answered");
+        }
         if let Ok(value) = HeaderValue::from_str(&id) {
             response.headers_mut().insert(REQUEST_ID_HEADER, value);
         }

@@ -180,6 +180,10 @@ impl ApiError {
             Self::Internal(message) => {
                 tracing::error!(request_id, error = %message, "internal error");
             }
+            // Load balancers and Greengrass health checks poll /readyz while the model loads.
+            not_ready @ Self::NotReady { .. } => {
+                tracing::debug!(request_id, status = 503, "{not_ready}");
+            }
             other if other.status().is_server_error() => {
                 tracing::warn!(request_id, status = other.status().as_u16(), "{other}");
             }
