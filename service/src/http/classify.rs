@@ -454,7 +454,7 @@ async fn multipart_source(request: Request, options: &mut RawOptions) -> Result<
         }
         let slot = from_body.slot(&name).ok_or_else(|| {
             ApiError::InvalidOptions(format!(
-                "unexpected multipart part {name:?}; accepted: image, top_k, threshold"
+                "unknown multipart part {name:?}; accepted: image, top_k, threshold"
             ))
         })?;
         if slot.is_some() {
