@@ -41,7 +41,13 @@ const MODEL_STORE_RANGE: &str = ">=2.1.0 <2.2.0";
 const PUBLISH: &str = "aws.greengrass#PublishToTopic";
 const SUBSCRIBE: &str = "aws.greengrass#SubscribeToTopic";
 /// Environment variables a recipe may set that are not CLI options.
-const NON_CLI_ENV: &[&str] = &["RUST_LOG", "DLR_LIBRARY_PATH"];
+const NON_CLI_ENV: &[&str] = &[
+    "RUST_LOG",
+    "DLR_LIBRARY_PATH",
+    // Where the service's libdlr discovery finds the copy variant.DLR installed.
+    "CONDA_PREFIX",
+    "VIRTUAL_ENV",
+];
 
 fn root() -> PathBuf {
     dist::workspace_root()
@@ -144,7 +150,7 @@ impl<'a> Interpolation<'a> {
                     .iter()
                     .find(|c| c.name == dep)
                     .map(|c| Value::Object(default_configuration(&recipe_of(c)).clone()))
-                    .unwrap_or(Value::Object(Default::default()));
+                    .unwrap_or_else(|| public_component_configuration(dep));
                 dependencies.insert(
                     dep.clone(),
                     (
@@ -453,7 +459,11 @@ fn recipes_have_format_name_and_version_consistent_with_gdk_and_cargo() {
 fn dependencies_model_store_and_between_components() {
     let service = recipe(&dist::SERVICE);
     let deps = service["ComponentDependencies"].as_object().unwrap();
-    assert_eq!(deps.keys().collect::<Vec<_>>(), [MODEL_STORE]);
+    let mut names: Vec<&str> = deps.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    // variant.DLR provides libdlr (see service_looks_for_libdlr_where_variant_dlr_installs_it).
+    assert_eq!(names, ["variant.DLR", MODEL_STORE]);
+    assert_eq!(deps["variant.DLR"]["DependencyType"], "HARD");
     assert_eq!(deps[MODEL_STORE]["VersionRequirement"], MODEL_STORE_RANGE);
     assert_eq!(deps[MODEL_STORE]["DependencyType"], "HARD");
     for version in ["2.1.0", "2.1.9"] {
@@ -1289,4 +1299,81 @@ fn recipe_variable_substitution_rejects_unknown_references() {
         interpolation.apply("{configuration:/RequestTopic}", "t"),
         "local/inference"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// libdlr from AWS's variant.DLR runtime component
+// ---------------------------------------------------------------------------------------------
+
+/// The DefaultConfiguration of public AWS components our recipes read, as published in their
+/// recipes (evidence in recipes/README.md, "Where libdlr comes from").
+fn public_component_configuration(name: &str) -> Value {
+    match name {
+        "variant.DLR" => serde_json::json!({
+            "MLRootPath": "../variant.DLR/greengrass_ml",
+            "WindowsMLRootPath": "%cd%\\..\\variant.DLR\\greengrass_ml",
+            "UseInstaller": "true",
+        }),
+        _ => Value::Object(Default::default()),
+    }
+}
+
+#[test]
+fn service_looks_for_libdlr_where_variant_dlr_installs_it() {
+    let recipe = recipe(&dist::SERVICE);
+    assert!(
+        recipe["ComponentDependencies"]["variant.DLR"]["VersionRequirement"]
+            .as_str()
+            .is_some_and(|r| in_range(r, "1.6.0")),
+        "the service depends on variant.DLR 1.6.x (DLR 1.6.0)"
+    );
+    for manifest in manifests(&recipe) {
+        let target = target_for(manifest);
+        let context = format!("{} {}", dist::SERVICE.name, target.arch);
+        let sandbox = tempfile::tempdir().unwrap();
+        let mut interpolation = Interpolation::new(&recipe, sandbox.path(), &[]);
+        interpolation.configuration["AllowedImageDirectories"] =
+            Value::String(sandbox.path().join("images").display().to_string());
+        let launch = launch(&interpolation, manifest, &context);
+        // Where variant.DLR's installer puts its environment: MLRootPath resolved against
+        // its own work folder (`<root>/work/variant.DLR`).
+        let ml_root = sandbox.path().join("work/variant.DLR/greengrass_ml");
+        let (variable, expected) = match target.arch {
+            "x86_64" => (
+                "CONDA_PREFIX",
+                ml_root.join("greengrass_ml_dlr_conda/envs/greengrass_ml_dlr_conda"),
+            ),
+            "aarch64" => ("VIRTUAL_ENV", ml_root.join("greengrass_ml_dlr_venv")),
+            other => panic!("{context}: no variant.DLR layout known for {other}"),
+        };
+        let value = launch
+            .env
+            .get(variable)
+            .unwrap_or_else(|| panic!("{context}: Setenv {variable} missing: {:?}", launch.env));
+        // The service runs in its own work folder, a sibling of variant.DLR's.
+        let resolved = normalise(&interpolation.work.join(value));
+        assert_eq!(resolved, expected, "{context}: {variable}={value}");
+        // A copy in the model directory (discovery step 2) comes before this one (step 4), and
+        // the recipe does not name a library explicitly by default.
+        assert!(
+            !launch.argv.iter().any(|a| a.starts_with("--dlr-library")),
+            "{context}: {:?}",
+            launch.argv
+        );
+    }
+}
+
+/// `a/b/../c` -> `a/c`, without touching the file system.
+fn normalise(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }
