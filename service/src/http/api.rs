@@ -139,7 +139,7 @@ pub struct ClassifyBase64 {
 #[allow(dead_code)]
 pub struct ClassifyPath {
     /// Absolute path of the image file.
-    #[schema(example = "/var/lib/classify/images/red-apple.jpg")]
+    #[schema(example = "/tmp/images/pelican.jpeg")]
     pub path: String,
     /// Number of predictions to return (larger than the class count returns all).
     #[serde(default)]
@@ -158,10 +158,10 @@ pub struct ClassifyPath {
 #[allow(dead_code)]
 pub struct ClassifyDirAndName {
     /// Absolute path of the directory.
-    #[schema(example = "/var/lib/classify/images")]
+    #[schema(example = "/tmp/images")]
     pub image_dir: String,
     /// File name inside `image_dir`.
-    #[schema(example = "red-apple.jpg")]
+    #[schema(example = "pelican.jpeg")]
     pub fname: String,
     /// Number of predictions to return (larger than the class count returns all).
     #[serde(default)]

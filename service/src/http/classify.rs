@@ -104,10 +104,10 @@ struct RawOptions {
             (ClassifyJsonSchema = "application/json", examples(
                 ("base64" = (summary = "The image in base64",
                     value = json!({"image_base64": EXAMPLE_PNG_BASE64, "top_k": 3}))),
-                ("path" = (summary = "A file inside an allowed directory",
-                    value = json!({"path": "/var/lib/classify/images/red-apple.jpg", "top_k": 3}))),
-                ("image_dir and fname" = (summary = "A directory and a file name in it",
-                    value = json!({"image_dir": "/var/lib/classify/images", "fname": "red-apple.jpg"}))),
+                ("path" = (summary = "A file inside an allowed directory (on a device, /tmp/images by default)",
+                    value = json!({"path": "/tmp/images/pelican.jpeg", "top_k": 3}))),
+                ("image_dir and fname" = (summary = "A directory and a file name in it, inside an allowed directory",
+                    value = json!({"image_dir": "/tmp/images", "fname": "pelican.jpeg"}))),
             )),
         )
     ),
@@ -135,7 +135,7 @@ struct RawOptions {
          body = Problem, content_type = "application/problem+json",
          example = json!({"type": "urn:classify-service:problem:file-not-found",
             "title": "The file does not exist", "status": 404,
-            "detail": "/var/lib/classify/images/missing.jpg does not exist",
+            "detail": "/tmp/images/missing.jpg does not exist",
             "request_id": "9b2c0f4e-3d1a-4c8e-9f57-2a6a1c0d7e11"})),
         (status = 413, description = "The body, the file or the image's dimensions exceed the limits",
          body = Problem, content_type = "application/problem+json", examples(
