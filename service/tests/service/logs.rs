@@ -26,14 +26,18 @@ fn json_logs_stay_json_with_libdlr_output_captured_and_in_order() {
         }
     });
     let mut events = Vec::new();
-    // Until the worker has warmed up (the last start-up event), then stop the service.
-    while !events
-        .iter()
-        .any(|e: &serde_json::Value| e["fields"]["message"] == "model worker ready")
-    {
+    // Until the worker has warmed up, the listener is announced and libdlr's first print has
+    // been relayed (these three may come in any order), then stop the service.
+    let seen = |events: &[serde_json::Value]| {
+        let has = |message: &str| events.iter().any(|e| e["fields"]["message"] == message);
+        has("model worker ready")
+            && has("listening")
+            && events.iter().any(|e| e["target"] == "native_output")
+    };
+    while !seen(&events) {
         let line = rx
             .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("no 'model worker ready' event; so far: {events:#?}"));
+            .unwrap_or_else(|_| panic!("start-up events missing; so far: {events:#?}"));
         let event = serde_json::from_str(&line)
             .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line:?}"));
         events.push(event);
