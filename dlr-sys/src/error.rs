@@ -11,13 +11,16 @@ use crate::tensor::DType;
 #[non_exhaustive]
 pub enum Error {
     /// No `libdlr.so` at any of the places discovery tried.
-    #[error("libdlr.so not found; looked at: {}", display_paths(searched))]
+    #[error(
+        "libdlr.so not found; looked at: {}. {LIBRARY_HINT}",
+        display_paths(searched)
+    )]
     LibraryNotFound {
         /// Every path tried, in order.
         searched: Vec<PathBuf>,
     },
     /// A file was found but the dynamic loader refused it.
-    #[error("cannot load DLR library {}: {reason}", path.display())]
+    #[error("cannot load DLR library {}: {reason}. {LIBRARY_HINT}", path.display())]
     LibraryLoad {
         /// The file.
         path: PathBuf,
@@ -120,6 +123,14 @@ pub enum Error {
     #[error("invalid option: {0}")]
     InvalidOption(String),
 }
+
+/// How to fix a missing or unloadable libdlr, appended to those errors.
+const LIBRARY_HINT: &str = "Point at a libdlr.so built for this machine with the \
+    DLR_LIBRARY_PATH environment variable (a file or a directory), classify-service's \
+    --dlr-library, or a copy in the model directory. Where one comes from: on a Greengrass \
+    device the variant.DLR component installs DLR 1.6.0 in its virtual environment; on \
+    x86_64 `pip install dlr==1.6.0` carries one (`cargo xtask setup` extracts it into \
+    generated/libdlr/)";
 
 fn display_paths(paths: &[PathBuf]) -> String {
     paths

@@ -23,6 +23,19 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::error::Error;
 use crate::ffi::{self, DlrApi};
 
+/// The loader's own words: libloading's message ("dlopen failed") wraps the `dlerror` text
+/// (e.g. "invalid ELF header", or the missing dependency) as its source.
+fn loader_reason(e: &libloading::Error) -> String {
+    let mut reason = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        reason.push_str(": ");
+        reason.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    reason
+}
+
 /// File name of the runtime library on Linux.
 pub const LIBRARY_FILE_NAME: &str = "libdlr.so";
 
@@ -210,7 +223,7 @@ impl DlrLibrary {
         let library =
             unsafe { libloading::Library::new(path) }.map_err(|e| Error::LibraryLoad {
                 path: path.to_path_buf(),
-                reason: e.to_string(),
+                reason: loader_reason(&e),
             })?;
         // SAFETY: the library is libdlr (checked below by GetDLRVersion succeeding), whose
         // symbols have the dlr.h signatures; `_library` keeps it loaded as long as `api`.

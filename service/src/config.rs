@@ -469,6 +469,7 @@ pub struct ServeArgs {
         long,
         env = "CLASSIFY_LISTEN",
         value_name = "ADDR:PORT",
+        value_parser = parse_listen,
         help = "Listen address [default: 127.0.0.1:8080]"
     )]
     listen: Option<SocketAddr>,
@@ -782,6 +783,22 @@ impl ServeArgs {
         }
         Ok(config)
     }
+}
+
+/// `--listen`: an IP address and a port; a host name gets a hint instead of "invalid socket
+/// address syntax" (names are not resolved, so the bound address is exactly the one given).
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    text.parse().map_err(|_| {
+        let host = text.rsplit_once(':').map_or(text, |(host, _)| host);
+        if host.eq_ignore_ascii_case("localhost") {
+            format!("{text:?} is not an IP address and port; use 127.0.0.1:PORT (or [::1]:PORT)")
+        } else {
+            format!(
+                "{text:?} is not an IP address and port such as 127.0.0.1:8080, 0.0.0.0:8080 or \
+                 [::1]:8080 (host names are not resolved)"
+            )
+        }
+    })
 }
 
 #[cfg(test)]

@@ -145,14 +145,6 @@ impl Application {
         let (model, state) = tokio::task::spawn_blocking(move || prepare(&loading))
             .await
             .map_err(|e| Error::Task(e.to_string()))??;
-        tracing::info!(
-            model = %model.dir.display(),
-            name = %model.name,
-            version = %model.version,
-            workers = state.model.workers,
-            threads_per_worker = state.model.threads_per_worker,
-            "model loaded; warming up"
-        );
         Ok(Self {
             listener,
             address,
@@ -390,6 +382,15 @@ fn prepare(config: &Config) -> Result<(LocatedModel, http::SharedState), Error> 
         ])
         .set(1);
 
+    // Logged before the workers start, so that it comes before their "model worker ready".
+    tracing::info!(
+        model = %located.dir.display(),
+        name = %model.name,
+        version = %model.version,
+        workers,
+        threads_per_worker = threads,
+        "model loaded; warming up"
+    );
     let pool = InferencePool::start(
         factory,
         PoolOptions {

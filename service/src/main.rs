@@ -25,29 +25,34 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(config.log_format, &config.log_filter);
+    telemetry::init_capturing_native_output(config.log_format, &config.log_filter);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("classify-service: cannot start the async runtime: {e}");
+            tracing::error!("cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
     let outcome = runtime.block_on(async {
         let shutdown = shutdown_signal()?;
         let app = Application::build(config).await?;
-        tracing::info!(address = %app.local_addr(), "listening");
+        let address = app.local_addr();
+        tracing::info!(
+            %address,
+            docs = %format!("http://{address}{}", classify_service::http::docs::DOCS_PATH),
+            "listening"
+        );
         app.run_until_stopped(shutdown).await
     });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
+        // One line per start-up error, in the log's format (stderr is the log from here on).
         Err(e) => {
             let e = ErrorChain(&e);
             tracing::error!("{e}");
-            eprintln!("classify-service: {e}");
             ExitCode::FAILURE
         }
     }

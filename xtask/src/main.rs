@@ -9,6 +9,7 @@
 //!   with curl; keeps serving until Ctrl-C (`--once` to stop).
 //! * `test`    — set-up, then `cargo fmt --check`, `cargo clippy -D warnings`, the device
 //!   artifacts (`dist`), and every test. `.ci/run` runs exactly this.
+//!   The stripped x86_64 service binary must stay within its size budget (`footprint.rs`).
 //! * `openapi` — regenerates the committed `openapi/openapi.json` from the service.
 //! * `dist`    — release binaries for x86_64 and (cross-compiled) aarch64, laid out with the
 //!   Greengrass recipes in `greengrass-build/` for gdk and `greengrass-cli` (see `dist.rs`).
@@ -17,6 +18,7 @@
 
 mod bench;
 mod setup_bench;
+mod footprint;
 
 use std::path::Path;
 use std::process::{Command, ExitCode};
@@ -123,6 +125,7 @@ fn test() -> Result {
     // The device artifacts (x86_64 and cross-compiled aarch64) are built before the tests so
     // that the test runner's summary is the last thing printed.
     dist::run(&[])?;
+    footprint::check(&dlr_test_models::paths::workspace_root())?;
     let doc = run_tests(cargo().args(["test", "--locked", "--workspace", "--doc"]));
     let all = run_tests(cargo().args(["test", "--locked", "--workspace", "--all-targets"]));
     let mut totals = TestCounts::default();

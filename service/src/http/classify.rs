@@ -4,8 +4,8 @@
 //! * `image/jpeg|png|webp|bmp|gif` or `application/octet-stream`: the raw body (the format is
 //!   always sniffed from the bytes);
 //! * `multipart/form-data`: the part named `image` (text parts `top_k`, `threshold` allowed);
-//! * `application/json`: [`ClassifyJson`] — `image_base64`, or a file reference `path` /
-//!   `image_dir` + `fname` resolved inside the allowed directories.
+//! * `application/json`: `image_base64`, or a file reference `path` / `image_dir` + `fname`
+//!   resolved inside the allowed directories (read field by field, see [`json_source`]).
 //!
 //! Options `top_k` and `threshold` come from the query string; values in a JSON or multipart
 //! body take precedence. The whole request — reading the body, decoding, waiting for a worker,
@@ -14,17 +14,16 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Multipart, Query, Request, State};
+use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use serde::Deserialize;
 
-use super::api::{ClassifyJson, ClassifyResponse, ModelRef, Timings};
+use super::api::{ClassifyResponse, ModelRef, Timings};
 use super::problem::{ApiError, inference_error};
 use super::{RequestId, SharedState};
 use crate::scoring;
@@ -39,17 +38,32 @@ const IMAGE_TYPES: [&str; 6] = [
     "application/octet-stream",
 ];
 
-/// Query-string options; unknown keys are refused so that typos do not pass silently.
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
+/// Query-string options (for the OpenAPI document; the handler reads the query itself so that
+/// repeated and unknown keys get a plain answer).
+#[derive(Debug, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[allow(dead_code)]
 pub struct ClassifyQuery {
-    /// Number of predictions to return (≥ 1; larger than the class count returns all).
-    #[param(value_type = Option<u32>, minimum = 1)]
-    top_k: Option<String>,
-    /// Minimum probability of returned predictions, 0 to 1.
-    #[param(value_type = Option<f64>, minimum = 0.0, maximum = 1.0)]
-    threshold: Option<String>,
+    /// Number of predictions to return (larger than the class count returns all; default 5
+    /// unless configured). A value in a JSON or multipart body wins.
+    #[param(value_type = u32, required = false, minimum = 1, example = 3)]
+    top_k: Option<u32>,
+    /// Minimum probability of returned predictions (default 0). A value in a JSON or
+    /// multipart body wins.
+    #[param(value_type = f64, required = false, minimum = 0.0, maximum = 1.0, example = 0.0)]
+    threshold: Option<f64>,
+}
+
+/// The optional request-id header (for the OpenAPI document; the middleware reads it).
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct RequestIdHeader {
+    /// Your id for this request (printable ASCII, at most 200 characters); echoed in the
+    /// answer, its `x-request-id` header and the service's logs. A UUID is made up when absent.
+    #[param(rename = "x-request-id", value_type = String, required = false,
+            example = "order-4711-photo-1")]
+    request_id: Option<String>,
 }
 
 /// Where the image comes from.
@@ -66,32 +80,111 @@ struct RawOptions {
 }
 
 /// Classify an image.
+///
+/// Send the image as the raw body (its format is read from the bytes), as the multipart part
+/// `image`, or in JSON: base64, or a file inside a directory the service was started with
+/// (`--allowed-dir`). `top_k` and `threshold` go in the query string, or in the multipart or
+/// JSON body.
 #[utoipa::path(
     post,
     path = "/classify",
     tag = "classify",
-    params(ClassifyQuery),
+    operation_id = "classify_image",
+    params(
+        ClassifyQuery,
+        RequestIdHeader,
+    ),
     request_body(
-        description = "The image: raw bytes, multipart field `image`, or JSON",
+        description = "The image: raw bytes, a multipart file, or JSON",
         content(
-            ("image/jpeg"), ("image/png"), ("image/webp"), ("image/bmp"), ("image/gif"),
-            ("application/octet-stream"),
+            (ImageBytes = "image/jpeg"), (ImageBytes = "image/png"), (ImageBytes = "image/webp"),
+            (ImageBytes = "image/bmp"), (ImageBytes = "image/gif"),
+            (ImageBytes = "application/octet-stream"),
             (ClassifyMultipart = "multipart/form-data"),
-            (ClassifyJson = "application/json"),
+            (ClassifyJsonSchema = "application/json", examples(
+                ("base64" = (summary = "The image in base64",
+                    value = json!({"image_base64": EXAMPLE_PNG_BASE64, "top_k": 3}))),
+                ("path" = (summary = "A file inside an allowed directory (on a device, /tmp/images by default)",
+                    value = json!({"path": "/tmp/images/pelican.jpeg", "top_k": 3}))),
+                ("image_dir and fname" = (summary = "A directory and a file name in it, inside an allowed directory",
+                    value = json!({"image_dir": "/tmp/images", "fname": "pelican.jpeg"}))),
+            )),
         )
     ),
     responses(
-        (status = 200, description = "Classified", body = ClassifyResponse),
-        (status = 400, description = "Undecodable image, malformed JSON/multipart/base64", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "File reference outside the allowed directories", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Referenced file not found", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body, file or image dimensions too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Unsupported Content-Type", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid options or fields", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Internal error (details are logged, not returned)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Not ready or overloaded", body = Problem, content_type = "application/problem+json",
-         headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
-        (status = 504, description = "The request's deadline passed", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Classified", body = ClassifyResponse,
+         headers(("x-request-id" = String, description = "The request's id"))),
+        (status = 400, description = "The image cannot be decoded, or the body is malformed",
+         body = Problem, content_type = "application/problem+json", examples(
+            ("undecodable-image" = (value = json!({"type": "urn:classify-service:problem:undecodable-image",
+                "title": "The image cannot be decoded", "status": 400,
+                "detail": "not a JPEG, PNG, WebP, BMP or GIF image (format sniffed from the bytes)",
+                "request_id": "9b2c0f4e-3d1a-4c8e-9f57-2a6a1c0d7e11"}))),
+            ("invalid-body" = (value = json!({"type": "urn:classify-service:problem:invalid-body",
+                "title": "The request body is malformed", "status": 400,
+                "detail": "image_base64 is not valid base64 (standard alphabet, optionally after a data: URL prefix)",
+                "request_id": "9b2c0f4e-3d1a-4c8e-9f57-2a6a1c0d7e11"}))),
+        )),
+        (status = 403, description = "The file is outside the allowed directories",
+         body = Problem, content_type = "application/problem+json",
+         example = json!({"type": "urn:classify-service:problem:path-forbidden",
+            "title": "The path is outside the allowed directories", "status": 403,
+            "detail": "/etc/passwd is outside the allowed directories",
+            "request_id": "9b2c0f4e-3d1a-4c8e-9f57-2a6a1c0d7e11"})),
+        (status = 404, description = "The file does not exist",
+         body = Problem, content_type = "application/problem+json",
+         example = json!({"type": "urn:classify-service:problem:file-not-found",
+            "title": "The file does not exist", "status": 404,
+            "detail": "/tmp/images/missing.jpg does not exist",
+            "request_id": "9b2c0f4e-3d1a-4c8e-9f57-2a6a1c0d7e11"})),
+        (status = 413, description = "The body, the file or the image's dimensions exceed the limits",
+         body = Problem, content_type = "application/problem+json", examples(
+            ("payload-too-large" = (value = json!({"type": "urn:classify-service:problem:payload-too-large",
+                "title": "The request is too large", "status": 413,
+                "detail": "the request body is 31457280 bytes; the limit is 16777216 bytes",
+                "request_id": "9b2c0f4e-3d1a-4c8e-9f57-2a6a1c0d7e11"}))),
+            ("image-too-large" = (value = json!({"type": "urn:classify-service:problem:image-too-large",
+                "title": "The image is too large", "status": 413,
+                "detail": "the image is 20000x15000 = 300000000 pixels; the limit is 100000000",
+                "request_id": "9b2c0f4e-3d1a-4c8e-9f57-2a6a1c0d7e11"}))),
+        )),
+        (status = 415, description = "The Content-Type is not one of those listed here",
+         body = Problem, content_type = "application/problem+json",
+         example = json!({"type": "urn:classify-service:problem:unsupported-media-type",
+            "title": "Unsupported media type", "status": 415,
+            "detail": "Content-Type text/plain is not accepted; send image/jpeg, image/png, image/webp, image/bmp, image/gif, application/octet-stream, multipart/form-data or application/json",
+            "request_id": "9b2c0f4e-3d1a-4c8e-9f57-2a6a1c0d7e11"})),
+        (status = 422, description = "An option or field has a value that is not accepted",
+         body = Problem, content_type = "application/problem+json",
+         example = json!({"type": "urn:classify-service:problem:invalid-options",
+            "title": "Invalid options", "status": 422,
+            "detail": "top_k must be a whole number of at least 1, got \"0\"",
+            "request_id": "9b2c0f4e-3d1a-4c8e-9f57-2a6a1c0d7e11"})),
+        (status = 500, description = "The server failed; the cause is logged under the request id",
+         body = Problem, content_type = "application/problem+json",
+         example = json!({"type": "urn:classify-service:problem:internal",
+            "title": "Internal server error", "status": 500,
+            "detail": "the server failed to handle this request; the failure is logged under its request id",
+            "request_id": "9b2c0f4e-3d1a-4c8e-9f57-2a6a1c0d7e11"})),
+        (status = 503, description = "The model is not ready yet, or the queue is full",
+         body = Problem, content_type = "application/problem+json",
+         headers(("Retry-After" = u32, description = "Seconds to wait before retrying")),
+         examples(
+            ("not-ready" = (value = json!({"type": "urn:classify-service:problem:not-ready",
+                "title": "The model is not ready", "status": 503,
+                "detail": "the model is not ready: warming up",
+                "request_id": "9b2c0f4e-3d1a-4c8e-9f57-2a6a1c0d7e11"}))),
+            ("overloaded" = (value = json!({"type": "urn:classify-service:problem:overloaded",
+                "title": "The service is overloaded", "status": 503,
+                "detail": "the inference queue is full (64 waiting); retry later",
+                "request_id": "9b2c0f4e-3d1a-4c8e-9f57-2a6a1c0d7e11"}))),
+        )),
+        (status = 504, description = "The request's deadline passed",
+         body = Problem, content_type = "application/problem+json",
+         example = json!({"type": "urn:classify-service:problem:deadline-exceeded",
+            "title": "The request took too long", "status": 504,
+            "detail": "the request did not complete within 30000 ms",
+            "request_id": "9b2c0f4e-3d1a-4c8e-9f57-2a6a1c0d7e11"})),
     )
 )]
 pub async fn classify(State(state): State<SharedState>, request: Request) -> Response {
@@ -116,7 +209,7 @@ pub async fn classify(State(state): State<SharedState>, request: Request) -> Res
 }
 
 // Only for the OpenAPI attribute above.
-use super::api::ClassifyMultipart;
+use super::api::{ClassifyJsonSchema, ClassifyMultipart, EXAMPLE_PNG_BASE64, ImageBytes};
 use super::problem::Problem;
 
 async fn handle(
@@ -126,15 +219,7 @@ async fn handle(
     started: Instant,
 ) -> Result<ClassifyResponse, ApiError> {
     let timeout_ms = state.request_timeout.as_millis() as u64;
-    let query: ClassifyQuery = Query::try_from_uri(request.uri())
-        .map(|Query(q)| q)
-        .map_err(|e| {
-            ApiError::InvalidOptions(format!("invalid query string: {}", e.body_text()))
-        })?;
-    let mut options = RawOptions {
-        top_k: query.top_k,
-        threshold: query.threshold,
-    };
+    let mut options = query_options(request.uri().query())?;
     let kind = body_kind(request.headers())?;
     // Admission before work: a request refused for load costs neither a body read nor a
     // decode. The slot is given back if anything below fails.
@@ -216,7 +301,7 @@ async fn handle(
         .into_iter()
         .map(Into::into)
         .collect();
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let ms = super::millis;
     Ok(ClassifyResponse {
         request_id: id.to_string(),
         label,
@@ -321,96 +406,223 @@ async fn extract(
 
     if kind == BodyKind::Multipart {
         let request = Request::from_parts(parts, axum::body::Body::from(bytes));
-        let mut multipart = Multipart::from_request(request, &()).await.map_err(|e| {
-            ApiError::InvalidBody(format!("malformed multipart body: {}", e.body_text()))
-        })?;
-        let mut image = None;
-        while let Some(field) = multipart.next_field().await.map_err(|e| {
-            ApiError::InvalidBody(format!("malformed multipart body: {}", e.body_text()))
-        })? {
-            let name = field.name().unwrap_or_default().to_string();
-            let data = field.bytes().await.map_err(|e| {
-                ApiError::InvalidBody(format!(
-                    "malformed multipart part {name:?}: {}",
-                    e.body_text()
-                ))
-            })?;
-            let text = || String::from_utf8_lossy(&data).into_owned();
-            match name.as_str() {
-                "image" => image = Some(data.clone()),
-                "top_k" => options.top_k = Some(text()),
-                "threshold" => options.threshold = Some(text()),
-                _ => {
-                    return Err(ApiError::InvalidOptions(format!(
-                        "unexpected multipart field {name:?}; expected image, top_k, threshold"
-                    )));
-                }
-            }
-        }
-        return image.map(Source::Bytes).ok_or_else(|| {
-            ApiError::InvalidBody("the multipart body has no part named \"image\"".into())
-        });
+        return multipart_source(request, options).await;
     }
-
     if kind == BodyKind::Json {
-        let body: ClassifyJson = serde_json::from_slice(&bytes).map_err(|e| {
-            if e.classify() == serde_json::error::Category::Data {
-                ApiError::InvalidOptions(format!("invalid JSON fields: {e}"))
-            } else {
-                ApiError::InvalidBody(format!("the body is not valid JSON: {e}"))
-            }
-        })?;
-        if let Some(k) = body.top_k {
-            options.top_k = Some(k.to_string());
-        }
-        if let Some(t) = body.threshold {
-            options.threshold = Some(t.to_string());
-        }
-        return json_source(body);
+        return json_source(&bytes, options);
     }
-
     Ok(Source::Bytes(bytes))
 }
 
-fn json_source(body: ClassifyJson) -> Result<Source, ApiError> {
-    let sources = [
-        body.image_base64.is_some(),
-        body.path.is_some(),
-        body.image_dir.is_some() || body.fname.is_some(),
-    ];
-    let given = sources.iter().filter(|&&s| s).count();
+/// Query parameters the handler reads.
+const QUERY_OPTIONS: &str = "top_k, threshold";
+
+/// `top_k` and `threshold` from the query string; anything else, or either one twice, is
+/// refused so that a typo or a conflicting value does not pass silently.
+fn query_options(query: Option<&str>) -> Result<RawOptions, ApiError> {
+    let mut options = RawOptions::default();
+    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        let slot = options.slot(&key).ok_or_else(|| {
+            ApiError::InvalidOptions(format!(
+                "unknown query parameter {key:?}; accepted: {QUERY_OPTIONS}"
+            ))
+        })?;
+        if slot.is_some() {
+            return Err(ApiError::InvalidOptions(format!(
+                "{key} is given more than once in the query string; give it once"
+            )));
+        }
+        *slot = Some(value.into_owned());
+    }
+    Ok(options)
+}
+
+impl RawOptions {
+    fn slot(&mut self, name: &str) -> Option<&mut Option<String>> {
+        match name {
+            "top_k" => Some(&mut self.top_k),
+            "threshold" => Some(&mut self.threshold),
+            _ => None,
+        }
+    }
+}
+
+/// The part named `image`, plus the text parts `top_k` and `threshold` (each at most once).
+async fn multipart_source(request: Request, options: &mut RawOptions) -> Result<Source, ApiError> {
+    let malformed = |e: axum::extract::multipart::MultipartError| {
+        ApiError::InvalidBody(format!(
+            "the multipart body is malformed: {}",
+            e.body_text()
+        ))
+    };
+    let mut multipart = Multipart::from_request(request, &()).await.map_err(|e| {
+        ApiError::InvalidBody(format!(
+            "the multipart body is malformed: {}",
+            e.body_text()
+        ))
+    })?;
+    let mut image = None;
+    let mut from_body = RawOptions::default();
+    while let Some(field) = multipart.next_field().await.map_err(malformed)? {
+        let name = field.name().unwrap_or_default().to_string();
+        let data = field.bytes().await.map_err(malformed)?;
+        if name == "image" {
+            if image.is_some() {
+                return Err(ApiError::InvalidOptions(
+                    "the multipart body has more than one part named \"image\"; send one image \
+                     per request"
+                        .into(),
+                ));
+            }
+            image = Some(data);
+            continue;
+        }
+        let slot = from_body.slot(&name).ok_or_else(|| {
+            ApiError::InvalidOptions(format!(
+                "unknown multipart part {name:?}; accepted: image, top_k, threshold"
+            ))
+        })?;
+        if slot.is_some() {
+            return Err(ApiError::InvalidOptions(format!(
+                "the multipart body has more than one part named {name:?}; give it once"
+            )));
+        }
+        *slot = Some(String::from_utf8_lossy(&data).into_owned());
+    }
+    options.top_k = from_body.top_k.or(options.top_k.take());
+    options.threshold = from_body.threshold.or(options.threshold.take());
+    image.map(Source::Bytes).ok_or_else(|| {
+        ApiError::InvalidBody(
+            "the multipart body has no part named \"image\"; attach the image file as \"image\""
+                .into(),
+        )
+    })
+}
+
+/// What a JSON body must look like, for error messages.
+const JSON_SHAPE: &str = "a JSON object with one image source (image_base64, path, or \
+    image_dir with fname) and optionally top_k and threshold";
+
+/// Reads the JSON body field by field, so that each mistake is answered in plain words that
+/// name the field (a derived deserialiser would answer in its own, Rust-flavoured terms).
+fn json_source(bytes: &[u8], options: &mut RawOptions) -> Result<Source, ApiError> {
+    use serde_json::Value;
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::InvalidBody(format!(
+            "the body is not valid JSON (line {}, column {}); send {JSON_SHAPE}",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    let Value::Object(fields) = value else {
+        return Err(ApiError::InvalidOptions(format!(
+            "the JSON body is {}; send {JSON_SHAPE}",
+            json_kind(&value)
+        )));
+    };
+    let mut image_base64 = None;
+    let mut path = None;
+    let mut image_dir = None;
+    let mut fname = None;
+    for (name, value) in fields {
+        if value.is_null() {
+            continue;
+        }
+        let text_slot = match name.as_str() {
+            "image_base64" => Some(&mut image_base64),
+            "path" => Some(&mut path),
+            "image_dir" => Some(&mut image_dir),
+            "fname" => Some(&mut fname),
+            _ => None,
+        };
+        if let Some(slot) = text_slot {
+            let Value::String(text) = value else {
+                return Err(ApiError::InvalidOptions(format!(
+                    "{name} must be a string, got {}",
+                    json_kind(&value)
+                )));
+            };
+            *slot = Some(text);
+            continue;
+        }
+        let Some(slot) = options.slot(&name) else {
+            return Err(ApiError::InvalidOptions(format!(
+                "unknown field {name:?}; accepted: image_base64, path, image_dir, fname, top_k, \
+                 threshold"
+            )));
+        };
+        let Value::Number(number) = value else {
+            return Err(ApiError::InvalidOptions(format!(
+                "{name} must be a number, got {}",
+                json_kind(&value)
+            )));
+        };
+        *slot = Some(number.to_string());
+    }
+
+    let given = [
+        image_base64.is_some(),
+        path.is_some(),
+        image_dir.is_some() || fname.is_some(),
+    ]
+    .into_iter()
+    .filter(|&given| given)
+    .count();
     if given != 1 {
         return Err(ApiError::InvalidOptions(format!(
             "give exactly one image source: image_base64, path, or image_dir with fname \
              ({given} given)"
         )));
     }
-    if let Some(encoded) = body.image_base64 {
-        // Accept `data:image/png;base64,...` as browsers and Swagger UI users produce it.
-        let payload = match encoded.split_once(";base64,") {
-            Some((prefix, rest)) if prefix.starts_with("data:") => rest,
-            _ => encoded.as_str(),
-        };
-        let cleaned: String = payload
-            .chars()
-            .filter(|c| !c.is_ascii_whitespace())
-            .collect();
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(cleaned.as_bytes())
-            .map_err(|e| ApiError::InvalidBody(format!("image_base64 is not valid base64: {e}")))?;
-        return Ok(Source::Bytes(bytes.into()));
+    if let Some(encoded) = image_base64 {
+        return decode_base64(&encoded).map(|bytes| Source::Bytes(bytes.into()));
     }
-    if let Some(path) = body.path {
+    if let Some(path) = path {
         return Ok(Source::File(PathBuf::from(path)));
     }
-    match (body.image_dir, body.fname) {
+    match (image_dir, fname) {
         (Some(dir), Some(fname)) if !fname.is_empty() => {
             Ok(Source::File(PathBuf::from(dir).join(fname)))
         }
         _ => Err(ApiError::InvalidOptions(
-            "image_dir and fname must be given together".into(),
+            "image_dir and fname must be given together, fname not empty".into(),
         )),
     }
+}
+
+/// How a JSON value is described in error messages.
+fn json_kind(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match value {
+        Value::Null => "null".into(),
+        Value::Bool(b) => format!("{b}"),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) if s.chars().count() <= 40 => format!("the string {s:?}"),
+        Value::String(_) => "a string".into(),
+        Value::Array(_) => "an array".into(),
+        Value::Object(_) => "an object".into(),
+    }
+}
+
+/// Standard base64; whitespace and a `data:…;base64,` prefix (what browsers produce) are
+/// accepted.
+fn decode_base64(encoded: &str) -> Result<Vec<u8>, ApiError> {
+    let payload = match encoded.split_once(";base64,") {
+        Some((prefix, rest)) if prefix.starts_with("data:") => rest,
+        _ => encoded,
+    };
+    let cleaned: String = payload
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(cleaned.as_bytes())
+        .map_err(|e| {
+            ApiError::InvalidBody(format!(
+                "image_base64 is not valid base64 ({e}); use the standard alphabet \
+                 (A-Z, a-z, 0-9, +, /) with = padding"
+            ))
+        })
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
@@ -431,8 +643,8 @@ async fn read_body(
 ) -> Result<Bytes, ApiError> {
     use http_body_util::BodyExt;
     let drain_limit = limit.saturating_mul(2) as u64;
-    if declared.is_some_and(|n| n > drain_limit) {
-        return Err(too_large(limit));
+    if let Some(size) = declared.filter(|&n| n > drain_limit) {
+        return Err(too_large(format!("{size} bytes"), limit));
     }
     let mut body = body;
     let mut buffer = bytes::BytesMut::new();
@@ -453,13 +665,21 @@ async fn read_body(
         }
     }
     if seen > limit as u64 {
-        return Err(too_large(limit));
+        let size = match declared {
+            Some(size) => format!("{size} bytes"),
+            // Reading stopped at twice the limit; the rest was never seen.
+            None if seen > drain_limit => format!("more than {drain_limit} bytes"),
+            None => format!("{seen} bytes"),
+        };
+        return Err(too_large(size, limit));
     }
     Ok(buffer.freeze())
 }
 
-fn too_large(limit: usize) -> ApiError {
-    ApiError::PayloadTooLarge(format!("the request body exceeds the {limit}-byte limit"))
+fn too_large(size: String, limit: usize) -> ApiError {
+    ApiError::PayloadTooLarge(format!(
+        "the request body is {size}; the limit is {limit} bytes (--max-body-bytes)"
+    ))
 }
 
 #[cfg(test)]
@@ -468,6 +688,7 @@ mod tests {
     //! `backend::fake` holding the only worker: no clock decides any verdict.
 
     use std::io::Cursor;
+    use std::time::Duration;
 
     use axum::body::Body;
     use tower::ServiceExt;

@@ -11,6 +11,7 @@
 
 pub mod api;
 pub(crate) mod classify;
+pub mod docs;
 pub mod problem;
 
 use std::sync::Arc;
@@ -26,7 +27,6 @@ use axum::routing::{get, post};
 use tokio::sync::Semaphore;
 use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
-use utoipa::OpenApi;
 
 use crate::config::ScoreMode;
 use crate::files::AllowedDirs;
@@ -81,9 +81,6 @@ pub(crate) type SharedState = Arc<AppState>;
 
 /// The complete router with middleware.
 pub(crate) fn router(state: SharedState) -> Router {
-    let swagger = utoipa_swagger_ui::SwaggerUi::new("/docs")
-        .url("/openapi.json", api::ApiDoc::openapi())
-        .config(utoipa_swagger_ui::Config::default().validator_url("none"));
     let max_body = state.max_body_bytes;
     Router::new()
         .route("/classify", post(classify::classify))
@@ -92,7 +89,7 @@ pub(crate) fn router(state: SharedState) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/model", get(model))
         .with_state(state.clone())
-        .merge(swagger)
+        .merge(docs::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // A little headroom so a body exactly at the limit is not refused by the extractor
@@ -113,6 +110,7 @@ async fn request_context(mut request: Request, next: Next) -> Response {
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     request.extensions_mut().insert(RequestId(id.clone()));
+    let is_probe = matches!(request.uri().path(), "/readyz" | "/healthz");
     let span = tracing::info_span!(
         "request",
         request_id = %id,
@@ -122,11 +120,14 @@ async fn request_context(mut request: Request, next: Next) -> Response {
     async move {
         let started = std::time::Instant::now();
         let mut response = next.run(request).await;
-        tracing::info!(
-            status = response.status().as_u16(),
-            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
-            "answered"
-        );
+        let status = response.status().as_u16();
+        let elapsed_ms = millis(started.elapsed());
+        // Health checks poll these every few seconds; at info they would drown the log.
+        if is_probe {
+            tracing::debug!(status, elapsed_ms, "answered");
+        } else {
+            tracing::info!(status, elapsed_ms, "answered");
+        }
         if let Ok(value) = HeaderValue::from_str(&id) {
             response.headers_mut().insert(REQUEST_ID_HEADER, value);
         }
@@ -134,6 +135,12 @@ async fn request_context(mut request: Request, next: Next) -> Response {
     }
     .instrument(span)
     .await
+}
+
+/// Milliseconds rounded to the microsecond, for answers and logs: more digits are float noise
+/// (`0.33802099999999996`), not precision.
+pub fn millis(d: Duration) -> f64 {
+    d.as_micros() as f64 / 1e3
 }
 
 /// Ids are echoed into headers, logs and JSON: printable ASCII, bounded length.
@@ -181,8 +188,9 @@ async fn method_not_allowed(request: Request) -> Response {
 }
 
 /// Liveness: the process answers HTTP.
-#[utoipa::path(get, path = "/healthz", tag = "health",
-    responses((status = 200, description = "The process is alive", body = Health)))]
+#[utoipa::path(get, path = "/healthz", tag = "health", operation_id = "get_health",
+    responses((status = 200, description = "The process is alive", body = Health,
+               example = json!({"status": "ok"}))))]
 pub(crate) async fn healthz() -> Json<Health> {
     Json(Health {
         status: "ok".into(),
@@ -190,12 +198,16 @@ pub(crate) async fn healthz() -> Json<Health> {
 }
 
 /// Readiness: the model is loaded and a warm-up inference has run.
-#[utoipa::path(get, path = "/readyz", tag = "health",
+#[utoipa::path(get, path = "/readyz", tag = "health", operation_id = "get_readiness",
     responses(
-        (status = 200, description = "Ready to classify", body = Health),
+        (status = 200, description = "Ready to classify", body = Health,
+         example = json!({"status": "ready"})),
         (status = 503, description = "Not ready; `detail` says why", body = problem::Problem,
          content_type = "application/problem+json",
-         headers(("Retry-After" = u32, description = "Seconds to wait"))),
+         headers(("Retry-After" = u32, description = "Seconds to wait")),
+         example = json!({"type": "urn:classify-service:problem:not-ready",
+            "title": "The model is not ready", "status": 503,
+            "detail": "warming up", "request_id": "9b2c0f4e-3d1a-4c8e-9f57-2a6a1c0d7e11"})),
     ))]
 pub(crate) async fn readyz(
     State(state): State<SharedState>,
@@ -216,7 +228,7 @@ pub(crate) async fn readyz(
 }
 
 /// Prometheus metrics in the text exposition format.
-#[utoipa::path(get, path = "/metrics", tag = "health",
+#[utoipa::path(get, path = "/metrics", tag = "health", operation_id = "get_metrics",
     responses((status = 200, description = "Prometheus text format", body = String,
                content_type = "text/plain; version=0.0.4")))]
 pub(crate) async fn metrics(State(state): State<SharedState>) -> Response {
@@ -235,7 +247,7 @@ pub(crate) async fn metrics(State(state): State<SharedState>) -> Response {
 }
 
 /// What model is loaded and how it is fed.
-#[utoipa::path(get, path = "/v1/model", tag = "model",
+#[utoipa::path(get, path = "/v1/model", tag = "model", operation_id = "get_model",
     responses((status = 200, description = "The loaded model", body = ModelInfo)))]
 pub(crate) async fn model(State(state): State<SharedState>) -> Json<ModelInfo> {
     Json(state.model.clone())
@@ -277,6 +289,13 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("secret"), "{text}");
+    }
+
+    #[test]
+    fn durations_are_rounded_to_microseconds() {
+        assert_eq!(millis(Duration::from_nanos(338_020_999)), 338.02);
+        assert_eq!(millis(Duration::from_nanos(34_562)), 0.034);
+        assert_eq!(millis(Duration::from_micros(1)).to_string(), "0.001");
     }
 
     #[test]

@@ -25,15 +25,20 @@ pub const TYPE_PREFIX: &str = "urn:classify-service:problem:";
 pub struct Problem {
     /// Stable identifier of the problem kind, e.g. `urn:classify-service:problem:overloaded`.
     #[serde(rename = "type")]
+    #[schema(example = "urn:classify-service:problem:invalid-options")]
     pub type_: String,
     /// Short summary of the problem kind.
+    #[schema(example = "Invalid options")]
     pub title: String,
-    /// HTTP status code.
+    /// HTTP status code, the same as the response's.
+    #[schema(value_type = u32, minimum = 400, maximum = 599, example = 422)]
     pub status: u16,
-    /// What went wrong with this request.
+    /// What went wrong with this request, naming the field and what is accepted.
+    #[schema(example = "top_k must be a whole number of at least 1, got \"0\"")]
     pub detail: String,
     /// The request's id (from `x-request-id` or generated).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, example = "9b2c0f4e-3d1a-4c8e-9f57-2a6a1c0d7e11")]
     pub request_id: Option<String>,
 }
 
@@ -174,6 +179,10 @@ impl ApiError {
         match &self {
             Self::Internal(message) => {
                 tracing::error!(request_id, error = %message, "internal error");
+            }
+            // Load balancers and Greengrass health checks poll /readyz while the model loads.
+            not_ready @ Self::NotReady { .. } => {
+                tracing::debug!(request_id, status = 503, "{not_ready}");
             }
             other if other.status().is_server_error() => {
                 tracing::warn!(request_id, status = other.status().as_u16(), "{other}");

@@ -2,7 +2,7 @@
 
 use crate::common::*;
 
-const REGENERATE: &str = "cargo run -p classify-service -- openapi > openapi/openapi.json";
+const REGENERATE: &str = "cargo xtask openapi";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn served_openapi_matches_the_committed_document() {
@@ -35,46 +35,155 @@ async fn served_openapi_matches_the_committed_document() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn swagger_ui_is_served_from_vendored_assets() {
-    // Everything comes from the binary: the test client talks only to 127.0.0.1 and the
-    // assets are compiled in (utoipa-swagger-ui feature `vendored`), so no network is used.
+async fn swagger_ui_is_served_from_the_binary_gzipped() {
+    // Everything comes from the binary: the test client talks only to 127.0.0.1.
     let app = spawn_app(config("colour")).await;
-    let page = app.client.get(app.url("/docs/")).send().await.unwrap();
-    assert_eq!(page.status(), 200);
-    let html = page.text().await.unwrap();
-    assert!(html.contains("swagger-ui"), "{html}");
-    assert!(html.contains("swagger-ui-bundle.js"), "{html}");
-    let bundle = app
+    let html = app.get_text("/docs/").await;
+    assert!(html.contains("<title>classify-service"), "{html}");
+    for asset in [
+        "swagger-ui-bundle.js",
+        "swagger-ui.css",
+        "swagger-initializer.js",
+    ] {
+        assert!(html.contains(asset), "{asset} not loaded by\n{html}");
+    }
+    let init = app.get_text("/docs/swagger-initializer.js").await;
+    assert!(init.contains("\"/openapi.json\""), "{init}");
+    assert!(
+        init.contains("validatorUrl: \"none\""),
+        "online validator disabled: {init}"
+    );
+
+    // A browser gets the stored gzip stream; a client that does not accept gzip gets the
+    // same file inflated.
+    let gzipped = app
+        .client
+        .get(app.url("/docs/swagger-ui-bundle.js"))
+        .header("accept-encoding", "gzip, deflate, br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gzipped.status(), 200);
+    assert_eq!(gzipped.headers()["content-encoding"], "gzip");
+    assert_eq!(gzipped.headers()["vary"], "accept-encoding");
+    let gzipped = gzipped.bytes().await.unwrap();
+    assert_eq!(gzipped[..2], [0x1f, 0x8b], "a gzip stream");
+    let plain = app
         .client
         .get(app.url("/docs/swagger-ui-bundle.js"))
         .send()
         .await
         .unwrap();
-    assert_eq!(bundle.status(), 200);
-    let bundle = bundle.bytes().await.unwrap();
+    assert_eq!(plain.status(), 200);
+    assert!(plain.headers().get("content-encoding").is_none());
     assert!(
-        bundle.len() > 100_000,
-        "the bundle is {} bytes",
-        bundle.len()
+        plain.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
     );
-    let init = app.get_text("/docs/swagger-initializer.js").await;
-    assert!(init.contains("/openapi.json"), "{init}");
-    let compact: String = init.chars().filter(|c| !c.is_whitespace()).collect();
+    let plain = plain.text().await.unwrap();
+    assert!(plain.contains("SwaggerUIBundle"), "the bundle");
     assert!(
-        compact.contains(r#""validatorUrl":"none""#),
-        "online validator disabled: {init}"
+        !plain.contains("sourceMappingURL"),
+        "no pointer to unshipped source maps"
     );
-    let redirect = reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-        .get(app.url("/docs"))
+    assert!(
+        gzipped.len() * 3 < plain.len(),
+        "stored compressed: {} of {} bytes",
+        gzipped.len(),
+        plain.len()
+    );
+    let css = app
+        .client
+        .get(app.url("/docs/swagger-ui.css"))
         .send()
         .await
         .unwrap();
-    assert!(redirect.status().is_redirection());
+    assert_eq!(css.status(), 200);
+    assert!(css.text().await.unwrap().contains(".swagger-ui"));
+
+    let no_redirects = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for path in ["/", "/docs"] {
+        let redirect = no_redirects.get(app.url(path)).send().await.unwrap();
+        assert!(redirect.status().is_redirection(), "{path}");
+        assert_eq!(redirect.headers()["location"], "/docs/", "{path}");
+    }
     app.stop().await;
+}
+
+#[test]
+fn the_document_says_what_the_service_enforces() {
+    let doc: serde_json::Value =
+        serde_json::from_str(&classify_service::http::api::openapi_json()).unwrap();
+    let text = doc.to_string();
+    // Nullable unions render as "integernull" in Swagger UI; optional is expressed by
+    // `required` instead.
+    assert!(
+        !text.contains("\"null\""),
+        "a nullable type in the document"
+    );
+    for internal in ["Mirror of", "seed", "serde", "usize"] {
+        assert!(!text.contains(internal), "internal wording {internal:?}");
+    }
+    let classify = &doc["paths"]["/classify"]["post"];
+    assert_eq!(classify["operationId"], "classify_image");
+    let params = classify["parameters"].as_array().unwrap();
+    let param = |name: &str| params.iter().find(|p| p["name"] == name).unwrap().clone();
+    assert_eq!(param("top_k")["schema"]["minimum"], 1);
+    assert_eq!(param("threshold")["schema"]["minimum"], 0);
+    assert_eq!(param("threshold")["schema"]["maximum"], 1);
+    assert_eq!(param("x-request-id")["in"], "header");
+    let schemas = &doc["components"]["schemas"];
+    for form in [
+        "ClassifyMultipart",
+        "ClassifyBase64",
+        "ClassifyPath",
+        "ClassifyDirAndName",
+    ] {
+        assert_eq!(schemas[form]["properties"]["top_k"]["minimum"], 1, "{form}");
+        assert_eq!(
+            schemas[form]["properties"]["threshold"]["maximum"], 1,
+            "{form}"
+        );
+    }
+    assert_eq!(
+        schemas["ClassifyJson"]["oneOf"].as_array().unwrap().len(),
+        3
+    );
+    let content = &classify["requestBody"]["content"];
+    for raw in [
+        "image/jpeg",
+        "image/png",
+        "image/webp",
+        "image/bmp",
+        "image/gif",
+        "application/octet-stream",
+    ] {
+        let schema = &content[raw]["schema"]["$ref"];
+        assert_eq!(schema, "#/components/schemas/ImageBytes", "{raw}");
+    }
+    assert_eq!(schemas["ImageBytes"]["format"], "binary");
+    // Each problem example carries the status it is listed under.
+    for (status, response) in classify["responses"].as_object().unwrap() {
+        let media = &response["content"]["application/problem+json"];
+        let examples: Vec<&serde_json::Value> = match media.get("examples") {
+            Some(named) => named
+                .as_object()
+                .unwrap()
+                .values()
+                .map(|e| &e["value"])
+                .collect(),
+            None => media.get("example").into_iter().collect(),
+        };
+        for example in examples {
+            assert_eq!(example["status"].to_string(), *status, "{example}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -192,3 +192,197 @@ async fn configured_threshold_is_the_default_and_requests_override_it() {
     assert_eq!(answer.predictions.len(), 10);
     app.stop().await;
 }
+
+/// A request that must be refused, and the words its `detail` must contain.
+struct Refusal {
+    query: &'static str,
+    body: Body,
+    status: u16,
+    slug: &'static str,
+    says: &'static [&'static str],
+}
+
+enum Body {
+    Json(&'static str),
+    /// Multipart parts `(name, bytes)`; `"PNG"` stands for a red PNG.
+    Parts(&'static [(&'static str, &'static str)]),
+    Png,
+    Large,
+}
+
+const REFUSALS: &[Refusal] = &[
+    Refusal {
+        query: "?top_k=1&top_k=2",
+        body: Body::Png,
+        status: 422,
+        slug: "invalid-options",
+        says: &["top_k is given more than once"],
+    },
+    Refusal {
+        query: "?topk=2",
+        body: Body::Png,
+        status: 422,
+        slug: "invalid-options",
+        says: &["unknown query parameter \"topk\"", "top_k, threshold"],
+    },
+    Refusal {
+        query: "?top_k=0",
+        body: Body::Png,
+        status: 422,
+        slug: "invalid-options",
+        says: &["top_k must be a whole number of at least 1", "\"0\""],
+    },
+    Refusal {
+        query: "?threshold=2",
+        body: Body::Png,
+        status: 422,
+        slug: "invalid-options",
+        says: &["threshold must be a number from 0 to 1"],
+    },
+    Refusal {
+        query: "",
+        body: Body::Parts(&[("image", "PNG"), ("image", "PNG")]),
+        status: 422,
+        slug: "invalid-options",
+        says: &["more than one part named \"image\""],
+    },
+    Refusal {
+        query: "",
+        body: Body::Parts(&[("image", "PNG"), ("top_k", "1"), ("top_k", "2")]),
+        status: 422,
+        slug: "invalid-options",
+        says: &["more than one part named \"top_k\""],
+    },
+    Refusal {
+        query: "",
+        body: Body::Parts(&[("picture", "PNG")]),
+        status: 422,
+        slug: "invalid-options",
+        says: &["\"picture\"", "image, top_k, threshold"],
+    },
+    Refusal {
+        query: "",
+        body: Body::Parts(&[("top_k", "1")]),
+        status: 400,
+        slug: "invalid-body",
+        says: &["no part named \"image\""],
+    },
+    Refusal {
+        query: "",
+        body: Body::Json(r#"{"image_base64": "aGk=", "top_k": "3"}"#),
+        status: 422,
+        slug: "invalid-options",
+        says: &["top_k must be a number", "the string \"3\""],
+    },
+    Refusal {
+        query: "",
+        body: Body::Json(r#"{"image_base64": 5}"#),
+        status: 422,
+        slug: "invalid-options",
+        says: &["image_base64 must be a string", "the number 5"],
+    },
+    Refusal {
+        query: "",
+        body: Body::Json(r#"{"image": "aGk="}"#),
+        status: 422,
+        slug: "invalid-options",
+        says: &["unknown field \"image\"", "image_base64, path"],
+    },
+    Refusal {
+        query: "",
+        body: Body::Json(r#"{"image_base64": "aGk=", "path": "/x.png"}"#),
+        status: 422,
+        slug: "invalid-options",
+        says: &["exactly one image source", "2 given"],
+    },
+    Refusal {
+        query: "",
+        body: Body::Json(r#"["aGk="]"#),
+        status: 422,
+        slug: "invalid-options",
+        says: &["the JSON body is an array", "image_base64"],
+    },
+    Refusal {
+        query: "",
+        body: Body::Json(r#"{"image_base64": "aGk=""#),
+        status: 400,
+        slug: "invalid-body",
+        says: &["not valid JSON", "line 1"],
+    },
+    Refusal {
+        query: "",
+        body: Body::Json(r#"{"image_base64": "a!b"}"#),
+        status: 400,
+        slug: "invalid-body",
+        says: &["image_base64 is not valid base64", "standard alphabet"],
+    },
+    Refusal {
+        query: "",
+        body: Body::Large,
+        status: 413,
+        slug: "payload-too-large",
+        says: &["the request body is 2000 bytes", "the limit is 1000 bytes"],
+    },
+];
+
+/// Words that would mean a parser's or Rust's own message leaked into a detail.
+const INTERNAL_WORDS: &[&str] = &[
+    "usize",
+    "u32",
+    "struct",
+    "serde",
+    "invalid type",
+    "expected",
+    "Failed to deserialize",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_name_the_field_and_what_is_accepted_in_plain_words() {
+    let app = spawn_ready(classify_service::Config {
+        max_body_bytes: 1000,
+        ..config("colour")
+    })
+    .await;
+    for (i, refusal) in REFUSALS.iter().enumerate() {
+        let request = app
+            .client
+            .post(app.url(&format!("/classify{}", refusal.query)));
+        let request = match &refusal.body {
+            Body::Png => request.header("content-type", "image/png").body(png(RED)),
+            Body::Large => request
+                .header("content-type", "image/png")
+                .body(vec![0u8; 2000]),
+            Body::Json(text) => request
+                .header("content-type", "application/json")
+                .body(*text),
+            Body::Parts(parts) => {
+                let mut form = reqwest::multipart::Form::new();
+                for (name, value) in parts.iter() {
+                    let part = match *value {
+                        "PNG" => reqwest::multipart::Part::bytes(png(RED)).file_name("red.png"),
+                        text => reqwest::multipart::Part::text(text),
+                    };
+                    form = form.part(*name, part);
+                }
+                request.multipart(form)
+            }
+        };
+        let problem =
+            expect_problem(request.send().await.unwrap(), refusal.status, refusal.slug).await;
+        for words in refusal.says {
+            assert!(
+                problem.detail.contains(words),
+                "case {i}: {words:?} not in {:?}",
+                problem.detail
+            );
+        }
+        for internal in INTERNAL_WORDS {
+            assert!(
+                !problem.detail.contains(internal),
+                "case {i}: {internal:?} in {:?}",
+                problem.detail
+            );
+        }
+    }
+    app.stop().await;
+}

@@ -2,12 +2,14 @@
 //! One test binary (modules below) to keep link time down.
 
 mod binary;
+mod browser;
 mod common;
 mod connections;
 mod docs;
 mod inputs;
 mod load;
 mod onnx;
+mod logs;
 mod readme;
 mod semantics;
 mod startup;

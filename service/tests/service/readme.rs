@@ -46,6 +46,12 @@ async fn readme_curl_examples_work() {
         std::fs::write(work.path().join(name), jpeg(RED)).unwrap();
         std::fs::write(images.join(name), jpeg(RED)).unwrap();
     }
+    // A photo-sized cat.jpg: its base64 is far beyond the 128 KiB a single command-line
+    // argument may hold, so the base64 example must build its body in a pipe or a file.
+    let photo = noisy_red_jpeg(1200, 900);
+    let base64_len = photo.len().div_ceil(3) * 4;
+    assert!(base64_len > 2 * 128 * 1024, "{base64_len} bytes of base64");
+    std::fs::write(work.path().join("cat.jpg"), photo).unwrap();
     std::fs::write(work.path().join("cat.png"), png(RED)).unwrap();
     let app = spawn_ready(classify_service::Config {
         allowed_dirs: vec![images.clone()],
@@ -93,4 +99,21 @@ async fn readme_curl_examples_work() {
         "every input form has a README example: {forms:?}"
     );
     app.stop().await;
+}
+
+/// A red JPEG with deterministic noise, so that it compresses like a photo, not like a flat
+/// colour.
+fn noisy_red_jpeg(width: u32, height: u32) -> Vec<u8> {
+    let mut state: u32 = 0x1234_5678;
+    let mut noise = move || {
+        state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        (state >> 24) as u8 / 6
+    };
+    let image = image::RgbImage::from_fn(width, height, |_, _| {
+        image::Rgb([255 - noise(), noise(), noise()])
+    });
+    encode(
+        &image::DynamicImage::ImageRgb8(image),
+        image::ImageFormat::Jpeg,
+    )
 }

@@ -19,7 +19,7 @@ pub(crate) struct Interpolation<'a> {
     pub(crate) configuration: Value,
     artifacts: PathBuf,
     unarchived: PathBuf,
-    work: PathBuf,
+    pub(crate) work: PathBuf,
     kernel_root: PathBuf,
     /// Direct dependencies by component name.
     pub(crate) dependencies: BTreeMap<String, Dependency>,
@@ -60,7 +60,7 @@ impl<'a> Interpolation<'a> {
                     .map(|c| {
                         Value::Object(default_configuration(&crate::support::recipe(c)).clone())
                     })
-                    .unwrap_or(Value::Object(Default::default()));
+                    .unwrap_or_else(|| crate::variant_dlr::public_component_configuration(dep));
                 dependencies.insert(
                     dep.clone(),
                     Dependency {

@@ -26,3 +26,4 @@ mod docker;
 mod lifecycle;
 mod recipes;
 mod support;
+mod variant_dlr;

@@ -1,0 +1,91 @@
+"""Drives Swagger UI at /docs/ in headless Chromium like a person would.
+
+For each input form: open POST /classify, "Try it out", pick the request body's media type,
+attach the image file (or keep the prefilled JSON example), "Execute", and read the status
+and body Swagger UI shows. Prints one JSON line per form; the Rust test judges them.
+
+usage: swagger_ui.py BASE_URL IMAGE_FILE FORM...   (FORM: a media type of the request body)
+"""
+
+import json
+import sys
+import tempfile
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as ready
+from selenium.webdriver.support.select import Select
+from selenium.webdriver.support.ui import WebDriverWait
+
+# Chromium as packaged by Debian, with everything that would reach the network switched off.
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1280,4000",
+]
+# Waits are bounded by events (an element appears), with a ceiling so a broken page fails
+# instead of hanging the test run.
+PATIENCE_S = 60
+
+
+def browser(profile):
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in FLAGS + [f"--user-data-dir={profile}"]:
+        options.add_argument(flag)
+    return webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+
+
+def try_form(driver, base, image, form):
+    wait = WebDriverWait(driver, PATIENCE_S)
+    driver.get(base + "/docs/")
+    operation = wait.until(
+        ready.presence_of_element_located((By.ID, "operations-classify-classify_image"))
+    )
+    operation.find_element(By.CSS_SELECTOR, ".opblock-summary-control").click()
+    wait.until(ready.element_to_be_clickable((By.CSS_SELECTOR, ".try-out__btn"))).click()
+    body = wait.until(
+        ready.presence_of_element_located((By.CSS_SELECTOR, ".opblock-section-request-body"))
+    )
+    Select(body.find_element(By.CSS_SELECTOR, "select")).select_by_value(form)
+    if form != "application/json":
+        picker = wait.until(
+            ready.presence_of_element_located(
+                (By.CSS_SELECTOR, ".opblock-section-request-body input[type=file]")
+            )
+        )
+        picker.send_keys(image)
+    operation.find_element(By.CSS_SELECTOR, "button.execute").click()
+    status = wait.until(
+        ready.presence_of_element_located(
+            (By.CSS_SELECTOR, ".live-responses-table .response .response-col_status")
+        )
+    )
+    shown = wait.until(
+        ready.presence_of_element_located(
+            (By.CSS_SELECTOR, ".live-responses-table .response-col_description pre")
+        )
+    )
+    return {"form": form, "status": status.text.strip(), "body": shown.text}
+
+
+def main():
+    base, image, forms = sys.argv[1], sys.argv[2], sys.argv[3:]
+    with tempfile.TemporaryDirectory() as profile:
+        driver = browser(profile)
+        try:
+            for form in forms:
+                print(json.dumps(try_form(driver, base, image, form)), flush=True)
+        finally:
+            driver.quit()
+
+
+if __name__ == "__main__":
+    main()
