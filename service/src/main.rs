@@ -37,9 +37,12 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         let app = Application::build(config).await?;
-        tracing::info!(address = %app.local_addr(), "listening");
+        tracing::info!(address = %app.listen_address(), "listening");
         app.run_until_stopped(shutdown_signal()).await
     });
+    // Blocking tasks still running (a decode, say) must not keep the process alive past the
+    // grace period: the runtime waits for them only briefly.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
