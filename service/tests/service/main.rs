@@ -5,6 +5,8 @@ mod binary;
 mod common;
 mod connections;
 mod docs;
+mod gate;
+mod hardening;
 mod inputs;
 mod load;
 mod readme;
