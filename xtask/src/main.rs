@@ -15,6 +15,7 @@
 mod dist;
 mod samples;
 mod setup;
+mod setup_robustness;
 
 use std::path::Path;
 use std::process::{Command, ExitCode};

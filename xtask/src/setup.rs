@@ -18,6 +18,7 @@ fn run_setup(heavy_passes: u32) -> Result {
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     fetch_libdlr(&python)?;
     make_venv(&python)?;
+    crate::setup_robustness::install()?;
     let dirs = dlr_test_models::generate_all(&paths::models_dir(), heavy_passes)?;
     eprintln!(
         "generated {} models in {}",

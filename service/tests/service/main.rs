@@ -10,6 +10,7 @@ mod hardening;
 mod inputs;
 mod load;
 mod readme;
+mod schemathesis;
 mod semantics;
 mod startup;
 mod statuses;
