@@ -68,13 +68,22 @@ pub fn decode_preprocess(data: &[u8]) {
     };
     let (w, h) = decoded.dimensions();
     assert!(w > 0 && h > 0, "a decoded image has pixels");
-    assert!(w <= MAX_DIMENSION && h <= MAX_DIMENSION, "{w}x{h} passed the dimension limit");
-    assert!(u64::from(w) * u64::from(h) <= MAX_PIXELS, "{w}x{h} passed the area limit");
+    assert!(
+        w <= MAX_DIMENSION && h <= MAX_DIMENSION,
+        "{w}x{h} passed the dimension limit"
+    );
+    assert!(
+        u64::from(w) * u64::from(h) <= MAX_PIXELS,
+        "{w}x{h} passed the area limit"
+    );
     let elements = (height * width * 3) as usize;
     match to_tensor(decoded, &spec, &options).expect("any decoded image can be preprocessed") {
         Tensor::F32(v) => {
             assert_eq!(v.len(), elements);
-            assert!(v.iter().all(|x| (0.0..=255.0).contains(x)), "pixels stay in 0..=255");
+            assert!(
+                v.iter().all(|x| (0.0..=255.0).contains(x)),
+                "pixels stay in 0..=255"
+            );
         }
         Tensor::U8(v) => assert_eq!(v.len(), elements),
     }

@@ -22,7 +22,11 @@ fn replay(target: &str, check: fn(&[u8])) {
         let data = std::fs::read(file).unwrap();
         // A panic names the input, which is what a failing replay needs to say.
         let outcome = std::panic::catch_unwind(|| check(&data));
-        assert!(outcome.is_ok(), "{target}: {} fails the check", file.display());
+        assert!(
+            outcome.is_ok(),
+            "{target}: {} fails the check",
+            file.display()
+        );
     }
 }
 

@@ -26,7 +26,14 @@ pub fn install() -> Result {
     }
     let requirements = paths::workspace_root().join("xtask/schemathesis-requirements.txt");
     sh(Command::new(bin.join("python"))
-        .args(["-m", "pip", "install", "--quiet", "--require-hashes", "--no-deps"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--require-hashes",
+            "--no-deps",
+        ])
         .arg("-r")
         .arg(&requirements))?;
     Ok(())

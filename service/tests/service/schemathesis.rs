@@ -1,8 +1,10 @@
 //! Schemathesis (pinned, installed into `generated/venv` by `cargo xtask setup`) against the
 //! real server: it generates requests from the served OpenAPI document — valid and invalid
 //! ones — and checks every answer: no 5xx, status codes, content types, headers and bodies
-//! as documented. The run is bounded by `--max-time` and a hard process timeout, uses a fixed
-//! seed (a failure reproduces), and must cover at least 1000 cases.
+//! as documented. The amount of work is fixed by `--max-examples` and a fixed seed (so a failure
+//! reproduces and the case count does not depend on the machine's speed: about 1 minute on an idle
+//! 2-core machine); a hard process timeout only turns a hang into a failure. It must cover at
+//! least 1000 cases.
 //!
 //! Excluded check: `positive_data_acceptance`. The JSON body's schema cannot say "exactly one
 //! of image_base64, path, image_dir+fname" (every field is optional there), so a body with
@@ -15,9 +17,10 @@ use classify_service::Config;
 
 use crate::common::*;
 
-/// Seconds schemathesis may spend generating; the whole run is killed after `HARD_LIMIT`.
-const MAX_TIME_SECS: u32 = 120;
-const HARD_LIMIT_SECS: u32 = 200;
+/// Generated cases per operation (the `/classify` operation takes most of them).
+const MAX_EXAMPLES: u32 = 1500;
+/// A hang guard, not a verdict on speed.
+const HARD_LIMIT_SECS: u32 = 600;
 const MIN_CASES: u64 = 1000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,8 +47,8 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
             .arg(&schemathesis)
             .args(["run", &schema, "--checks", "all"])
             .args(["--exclude-checks", "positive_data_acceptance"])
-            .args(["--max-time", &MAX_TIME_SECS.to_string()])
-            .args(["--max-examples", "300", "--seed", "20261127", "--workers", "2"])
+            .args(["--max-examples", &MAX_EXAMPLES.to_string()])
+            .args(["--seed", "20261127", "--workers", "2"])
             .args(["--generation-database", "none", "--no-color"])
             .env("NO_COLOR", "1")
             .output()
@@ -62,7 +65,11 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     );
     let cases = text
         .lines()
-        .find_map(|l| l.trim().split_once(" generated").and_then(|(n, _)| n.parse::<u64>().ok()))
+        .find_map(|l| {
+            l.trim()
+                .split_once(" generated")
+                .and_then(|(n, _)| n.parse::<u64>().ok())
+        })
         .unwrap_or_else(|| panic!("no case count in:\n{text}"));
     eprintln!("schemathesis: {cases} cases, no failure");
     assert!(cases >= MIN_CASES, "only {cases} cases:\n{text}");
