@@ -41,8 +41,12 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     })
     .await;
     let schema = app.url("/openapi.json");
+    // Schemathesis keeps a cache in its working directory: not in the source tree.
+    let scratch = tempfile::tempdir().unwrap();
+    let cwd = scratch.path().to_path_buf();
     let output = tokio::task::spawn_blocking(move || {
         Command::new("timeout")
+            .current_dir(cwd)
             .arg(HARD_LIMIT_SECS.to_string())
             .arg(&schemathesis)
             .args(["run", &schema, "--checks", "all"])
