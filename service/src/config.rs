@@ -32,8 +32,9 @@ pub const DEFAULT_GREENGRASS_ROOT: &str = "/greengrass/v2";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Address and port to listen on (`127.0.0.1:8080`). Use port 0 for an ephemeral port.
-    pub listen: SocketAddr,
+    /// Address and port to listen on (`127.0.0.1:8080`; port 0 for an ephemeral port), or
+    /// `unix:/path` for a Unix-domain socket (see `unix_socket_mode`).
+    pub listen: ListenAddress,
     /// Model directory (graph, params, kernels, `synset.txt`). When absent and `demo` is off,
     /// the newest Greengrass ModelStore ResNet-50 for this machine is used.
     pub model_dir: Option<PathBuf>,
@@ -126,6 +127,16 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Log filter in `tracing` `EnvFilter` syntax (`RUST_LOG` overrides it).
     pub log_filter: String,
+    /// Permissions of the socket file with `listen = "unix:/path"`, in octal: connecting needs
+    /// write permission, so the default 0660 admits only the service's user and group.
+    pub unix_socket_mode: SocketMode,
+    /// Host names accepted in the `Host` header besides `localhost` and IP addresses (which a
+    /// DNS-rebinding page cannot send). Requests naming another host get 421.
+    pub allowed_hosts: Vec<String>,
+    /// Web origins (`scheme://host[:port]`) allowed to call the service from a browser (CORS).
+    /// Empty (the default): no CORS headers, and requests carrying any other `Origin` than
+    /// the service's own get 403.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for Config {
@@ -168,6 +179,9 @@ impl Default for Config {
             allowed_dirs: Vec::new(),
             log_format: LogFormat::Text,
             log_filter: "info".into(),
+            unix_socket_mode: SocketMode(0o660),
+            allowed_hosts: Vec::new(),
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -297,6 +311,100 @@ impl fmt::Display for HexColour {
     }
 }
 
+/// Where the service listens: `ADDR:PORT`, or `unix:/absolute/path` for a Unix-domain socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum ListenAddress {
+    /// A TCP address.
+    Tcp(SocketAddr),
+    /// A Unix-domain socket path (replaced if a stale socket is there, removed at exit).
+    Unix(PathBuf),
+}
+
+impl ListenAddress {
+    /// The TCP port; `None` for a Unix-domain socket.
+    pub fn port(&self) -> Option<u16> {
+        match self {
+            Self::Tcp(address) => Some(address.port()),
+            Self::Unix(_) => None,
+        }
+    }
+}
+
+impl FromStr for ListenAddress {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            let path = PathBuf::from(path);
+            if !path.is_absolute() || path.file_name().is_none() {
+                return Err(format!(
+                    "{s:?}: a Unix socket is written unix:/absolute/path/file.sock"
+                ));
+            }
+            return Ok(Self::Unix(path));
+        }
+        parse_listen(s)
+            .map(Self::Tcp)
+            .map_err(|e| format!("{e}; or unix:/absolute/path for a Unix-domain socket"))
+    }
+}
+
+impl TryFrom<String> for ListenAddress {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<ListenAddress> for String {
+    fn from(a: ListenAddress) -> String {
+        a.to_string()
+    }
+}
+
+impl fmt::Display for ListenAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tcp(address) => write!(f, "{address}"),
+            Self::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// File permission bits written in octal (`0660`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SocketMode(pub u32);
+
+impl FromStr for SocketMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match u32::from_str_radix(s.trim_start_matches("0o"), 8) {
+            Ok(mode) if mode <= 0o777 => Ok(Self(mode)),
+            _ => Err(format!("{s:?} is not an octal mode from 000 to 777")),
+        }
+    }
+}
+
+impl TryFrom<String> for SocketMode {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<SocketMode> for String {
+    fn from(m: SocketMode) -> String {
+        m.to_string()
+    }
+}
+
+impl fmt::Display for SocketMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04o}", self.0)
+    }
+}
+
 /// A configuration that cannot be used; the message lists every problem.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -422,6 +530,22 @@ impl Config {
                 ));
             }
         }
+        for origin in &self.cors_origins {
+            let scheme = origin.split_once("://").map(|(s, _)| s);
+            if !matches!(scheme, Some("http" | "https")) || origin.ends_with('/') {
+                problems.push(format!(
+                    "cors_origins entry {origin:?} must be scheme://host[:port] (http or https, \
+                     no path)"
+                ));
+            }
+        }
+        for host in &self.allowed_hosts {
+            if host.is_empty() || host.contains(['/', ' ', ':']) {
+                problems.push(format!(
+                    "allowed_hosts entry {host:?} must be a host name without port or path"
+                ));
+            }
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_filter) {
             problems.push(format!("log_filter {:?} is invalid: {e}", self.log_filter));
         }
@@ -469,10 +593,9 @@ pub struct ServeArgs {
         long,
         env = "CLASSIFY_LISTEN",
         value_name = "ADDR:PORT",
-        value_parser = parse_listen,
-        help = "Listen address [default: 127.0.0.1:8080]"
+        help = "Listen address, or unix:/path for a Unix-domain socket [default: 127.0.0.1:8080]"
     )]
-    listen: Option<SocketAddr>,
+    listen: Option<ListenAddress>,
     #[arg(
         long,
         env = "CLASSIFY_MODEL_DIR",
@@ -719,6 +842,29 @@ pub struct ServeArgs {
         help = "Log filter [default: info]"
     )]
     log_filter: Option<String>,
+    #[arg(
+        long,
+        env = "CLASSIFY_UNIX_SOCKET_MODE",
+        value_name = "OCTAL",
+        help = "Mode of the socket file with --listen unix:/path [default: 0660]"
+    )]
+    unix_socket_mode: Option<SocketMode>,
+    #[arg(
+        long = "allowed-host",
+        env = "CLASSIFY_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        value_name = "NAME",
+        help = "Host header name accepted besides localhost and IP addresses (repeatable; env: comma-separated)"
+    )]
+    allowed_hosts: Vec<String>,
+    #[arg(
+        long = "cors-origin",
+        env = "CLASSIFY_CORS_ORIGINS",
+        value_delimiter = ',',
+        value_name = "ORIGIN",
+        help = "Browser origin allowed by CORS, scheme://host[:port] (repeatable; env: comma-separated) [default: none]"
+    )]
+    cors_origins: Vec<String>,
 }
 
 impl ServeArgs {
@@ -781,6 +927,15 @@ impl ServeArgs {
         if !self.allowed_dirs.is_empty() {
             config.allowed_dirs = self.allowed_dirs.clone();
         }
+        if let Some(mode) = self.unix_socket_mode {
+            config.unix_socket_mode = mode;
+        }
+        if !self.allowed_hosts.is_empty() {
+            config.allowed_hosts = self.allowed_hosts.clone();
+        }
+        if !self.cors_origins.is_empty() {
+            config.cors_origins = self.cors_origins.clone();
+        }
         Ok(config)
     }
 }
@@ -808,7 +963,11 @@ mod tests {
     #[test]
     fn defaults_are_loopback_and_valid_except_for_the_model() {
         let config = Config::default();
-        assert!(config.listen.ip().is_loopback());
+        assert!(
+            matches!(config.listen, ListenAddress::Tcp(a) if a.ip().is_loopback()),
+            "{}",
+            config.listen
+        );
         assert_eq!(config.max_body_bytes, 16 * 1024 * 1024);
         config.validate().unwrap();
     }
@@ -870,6 +1029,45 @@ mod tests {
         ] {
             assert!(err.contains(needle), "{needle} missing in {err}");
         }
+    }
+
+    #[test]
+    fn unix_listen_addresses_and_socket_modes_parse() {
+        let cli = Cli::try_parse_from([
+            "classify-service",
+            "--listen",
+            "unix:/run/classify.sock",
+            "--unix-socket-mode",
+            "0600",
+            "--allowed-host",
+            "camera.local",
+            "--cors-origin",
+            "http://dashboard.local:3000",
+        ])
+        .unwrap();
+        let config = cli.serve.resolve().unwrap();
+        assert_eq!(
+            config.listen,
+            ListenAddress::Unix("/run/classify.sock".into())
+        );
+        assert_eq!(config.listen.to_string(), "unix:/run/classify.sock");
+        assert_eq!(config.unix_socket_mode, SocketMode(0o600));
+        assert_eq!(config.allowed_hosts, ["camera.local"]);
+        assert_eq!(config.cors_origins, ["http://dashboard.local:3000"]);
+        assert_eq!(Config::default().unix_socket_mode.to_string(), "0660");
+        assert!("unix:relative.sock".parse::<ListenAddress>().is_err());
+        assert!("localhost".parse::<ListenAddress>().is_err());
+        assert!("888".parse::<SocketMode>().is_err());
+        let bad = Config {
+            cors_origins: vec!["dashboard.local".into()],
+            allowed_hosts: vec!["a:80".into()],
+            ..Config::default()
+        };
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("cors_origins") && err.contains("allowed_hosts"),
+            "{err}"
+        );
     }
 
     #[test]

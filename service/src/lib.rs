@@ -42,11 +42,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use dlr_sys::{DlrLibrary, LibrarySearch, ModelOptions};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 
 pub use config::Config;
+use config::ListenAddress;
 pub use inference::Readiness;
 
 use crate::backend::BackendFactory;
@@ -97,9 +99,21 @@ pub enum Error {
     #[error("cannot listen on {address}")]
     Bind {
         /// The configured address.
-        address: SocketAddr,
+        address: ListenAddress,
         /// The bind or `local_addr` failure: in use, no permission, no such interface.
         source: std::io::Error,
+    },
+    /// Shutdown's grace period ran out with requests still in progress; their connections
+    /// were closed without an answer.
+    #[error(
+        "the {grace_ms} ms shutdown grace period ran out with {unanswered} request(s) \
+         unanswered; their connections were closed"
+    )]
+    GraceExpired {
+        /// Requests closed without an answer.
+        unanswered: usize,
+        /// The grace period.
+        grace_ms: u64,
     },
     /// A model worker failed to load or warm up after start-up.
     #[error("{0}")]
@@ -112,13 +126,21 @@ pub enum Error {
     Task(String),
 }
 
+/// The bound socket.
+#[derive(Debug)]
+enum BoundListener {
+    Tcp(TcpListener),
+    /// The socket file is removed again when the service stops.
+    Unix(UnixListener, PathBuf),
+}
+
 /// A built, listening, not yet serving service.
 #[derive(Debug)]
 pub struct Application {
-    listener: TcpListener,
-    address: SocketAddr,
+    listener: BoundListener,
+    address: ListenAddress,
     state: http::SharedState,
-    shutdown_timeout: Duration,
+    browsers: http::guard::BrowserPolicy,
     limits: server::ConnectionLimits,
     // Dropped last: the demo model's temporary directory outlives the workers.
     model: LocatedModel,
@@ -130,16 +152,12 @@ impl Application {
     /// the background — `/readyz` answers 503 until they are done.
     pub async fn build(config: Config) -> Result<Self, Error> {
         config.validate()?;
-        let listener = TcpListener::bind(config.listen)
+        let (listener, address) = bind(&config.listen, config.unix_socket_mode.0)
             .await
             .map_err(|source| Error::Bind {
-                address: config.listen,
+                address: config.listen.clone(),
                 source,
             })?;
-        let address = listener.local_addr().map_err(|source| Error::Bind {
-            address: config.listen,
-            source,
-        })?;
         let config = Arc::new(config);
         let loading = config.clone();
         let (model, state) = tokio::task::spawn_blocking(move || prepare(&loading))
@@ -149,23 +167,32 @@ impl Application {
             listener,
             address,
             state,
-            shutdown_timeout: Duration::from_millis(config.shutdown_timeout_ms),
+            browsers: http::guard::BrowserPolicy::new(&config.allowed_hosts, &config.cors_origins),
             limits: server::ConnectionLimits {
                 header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
                 max_connections: config.max_connections,
+                shutdown_grace: Duration::from_millis(config.shutdown_timeout_ms),
             },
             model,
         })
     }
 
-    /// The bound port (useful with port 0).
+    /// The bound TCP port (useful with port 0); 0 on a Unix-domain socket.
     pub fn port(&self) -> u16 {
-        self.address.port()
+        self.local_addr().map_or(0, |a| a.port())
     }
 
-    /// The bound address.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.address
+    /// The bound TCP address; `None` on a Unix-domain socket.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match &self.address {
+            ListenAddress::Tcp(address) => Some(*address),
+            ListenAddress::Unix(_) => None,
+        }
+    }
+
+    /// Where the service listens (the bound port filled in).
+    pub fn listen_address(&self) -> &ListenAddress {
+        &self.address
     }
 
     /// Readiness changes (`Starting` → `Ready`, or `Failed`).
@@ -181,7 +208,8 @@ impl Application {
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish
     /// (up to `shutdown_timeout_ms`), stops the workers and cleans up. Returns an error when a
     /// worker fails to load or warm up (the process should exit non-zero so that Greengrass
-    /// notices) or the server fails.
+    /// notices), when the grace period ran out with requests unanswered, or when the server
+    /// fails.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -189,17 +217,31 @@ impl Application {
         let Self {
             listener,
             state,
-            shutdown_timeout,
+            browsers,
             limits,
             model,
             ..
         } = self;
         let pool = state.pool.clone();
-        let router = http::router(state);
+        let metrics = state.metrics.clone();
+        let router = http::guard::apply(http::router(state), browsers, metrics);
         let (trigger, triggered) = tokio::sync::oneshot::channel::<()>();
-        let mut server = tokio::spawn(server::serve(listener, router, limits, async {
+        let triggered = async {
             let _ = triggered.await;
-        }));
+        };
+        let (mut server, socket_file) = match listener {
+            BoundListener::Tcp(listener) => {
+                let listener = listener.tap_io(|stream| {
+                    let _ = stream.set_nodelay(true);
+                });
+                let serving = server::serve(listener, router, limits, triggered);
+                (tokio::spawn(serving), None)
+            }
+            BoundListener::Unix(listener, path) => {
+                let serving = server::serve(listener, router, limits, triggered);
+                (tokio::spawn(serving), Some(path))
+            }
+        };
         let mut readiness = pool.readiness();
         let worker_failure = async move {
             loop {
@@ -212,13 +254,13 @@ impl Application {
             }
         };
         let mut server_running = true;
-        let outcome = tokio::select! {
+        let mut outcome = tokio::select! {
             result = &mut server => {
                 // Whatever ended the accept loop, the workers below are still stopped and
                 // joined before the model directory goes.
                 server_running = false;
                 Err(Error::Task(match result {
-                    Ok(()) => "the HTTP server stopped on its own".into(),
+                    Ok(_) => "the HTTP server stopped on its own".into(),
                     Err(e) => e.to_string(),
                 }))
             }
@@ -230,16 +272,32 @@ impl Application {
         };
         if server_running {
             let _ = trigger.send(());
-            if tokio::time::timeout(shutdown_timeout, &mut server)
-                .await
-                .is_err()
-            {
-                tracing::warn!(
-                    timeout_ms = shutdown_timeout.as_millis() as u64,
-                    "in-flight requests did not finish in time; closing them"
-                );
-                server.abort();
+            // The server bounds its own drain by the grace period.
+            match (&mut server).await {
+                Ok(drained) if drained.unanswered > 0 => {
+                    let grace_ms = limits.shutdown_grace.as_millis() as u64;
+                    tracing::warn!(
+                        unanswered = drained.unanswered,
+                        grace_ms,
+                        "in-flight requests did not finish in time; their connections were closed"
+                    );
+                    if outcome.is_ok() {
+                        outcome = Err(Error::GraceExpired {
+                            unanswered: drained.unanswered,
+                            grace_ms,
+                        });
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if outcome.is_ok() {
+                        outcome = Err(Error::Task(e.to_string()));
+                    }
+                }
             }
+        }
+        if let Some(path) = socket_file {
+            let _ = std::fs::remove_file(path);
         }
         tokio::task::spawn_blocking(move || pool.shutdown())
             .await
@@ -247,6 +305,49 @@ impl Application {
         drop(model);
         tracing::info!("stopped");
         outcome
+    }
+}
+
+/// Binds the configured address. A Unix-domain socket gets `mode` (0660 by default: only the
+/// owner and its group may connect); a stale socket file left by a crashed run is replaced,
+/// but any other kind of file at that path is an error.
+async fn bind(
+    address: &ListenAddress,
+    mode: u32,
+) -> std::io::Result<(BoundListener, ListenAddress)> {
+    match address {
+        ListenAddress::Tcp(address) => {
+            let listener = TcpListener::bind(address).await?;
+            let bound = ListenAddress::Tcp(listener.local_addr()?);
+            Ok((BoundListener::Tcp(listener), bound))
+        }
+        ListenAddress::Unix(path) => {
+            use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+            match std::fs::symlink_metadata(path) {
+                Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path)?,
+                Ok(_) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::AlreadyExists,
+                        "a file that is not a socket is in the way",
+                    ));
+                }
+                Err(_) => {}
+            }
+            // Bound under a random name, given its mode, then renamed into place: clients can
+            // only reach the socket once its mode is final.
+            let staging = path.with_file_name(format!(".classify-{}.sock", uuid::Uuid::new_v4()));
+            let listener = UnixListener::bind(&staging)?;
+            let placed = std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(mode))
+                .and_then(|()| std::fs::rename(&staging, path));
+            if let Err(e) = placed {
+                let _ = std::fs::remove_file(&staging);
+                return Err(e);
+            }
+            Ok((
+                BoundListener::Unix(listener, path.clone()),
+                ListenAddress::Unix(path.clone()),
+            ))
+        }
     }
 }
 

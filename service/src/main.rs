@@ -39,14 +39,20 @@ fn main() -> ExitCode {
     let outcome = runtime.block_on(async {
         let shutdown = shutdown_signal()?;
         let app = Application::build(config).await?;
-        let address = app.local_addr();
-        tracing::info!(
-            %address,
-            docs = %format!("http://{address}{}", classify_service::http::docs::DOCS_PATH),
-            "listening"
-        );
+        let address = app.listen_address();
+        match app.local_addr() {
+            Some(tcp) => tracing::info!(
+                %address,
+                docs = %format!("http://{tcp}{}", classify_service::http::docs::DOCS_PATH),
+                "listening"
+            ),
+            None => tracing::info!(%address, "listening"),
+        }
         app.run_until_stopped(shutdown).await
     });
+    // Blocking tasks still running (a decode, say) must not keep the process alive past the
+    // grace period: the runtime waits for them only briefly.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         // One line per start-up error, in the log's format (stderr is the log from here on).

@@ -6,7 +6,7 @@
 //!
 //! | metric | type | labels |
 //! |---|---|---|
-//! | `classify_http_requests_total` | counter | `route` (matched route or `unmatched`), `method`, `status` |
+//! | `classify_http_requests_total` | counter | `route` (matched route, `unmatched`, or `rejected` by the Host/Origin guard), `method` (the standard methods, any other as `other`), `status` |
 //! | `classify_decode_seconds` | histogram | |
 //! | `classify_preprocess_seconds` | histogram | |
 //! | `classify_queue_wait_seconds` | histogram | |
@@ -20,6 +20,7 @@
 //! `classify_model_info`'s `backend` is DLR's backend ("tvm") for DLR models and "onnxruntime"
 //! for ONNX models; `dlr_version` is then ONNX Runtime's version (label names kept stable).
 
+use axum::http::Method;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -140,6 +141,23 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut out)
             .expect("encoding to a Vec cannot fail");
         String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}
+
+/// The `method` label: one of the standard methods, or `other` — a client can send any token
+/// as a method, and each distinct label value would be a new time series forever.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::HEAD => "HEAD",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
     }
 }
 

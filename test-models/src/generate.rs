@@ -12,6 +12,9 @@ use crate::spec::{
 /// The C source of every kernel the generated models call (`kernels/colour.c`).
 pub const KERNEL_SOURCE: &str = include_str!("../kernels/colour.c");
 
+/// The gate kernel of the `gated` model (`kernels/gate.c`), compiled into the same library.
+pub const GATE_KERNEL_SOURCE: &str = include_str!("../kernels/gate.c");
+
 /// File name of the compiled kernel library inside a model directory.
 pub const KERNEL_FILE_NAME: &str = "compiled.so";
 
@@ -66,16 +69,23 @@ pub fn compile_kernels_with(
     work_dir: &Path,
 ) -> Result<PathBuf, GenerateError> {
     let source = work_dir.join("colour-kernels.c");
+    let gate_source = work_dir.join("gate-kernel.c");
     let library = work_dir.join("colour-kernels.so");
     io(&source, std::fs::write(&source, KERNEL_SOURCE))?;
+    io(
+        &gate_source,
+        std::fs::write(&gate_source, GATE_KERNEL_SOURCE),
+    )?;
     let cc = format!("{:?}", compiler.get_program());
     let output = compiler
         .args(["-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o"])
         .arg(&library)
         .arg(&source)
+        .arg(&gate_source)
         .output()
         .map_err(|e| GenerateError::Compiler(format!("cannot run {cc}: {e}")))?;
     io(&source, std::fs::remove_file(&source))?;
+    io(&gate_source, std::fs::remove_file(&gate_source))?;
     if !output.status.success() {
         return Err(GenerateError::Compiler(
             String::from_utf8_lossy(&output.stderr).into_owned(),
@@ -190,7 +200,11 @@ fn graph_of(spec: &ColourModel) -> (Vec<Node>, Vec<Param>) {
         features = nodes.len() - 1;
     }
     nodes.push(op("colour_mean_pool", vec![features], vec![1, 3]));
-    let pooled = nodes.len() - 1;
+    let mut pooled = nodes.len() - 1;
+    if spec.gated {
+        nodes.push(op("colour_gate", vec![pooled], vec![1, 3]));
+        pooled = nodes.len() - 1;
+    }
     nodes.push(null("dense_weight", vec![classes, 3], "float32"));
     nodes.push(null("dense_bias", vec![classes], "float32"));
     let (w, b) = (nodes.len() - 2, nodes.len() - 1);

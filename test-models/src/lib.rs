@@ -19,8 +19,8 @@ pub mod paths;
 mod spec;
 
 pub use generate::{
-    GenerateError, KERNEL_FILE_NAME, KERNEL_SOURCE, compile_kernels_with, generate, generate_all,
-    model_files,
+    GATE_KERNEL_SOURCE, GenerateError, KERNEL_FILE_NAME, KERNEL_SOURCE, compile_kernels_with,
+    generate, generate_all, model_files,
 };
 pub use spec::{
     CLASSES, ColourModel, DType, INPUT_NAME, Layout, MEAN, STD, all_models, expected_logits,

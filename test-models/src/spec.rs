@@ -18,6 +18,9 @@ pub struct ColourModel {
     /// Rounds of 3x3 box blur before pooling: 0 for the light models; the heavy model's
     /// count sets its run time (see `cargo xtask setup --heavy-passes`).
     pub blur_passes: u32,
+    /// A gate before the dense layer (`kernels/gate.c`): each run waits while `gate-closed`
+    /// exists in the model directory, so a test can hold a worker for as long as it needs.
+    pub gated: bool,
 }
 
 /// Input name of every generated model (as the ModelStore ResNet-50's).
@@ -33,6 +36,7 @@ impl ColourModel {
         width: 224,
         dtype: DType::F32,
         blur_passes: 0,
+        gated: false,
     };
     /// NCHW layout and a non-square size, to pin layout and resizing.
     pub const COLOUR_NCHW: ColourModel = ColourModel {
@@ -42,6 +46,7 @@ impl ColourModel {
         width: 160,
         dtype: DType::F32,
         blur_passes: 0,
+        gated: false,
     };
     /// A uint8 input, to exercise the binding's non-float path.
     pub const COLOUR_U8: ColourModel = ColourModel {
@@ -51,6 +56,7 @@ impl ColourModel {
         width: 64,
         dtype: DType::U8,
         blur_passes: 0,
+        gated: false,
     };
     /// Default blur rounds of the heavy model (about 100–300 ms per run on a 2-core machine).
     pub const DEFAULT_HEAVY_PASSES: u32 = 1000;
@@ -64,8 +70,16 @@ impl ColourModel {
             width: 224,
             dtype: DType::F32,
             blur_passes,
+            gated: false,
         }
     }
+
+    /// The gated model: [`Self::COLOUR`] with the gate kernel (see [`Self::gated`]'s field).
+    pub const GATED: ColourModel = ColourModel {
+        name: "gated",
+        gated: true,
+        ..Self::COLOUR
+    };
 
     /// The input shape as DLR reports it.
     pub fn input_shape(&self) -> [i64; 4] {
@@ -88,6 +102,7 @@ pub fn all_models(heavy_passes: u32) -> Vec<ColourModel> {
         ColourModel::COLOUR_NCHW,
         ColourModel::COLOUR_U8,
         ColourModel::heavy(heavy_passes),
+        ColourModel::GATED,
     ]
 }
 

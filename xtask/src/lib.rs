@@ -9,6 +9,7 @@ pub mod setup;
 pub mod setup_model;
 pub mod setup_browser;
 pub mod setup_onnx;
+pub mod setup_robustness;
 
 use std::process::Command;
 

@@ -19,6 +19,7 @@ fn run_setup(heavy_passes: u32) -> Result {
     fetch_libdlr(&python)?;
     make_venv(&python)?;
     crate::setup_browser::install()?;
+    crate::setup_robustness::install()?;
     let dirs = dlr_test_models::generate_all(&paths::models_dir(), heavy_passes)?;
     eprintln!(
         "generated {} models in {}",

@@ -499,6 +499,16 @@ async fn multipart_source(request: Request, options: &mut RawOptions) -> Result<
     })
 }
 
+/// Reads a JSON request body as `POST /classify` does, without serving it: `Ok` when the
+/// body names one image source and well-formed options, else the client's error message.
+/// For the fuzz targets and their replay in the test command.
+pub fn check_json_body(bytes: &[u8]) -> Result<(), String> {
+    let mut options = RawOptions::default();
+    json_source(bytes, &mut options)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 /// What a JSON body must look like, for error messages.
 const JSON_SHAPE: &str = "a JSON object with one image source (image_base64, path, or \
     image_dir with fname) and optionally top_k and threshold";

@@ -12,6 +12,9 @@
 pub mod api;
 pub(crate) mod classify;
 pub mod docs;
+pub mod guard;
+
+pub use classify::check_json_body;
 pub mod problem;
 
 use std::sync::Arc;
@@ -159,12 +162,12 @@ async fn count_requests(
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
-    let method = request.method().to_string();
+    let method = crate::metrics::method_label(request.method());
     let response = next.run(request).await;
     state
         .metrics
         .requests
-        .with_label_values(&[route.as_str(), method.as_str(), response.status().as_str()])
+        .with_label_values(&[route.as_str(), method, response.status().as_str()])
         .inc();
     response
 }

@@ -189,7 +189,7 @@ fn dockerfile_is_consistent_with_the_workspace_and_the_binaries() {
     let config = parse_service(&argv, "Dockerfile service")
         .resolve()
         .unwrap();
-    assert_eq!(config.listen.port().to_string(), default_port);
+    assert_eq!(config.listen.port().unwrap().to_string(), default_port);
     let volumes: Vec<String> = service
         .iter()
         .filter(|i| i.keyword == "VOLUME")

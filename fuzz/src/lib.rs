@@ -1,0 +1,3 @@
+//! Fuzz checks for the service and the IPC adapter; see `checks`.
+
+pub mod checks;
