@@ -129,6 +129,8 @@ impl Adapter {
     /// arrive, reports RUNNING and writes the ready file. When this returns, requests published on
     /// the topic will be received.
     pub async fn start(config: AdapterConfig) -> Result<Self, AdapterError> {
+        // A file left by an earlier run must not announce this one before it is ready.
+        remove_ready_file(&config);
         let client_config = config.ipc.client_config().map_err(AdapterError::Config)?;
         let topics = &config.topics;
         if topics.request_topic.is_empty() {
@@ -226,6 +228,7 @@ impl Adapter {
             },
         };
         if let Some(reason) = lost {
+            remove_ready_file(&ctx.config);
             tasks.abort_all();
             tracing::error!(
                 %reason,
@@ -235,6 +238,7 @@ impl Adapter {
             return Err(AdapterError::ConnectionLost(reason));
         }
 
+        remove_ready_file(&ctx.config);
         tracing::info!(
             in_flight = tasks.len(),
             "shutdown requested: no new requests, finishing the ones received"
@@ -307,6 +311,16 @@ pub fn write_ready_file(path: &Path) -> std::io::Result<()> {
     tmp.push(".tmp");
     std::fs::write(&tmp, "ready\n")?;
     std::fs::rename(&tmp, path)
+}
+
+/// Removes the ready file, if one is configured: the adapter is not (or no longer) ready.
+fn remove_ready_file(config: &AdapterConfig) {
+    if let Some(path) = &config.ready_file
+        && let Err(e) = std::fs::remove_file(path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %path.display(), error = %e, "cannot remove the ready file");
+    }
 }
 
 /// The periodic liveness probe's state.

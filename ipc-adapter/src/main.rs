@@ -46,6 +46,10 @@ async fn main() -> ExitCode {
                 tokens: args.tokens.into_iter().collect::<HashMap<_, _>>(),
             };
             let stop = shutdown_signal();
+            if let Some(path) = &args.ready_file {
+                // A file left by an earlier run must not announce this one.
+                let _ = std::fs::remove_file(path);
+            }
             let handle = match emulator::spawn(config).await {
                 Ok(h) => h,
                 Err(e) => {
@@ -62,6 +66,9 @@ async fn main() -> ExitCode {
             }
             stop.await;
             handle.shutdown().await;
+            if let Some(path) = &args.ready_file {
+                let _ = std::fs::remove_file(path);
+            }
             ExitCode::SUCCESS
         }
         Command::Request(args) => match requester::request(&args).await {

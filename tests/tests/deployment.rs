@@ -319,7 +319,10 @@ fn launch(interpolation: &Interpolation, manifest: &Value, context: &str) -> Lau
         Some(output)
     };
     run_script("Install");
-    let run = run_script("Run").unwrap_or_else(|| panic!("{context}: no Run step"));
+    // The adapter starts in a Startup step (it reports RUNNING itself once subscribed).
+    let run = run_script("Run")
+        .or_else(|| run_script("Startup"))
+        .unwrap_or_else(|| panic!("{context}: no Run or Startup step"));
     let mut argv: Vec<String> = String::from_utf8(run.stdout)
         .unwrap()
         .split('\0')
@@ -583,6 +586,8 @@ fn access_control_grants_exactly_the_configured_topics() {
         BTreeSet::from([
             (SUBSCRIBE.to_owned(), request.to_owned()),
             (PUBLISH.to_owned(), reply.to_owned()),
+            // The adapter's liveness probe to itself travels its own request topic.
+            (PUBLISH.to_owned(), request.to_owned()),
         ])
     );
 
@@ -755,15 +760,23 @@ fn adapter_run_command_is_accepted_and_wired_to_the_configuration() {
         let adapter_config::Command::Run(config) = parse_adapter(&argv, &context) else {
             panic!("{context}: the adapter component must run the adapter");
         };
-        assert_eq!(config.request_topic, value("RequestTopic"));
-        assert_eq!(config.reply_topic, value("ReplyTopic"));
+        assert_eq!(config.topics.request_topic, value("RequestTopic"));
+        assert_eq!(config.topics.reply_topic, value("ReplyTopic"));
         assert_eq!(config.service_url, value("ServiceUrl"));
         assert_eq!(lower_debug(config.reply_format), value("ReplyFormat"));
         assert_eq!(config.max_in_flight.to_string(), value("MaxInFlight"));
         assert_eq!(config.max_queued.to_string(), value("MaxQueued"));
         assert_eq!(
-            config.request_timeout_ms.to_string(),
-            value("RequestTimeoutMs")
+            config.timeouts.reply_deadline_ms.to_string(),
+            value("ReplyDeadlineMs")
+        );
+        assert_eq!(
+            config.timeouts.liveness_interval_ms.to_string(),
+            value("LivenessIntervalMs")
+        );
+        assert!(
+            !config.no_report_state,
+            "{context}: Startup needs UpdateState"
         );
         assert_eq!(lower_debug(config.ipc.nucleus), value("Nucleus"));
         assert!(
@@ -803,8 +816,8 @@ fn requester_run_command_is_accepted_and_wired_to_the_configuration() {
             Some(value("ImageDirectory").as_str())
         );
         assert_eq!(args.fname.as_deref(), Some(value("ImageName").as_str()));
-        assert_eq!(args.request_topic, value("RequestTopic"));
-        assert_eq!(args.reply_topic, value("ReplyTopic"));
+        assert_eq!(args.topics.request_topic, value("RequestTopic"));
+        assert_eq!(args.topics.reply_topic, value("ReplyTopic"));
         assert_eq!(args.timeout_ms.to_string(), value("TimeoutMs"));
         assert_eq!(lower_debug(args.ipc.nucleus), value("Nucleus"));
     }
@@ -872,7 +885,10 @@ fn every_artifact_is_built_by_dist_and_every_built_file_is_used() {
                 platforms.insert(target.greengrass_arch),
                 "duplicate platform"
             );
-            let run = script(&manifest["Lifecycle"]["Run"]).unwrap();
+            let lifecycle = &manifest["Lifecycle"];
+            let run = script(&lifecycle["Run"])
+                .or_else(|| script(&lifecycle["Startup"]))
+                .unwrap();
             for artifact in manifest["Artifacts"].as_array().unwrap() {
                 let uri = str_at(artifact, "/URI");
                 let file = uri.rsplit('/').next().unwrap();
