@@ -193,3 +193,40 @@ async fn seed_requester_flow_through_emulator_adapter_and_service() {
         }
     }
 }
+
+#[tokio::test]
+async fn official_client_as_a_json_requester_gets_every_reply_on_both_nuclei() {
+    for flavour in FLAVOURS {
+        let stub = stub_service().await;
+        let dir = tempfile::tempdir().unwrap();
+        let emu = start_emulator(dir.path(), flavour).await;
+        let running = start_adapter(adapter_config(emu.socket_path(), &stub.url, flavour)).await;
+        let PythonRun { ok, output, stderr } = run_python(
+            emu.socket_path(),
+            REQUESTER,
+            &["json-requests", "--count", "3", "--fname", "red.png"],
+        )
+        .await;
+        assert!(ok, "{flavour:?}: {output}\n{stderr}");
+        let replies = output["replies"].as_array().unwrap();
+        assert_eq!(replies.len(), 3, "{flavour:?}: {output}");
+        for (i, reply) in replies.iter().enumerate() {
+            // Classic keeps the request's kind; lite answers with the JSON text in a
+            // binaryMessage, because five predictions are more JSON values than lite delivers.
+            let document: serde_json::Value = match flavour {
+                Flavour::Classic => {
+                    assert_eq!(reply["kind"], "json", "{reply}");
+                    reply["message"].clone()
+                }
+                Flavour::Lite => {
+                    assert_eq!(reply["kind"], "binary", "{reply}");
+                    serde_json::from_str(reply["message"].as_str().unwrap()).unwrap()
+                }
+            };
+            assert_eq!(document["request_id"], format!("json-{i}"));
+            assert_eq!(document["predictions"].as_array().unwrap().len(), 5);
+        }
+        running.stop().await.unwrap();
+        emu.shutdown().await;
+    }
+}
