@@ -405,6 +405,28 @@ mod tests {
     }
 
     #[test]
+    fn the_reply_deadline_has_a_name_of_its_own() {
+        let help = Cli::command()
+            .find_subcommand_mut("run")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("--reply-deadline-ms"), "{help}");
+        assert!(
+            help.contains("CLASSIFY_ADAPTER_REPLY_DEADLINE_MS"),
+            "{help}"
+        );
+        // The service's variable of that name means its own deadline; the adapter ignores it.
+        assert!(!help.contains("env: CLASSIFY_REQUEST_TIMEOUT_MS"), "{help}");
+        assert!(!help.contains("--request-timeout-ms"), "{help}");
+        let cli = Cli::try_parse_from(["x", "run", "--reply-deadline-ms", "1234"]).unwrap();
+        let Some(Command::Run(config)) = cli.command else {
+            panic!()
+        };
+        assert_eq!(config.timeouts.reply_deadline_ms, 1234);
+    }
+
+    #[test]
     fn run_is_the_default_subcommand() {
         let cli = Cli::try_parse_from([
             "x",

@@ -5,8 +5,10 @@
 
 use std::time::Duration;
 
+use classify_ipc_adapter::acl::AccessControl;
 use classify_ipc_adapter::adapter::{self, AdapterError};
 use classify_ipc_adapter::config::Flavour;
+use classify_ipc_adapter::emulator::EmulatorConfig;
 use classify_ipc_adapter::pubsub::Payload;
 use serde_json::{Value, json};
 
@@ -49,6 +51,36 @@ async fn running_is_reported_only_once_requests_are_received() {
         stop.send(()).unwrap();
         task.await.unwrap().unwrap();
     }
+}
+
+#[tokio::test]
+async fn without_leave_to_probe_itself_the_adapter_refuses_to_start() {
+    // The adapter may subscribe but not publish its probe: it cannot know that it hears
+    // requests, so it does not claim RUNNING.
+    let stub = stub_service().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut emulator = EmulatorConfig::new(dir.path().join("nucleus.sock"), Flavour::Lite);
+    emulator.access_control = AccessControl::from_value(&json!({
+        "aws.greengrass.ipc.pubsub": {
+            "com.example.Adapter:pubsub:1": {
+                "operations": ["aws.greengrass#SubscribeToTopic"],
+                "resources": ["local/inference"]
+            }
+        }
+    }))
+    .unwrap();
+    let emu = classify_ipc_adapter::emulator::spawn(emulator)
+        .await
+        .unwrap();
+    let config = adapter_config(emu.socket_path(), &stub.url, Flavour::Lite);
+    let err = tokio::time::timeout(WAIT, adapter::run(config, std::future::pending()))
+        .await
+        .expect("fails at once")
+        .unwrap_err();
+    assert!(matches!(err, AdapterError::Deaf(_)), "{err}");
+    assert_eq!(err.exit_code(), 3);
+    assert!(err.to_string().contains("PublishToTopic"), "{err}");
+    assert_eq!(emu.component_state(ADAPTER), None, "never reported RUNNING");
 }
 
 #[tokio::test]
