@@ -18,6 +18,7 @@ use classify_ipc_adapter::client::{ClientConfig, IpcClient, Subscription};
 use classify_ipc_adapter::config::{AdapterConfig, Flavour};
 use classify_ipc_adapter::emulator::{self, EmulatorConfig, EmulatorHandle};
 use classify_ipc_adapter::pubsub::{Payload, SubscriptionEvent};
+use dlr_test_models::paths;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -330,18 +331,19 @@ pub fn bin(v: &Value) -> Payload {
     Payload::Binary(v.to_string().into_bytes())
 }
 
-/// The Python interpreter with awsiotsdk: `CLASSIFY_TEST_PYTHON` or the workspace venv.
-/// Panics (test failure, no skip) when it is missing.
+/// The Python interpreter with awsiotsdk: `CLASSIFY_TEST_PYTHON`, else the venv that
+/// `cargo xtask setup` makes (found as the end-to-end tests find it). Panics (test failure, no
+/// skip) when it is missing.
 pub fn python() -> PathBuf {
-    let path = match std::env::var_os("CLASSIFY_TEST_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../generated/venv/bin/python"),
-    };
+    let path = std::env::var_os("CLASSIFY_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| paths::venv_dir().join("bin/python"));
     assert!(
         path.exists(),
-        "Python interpreter with awsiotsdk==1.31.0 not found at {}: run `cargo xtask setup` \
-         (or set CLASSIFY_TEST_PYTHON)",
-        path.display()
+        "{} not found: run `{}` first (it installs the official Greengrass IPC client, \
+         awsiotsdk==1.31.0), or set CLASSIFY_TEST_PYTHON",
+        path.display(),
+        paths::SETUP_COMMAND
     );
     path
 }
