@@ -13,8 +13,14 @@
 //!   consumer (event queues are unbounded): it also carries the responses the consumers may be
 //!   waiting for, and blocking it would deadlock them. Consumers bound their own work instead.
 //! * Incoming frames above the configured bound are skipped unread (prelude CRC checked first)
-//!   instead of being allocated; outgoing frames above the configured limit are refused before
-//!   anything is written (nucleus lite resets the connection at 10000 bytes).
+//!   instead of being allocated; only their headers and the first payload bytes are looked at, so
+//!   a skipped subscription event is still reported on its stream ([`IpcError::MessageTooLarge`],
+//!   which does not end the subscription) and its sender can be answered. Outgoing frames above
+//!   the configured limit are refused before anything is written (nucleus lite resets the
+//!   connection at 10000 bytes).
+//! * Connecting waits, with a growing pause and a bound ([`ClientConfig::socket_wait`]), while
+//!   the socket is missing or refuses connections: a component may start before its nucleus
+//!   (or, on a laptop, before the emulator) listens.
 //! * No keep-alive: Ping is never sent, because nucleus lite closes the connection on it.
 //! * When the connection ends, every pending request and subscription gets
 //!   [`IpcError::ConnectionLost`] and [`IpcClient::closed`] resolves; the client never reconnects by
