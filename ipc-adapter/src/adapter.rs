@@ -1,20 +1,36 @@
 //! The adapter: requests from local pub/sub → `POST /classify` → one reply each.
 //!
-//! Flow: connect to the nucleus, subscribe to the request topic, and for every message spawn a
-//! task that parses it ([`crate::messages`]), calls the service ([`crate::service`]) under the
-//! per-request timeout, and publishes exactly one reply — success or an error with a stable code.
+//! Flow: connect to the nucleus (waiting, bounded, for its socket), subscribe to the request
+//! topic, prove the subscription delivers with a first liveness probe, report `RUNNING` to the
+//! nucleus (`UpdateState`; the recipe starts the adapter in a `Startup` step, so Greengrass
+//! starts dependent components only then), write the ready file if asked; then for every
+//! message spawn a task that parses it ([`crate::messages`]), calls the service
+//! ([`crate::service`]) under the reply deadline, and publishes exactly one reply — success or an
+//! error with a stable code.
 //!
 //! **Bounded work.** At most `max_in_flight` requests call the service at once (a semaphore); at
 //! most `max_queued` more wait for a slot. A request beyond that is answered at once with
 //! `overloaded`, so every request still gets its one reply. The IPC reader itself never waits on
 //! this work (see [`crate::client`]).
 //!
-//! **Replies** go to the request's validated `reply_topic` or the configured reply topic, in the
-//! request's own message kind (binaryMessage JSON text for a binaryMessage request, jsonMessage for
-//! a jsonMessage request); in `label` format always as binaryMessage text. A reply that cannot be
-//! published on a requested `reply_topic` (for example unauthorised) is replaced by a
-//! `reply_failed` error on the default reply topic; a reply too large for the nucleus' frame limit
-//! is replaced by `reply_too_large`.
+//! **Replies** go to the request's validated `reply_topic` or the configured reply topic. With
+//! `--nucleus classic` they use the request's own message kind (binaryMessage JSON text for a
+//! binaryMessage request, jsonMessage for a jsonMessage request). With `--nucleus lite` every
+//! reply is a binaryMessage holding the JSON text: lite drops a delivered jsonMessage of more
+//! than 50 JSON values (a reply with five predictions has 58) and silently closes the requester's
+//! subscription, whereas a binaryMessage is one buffer to it. In `label` format replies are
+//! always binaryMessage text. A reply that cannot be published on a requested `reply_topic` is
+//! replaced by a `reply_failed` error on the default reply topic; a reply too large for the
+//! nucleus' frame limit by `reply_too_large`. A request message above the incoming frame bound
+//! is not read, so its id is unknown: it is answered with `message_too_large` and
+//! `request_id: null` on the default reply topic.
+//!
+//! **Liveness probe.** Nucleus lite never tells a client that its subscription died (a message
+//! it cannot decode, a restart of its pub/sub daemon). Every `liveness_interval` the adapter
+//! publishes `{"classify_adapter_liveness_probe": "<id>"}` on the request topic itself and waits
+//! for it on its own subscription: the probe travels the very path requests take, so it also
+//! catches the loss of just that subscription. A probe not back within `liveness_timeout` ends
+//! the adapter like a lost connection (exit 4), and Greengrass restarts it.
 //!
 //! **Connection loss policy: exit.** If the nucleus connection ends, [`Adapter::run`] returns
 //! [`AdapterError::ConnectionLost`] at once (in-flight work is abandoned: its replies could not be
@@ -28,15 +44,18 @@
 //! subscription, answer the requests already received (including those still queued), then return
 //! `Ok(())`.
 
+use std::collections::VecDeque;
 use std::future::Future;
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::client::{IpcClient, IpcError, Subscription};
-use crate::config::{AdapterConfig, ReplyFormat};
+use crate::config::{AdapterConfig, Flavour, ReplyFormat};
 use crate::messages::{self, ErrorCode, Reply};
 use crate::pubsub::{Payload, SubscriptionEvent};
 use crate::service::ServiceClient;
@@ -50,6 +69,9 @@ pub enum AdapterError {
     /// Connecting or subscribing failed at start-up.
     #[error("cannot start: {0}")]
     Startup(#[source] IpcError),
+    /// The subscription was acknowledged but the adapter's first probe did not come back.
+    #[error("cannot start: {0}")]
+    Deaf(String),
     /// The nucleus connection ended while running.
     #[error(
         "lost the connection to the Greengrass nucleus ({0}); exiting so that Greengrass restarts the component"
@@ -62,7 +84,7 @@ impl AdapterError {
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::Config(_) => 2,
-            Self::Startup(_) => 3,
+            Self::Startup(_) | Self::Deaf(_) => 3,
             Self::ConnectionLost(_) => 4,
         }
     }
@@ -81,6 +103,8 @@ struct Context {
 pub struct Adapter {
     ctx: Arc<Context>,
     subscription: Subscription,
+    /// Requests that arrived while the start-up probe was awaited.
+    early: VecDeque<Result<SubscriptionEvent, IpcError>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -100,28 +124,51 @@ pub async fn run(
 }
 
 impl Adapter {
-    /// Validates the configuration, connects to the nucleus and subscribes to the request topic.
-    /// When this returns, requests published on the topic will be received.
+    /// Validates the configuration, connects to the nucleus (waiting for its socket up to
+    /// `--socket-wait-ms`), subscribes to the request topic, checks with a probe that messages
+    /// arrive, reports RUNNING and writes the ready file. When this returns, requests published on
+    /// the topic will be received.
     pub async fn start(config: AdapterConfig) -> Result<Self, AdapterError> {
+        // A file left by an earlier run must not announce this one before it is ready.
+        remove_ready_file(&config);
         let client_config = config.ipc.client_config().map_err(AdapterError::Config)?;
-        messages::validate_reply_topic(&config.reply_topic, &config.request_topic)
-            .map_err(|e| AdapterError::Config(format!("--reply-topic: {e}")))?;
-        if config.request_topic.is_empty() {
+        let topics = &config.topics;
+        if topics.request_topic.is_empty() {
             return Err(AdapterError::Config(
                 "--request-topic must not be empty".into(),
             ));
         }
+        messages::validate_reply_topic(&topics.reply_topic, &topics.request_topic)
+            .map_err(|e| AdapterError::Config(format!("--reply-topic: {e}")))?;
         let service = ServiceClient::new(&config.service_url).map_err(AdapterError::Config)?;
         let client = IpcClient::connect(client_config)
             .await
             .map_err(AdapterError::Startup)?;
-        let subscription = client
-            .subscribe(&config.request_topic, None)
+        let mut subscription = client
+            .subscribe(&topics.request_topic, None)
             .await
             .map_err(AdapterError::Startup)?;
+        let mut early = VecDeque::new();
+        if config.timeouts.liveness_interval_ms > 0 {
+            first_probe(&client, &mut subscription, &config, &mut early).await?;
+        }
+        if !config.no_report_state {
+            // Without this a `Startup` step never leaves STARTING; under a `Run` step (or a
+            // nucleus without the lifecycle service) it is harmless, so a refusal only warns.
+            match client.update_state("RUNNING").await {
+                Ok(()) => tracing::debug!("reported RUNNING to the nucleus"),
+                Err(e) if e.is_connection_lost() => return Err(AdapterError::Startup(e)),
+                Err(e) => tracing::warn!(error = %e, "the nucleus refused UpdateState RUNNING"),
+            }
+        }
+        if let Some(path) = &config.ready_file {
+            write_ready_file(path).map_err(|e| {
+                AdapterError::Config(format!("cannot write --ready-file {}: {e}", path.display()))
+            })?;
+        }
         tracing::info!(
-            request_topic = %config.request_topic,
-            reply_topic = %config.reply_topic,
+            request_topic = %topics.request_topic,
+            reply_topic = %topics.reply_topic,
             service = %config.service_url,
             format = ?config.reply_format,
             max_in_flight = config.max_in_flight,
@@ -136,30 +183,52 @@ impl Adapter {
                 in_flight,
             }),
             subscription,
+            early,
         })
     }
 
     /// Processes requests until `shutdown` resolves (then drains and returns `Ok`) or the
     /// connection is lost (then returns [`AdapterError::ConnectionLost`] at once).
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), AdapterError> {
+        let ctx = self.ctx.clone();
         let admitted = Arc::new(Semaphore::new(
-            self.ctx.config.max_in_flight as usize + self.ctx.config.max_queued as usize,
+            ctx.config.max_in_flight as usize + ctx.config.max_queued as usize,
         ));
         let mut tasks = JoinSet::new();
         let mut shutdown = std::pin::pin!(shutdown);
-        let lost = loop {
-            tokio::select! {
-                biased;
-                () = &mut shutdown => break None,
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-                next = self.subscription.next() => match next {
-                    Some(Ok(event)) => dispatch(&self.ctx, &admitted, &mut tasks, event),
-                    Some(Err(e)) => break Some(e.to_string()),
-                    None => break Some("subscription ended".to_owned()),
-                },
+        let mut liveness = Liveness::new(&ctx.config);
+        let mut lost = None;
+        while let Some(delivery) = self.early.pop_front() {
+            if let Err(reason) = deliver(&ctx, &admitted, &mut tasks, &mut liveness, delivery) {
+                lost = Some(reason);
+                break;
             }
+        }
+        let lost = match lost {
+            Some(reason) => Some(reason),
+            None => loop {
+                tokio::select! {
+                    biased;
+                    () = &mut shutdown => break None,
+                    Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                    next = self.subscription.next() => {
+                        let Some(delivery) = next else {
+                            break Some("subscription ended".to_owned());
+                        };
+                        if let Err(reason) = deliver(&ctx, &admitted, &mut tasks, &mut liveness, delivery) {
+                            break Some(reason);
+                        }
+                    }
+                    () = sleep_until(liveness.due()) => {
+                        if let Err(reason) = liveness.on_due(&ctx.client, &ctx.config.topics.request_topic) {
+                            break Some(reason);
+                        }
+                    }
+                }
+            },
         };
         if let Some(reason) = lost {
+            remove_ready_file(&ctx.config);
             tasks.abort_all();
             tracing::error!(
                 %reason,
@@ -169,6 +238,7 @@ impl Adapter {
             return Err(AdapterError::ConnectionLost(reason));
         }
 
+        remove_ready_file(&ctx.config);
         tracing::info!(
             in_flight = tasks.len(),
             "shutdown requested: no new requests, finishing the ones received"
@@ -177,12 +247,199 @@ impl Adapter {
             tracing::warn!(error = %e, "closing the request subscription failed");
         }
         // Requests that were received before the close still get their reply.
-        while let Some(Ok(event)) = self.subscription.try_next() {
-            dispatch(&self.ctx, &admitted, &mut tasks, event);
+        while let Some(delivery) = self.subscription.try_next() {
+            if delivery.is_err() && !matches!(delivery, Err(IpcError::MessageTooLarge { .. })) {
+                break;
+            }
+            let _ = deliver(&ctx, &admitted, &mut tasks, &mut liveness, delivery);
         }
         while tasks.join_next().await.is_some() {}
         tracing::info!("adapter stopped");
         Ok(())
+    }
+}
+
+/// Publishes a first probe and waits for it, keeping whatever else arrives meanwhile.
+async fn first_probe(
+    client: &IpcClient,
+    subscription: &mut Subscription,
+    config: &AdapterConfig,
+    early: &mut VecDeque<Result<SubscriptionEvent, IpcError>>,
+) -> Result<(), AdapterError> {
+    let id = format!("start-{}", messages::new_request_id());
+    let topic = &config.topics.request_topic;
+    client
+        .publish(topic, &messages::probe(&id))
+        .await
+        .map_err(|e| {
+            AdapterError::Deaf(format!(
+                "publishing the liveness probe on {topic} failed: {e} (the adapter's \
+                 accessControl must allow PublishToTopic on its request topic)"
+            ))
+        })?;
+    let timeout = Duration::from_millis(config.timeouts.liveness_timeout_ms);
+    let wait = async {
+        loop {
+            match subscription.next().await {
+                Some(Ok(event)) if messages::probe_id(&event.payload) == Some(id.as_str()) => {
+                    return Ok(());
+                }
+                Some(Ok(event)) if messages::probe_id(&event.payload).is_some() => {}
+                Some(Err(e)) if !matches!(e, IpcError::MessageTooLarge { .. }) => {
+                    return Err(AdapterError::Startup(e));
+                }
+                Some(other) => early.push_back(other),
+                None => {
+                    return Err(AdapterError::Startup(IpcError::StreamClosed));
+                }
+            }
+        }
+    };
+    tokio::time::timeout(timeout, wait).await.map_err(|_| {
+        AdapterError::Deaf(format!(
+            "the subscription to {topic} was acknowledged but the adapter's own probe did not \
+             arrive within {} ms",
+            timeout.as_millis()
+        ))
+    })?
+}
+
+/// Writes `ready` to `path` atomically (temporary file, then rename), so a waiter never sees a
+/// half-written file.
+pub fn write_ready_file(path: &Path) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, "ready\n")?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Removes the ready file, if one is configured: the adapter is not (or no longer) ready.
+fn remove_ready_file(config: &AdapterConfig) {
+    if let Some(path) = &config.ready_file
+        && let Err(e) = std::fs::remove_file(path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %path.display(), error = %e, "cannot remove the ready file");
+    }
+}
+
+/// The periodic liveness probe's state.
+struct Liveness {
+    interval: Option<Duration>,
+    timeout: Duration,
+    /// When the next probe is sent (no probe outstanding) or when the outstanding one is late.
+    due: Instant,
+    outstanding: Option<String>,
+    sequence: u64,
+    instance: String,
+}
+
+impl Liveness {
+    fn new(config: &AdapterConfig) -> Self {
+        let interval = match config.timeouts.liveness_interval_ms {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        };
+        Self {
+            interval,
+            timeout: Duration::from_millis(config.timeouts.liveness_timeout_ms),
+            due: Instant::now() + interval.unwrap_or_default(),
+            outstanding: None,
+            sequence: 0,
+            instance: messages::new_request_id(),
+        }
+    }
+
+    /// When [`Liveness::on_due`] must run next; `None` with the probe off.
+    fn due(&self) -> Option<Instant> {
+        self.interval.map(|_| self.due)
+    }
+
+    /// Sends the next probe, or reports the adapter deaf when the outstanding one is late.
+    fn on_due(&mut self, client: &IpcClient, topic: &str) -> Result<(), String> {
+        if self.outstanding.is_some() {
+            return Err(format!(
+                "the liveness probe published on {topic} did not come back within {} ms: the \
+                 nucleus dropped the subscription without a word (nucleus lite does this)",
+                self.timeout.as_millis()
+            ));
+        }
+        self.sequence += 1;
+        let id = format!("{}-{}", self.instance, self.sequence);
+        let client = client.clone();
+        let topic = topic.to_owned();
+        let payload = messages::probe(&id);
+        // The publish runs on its own; a failure shows up as the probe not coming back.
+        tokio::spawn(async move {
+            if let Err(e) = client.publish(&topic, &payload).await {
+                tracing::warn!(error = %e, "publishing the liveness probe failed");
+            }
+        });
+        self.outstanding = Some(id);
+        self.due = Instant::now() + self.timeout;
+        Ok(())
+    }
+
+    /// A probe arrived; returns whether it was this adapter's outstanding one.
+    fn on_probe(&mut self, id: &str) -> bool {
+        if self.outstanding.as_deref() != Some(id) {
+            return false;
+        }
+        self.outstanding = None;
+        self.due = Instant::now() + self.interval.unwrap_or_default();
+        true
+    }
+}
+
+/// Sleeps until `at`, or forever when there is no such time.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Handles one delivery from the subscription; `Err` when the connection is to be counted lost.
+fn deliver(
+    ctx: &Arc<Context>,
+    admitted: &Arc<Semaphore>,
+    tasks: &mut JoinSet<()>,
+    liveness: &mut Liveness,
+    delivery: Result<SubscriptionEvent, IpcError>,
+) -> Result<(), String> {
+    match delivery {
+        Ok(event) => {
+            if let Some(id) = messages::probe_id(&event.payload) {
+                if !liveness.on_probe(id) {
+                    tracing::debug!(probe = id, "ignoring another adapter's liveness probe");
+                }
+            } else {
+                dispatch(ctx, admitted, tasks, event);
+            }
+            Ok(())
+        }
+        Err(IpcError::MessageTooLarge { len, max, binary }) => {
+            let ctx = ctx.clone();
+            tasks.spawn(async move {
+                tracing::warn!(
+                    len,
+                    max,
+                    "request message above the incoming limit: answering message_too_large"
+                );
+                let reply = Reply::error(
+                    None,
+                    ErrorCode::MessageTooLarge,
+                    format!(
+                        "the request message ({len} bytes) exceeds the adapter's limit of {max} \
+                         bytes; send a file reference (image_dir + fname, or path) instead of \
+                         image_base64"
+                    ),
+                );
+                publish_reply(&ctx, None, &reply, binary).await;
+            });
+            Ok(())
+        }
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -204,7 +461,8 @@ fn dispatch(
             tasks.spawn(async move {
                 let binary = matches!(event.payload, Payload::Binary(_));
                 let (request_id, topic) =
-                    match messages::parse_request(&event.payload, &ctx.config.request_topic) {
+                    match messages::parse_request(&event.payload, &ctx.config.topics.request_topic)
+                    {
                         Ok(r) => (r.request_id, r.reply_topic),
                         Err(r) => (r.request_id, None),
                     };
@@ -223,63 +481,71 @@ fn dispatch(
 async fn handle(ctx: &Context, event: SubscriptionEvent) {
     let started = Instant::now();
     let binary = matches!(event.payload, Payload::Binary(_));
-    let (reply, topic) = match messages::parse_request(&event.payload, &ctx.config.request_topic) {
-        Err(rejected) => (
-            Reply::error(rejected.request_id, rejected.code, rejected.message),
-            None,
-        ),
-        Ok(request) => {
-            // The deadline covers the wait for a free slot too, so a backlog cannot hold a
-            // request (or a shutdown) for longer than one request timeout.
-            let timeout = ctx.config.request_timeout();
-            let attempt = async {
-                // Closed only if the adapter is dropped; then no reply can be sent anyway.
-                let _slot = ctx.in_flight.acquire().await.ok()?;
-                Some(ctx.service.classify(&request).await)
-            };
-            let reply = match tokio::time::timeout(timeout, attempt).await {
-                Ok(None) => return,
-                Ok(Some(Ok(c))) => Reply::ok(request.request_id.clone(), c.label, c.predictions),
-                Ok(Some(Err(f))) => Reply::error(request.request_id.clone(), f.code, f.message),
-                Err(_) => Reply::error(
-                    request.request_id.clone(),
-                    ErrorCode::Timeout,
-                    format!(
-                        "no answer from the service within {} ms",
-                        timeout.as_millis()
+    let (reply, topic) =
+        match messages::parse_request(&event.payload, &ctx.config.topics.request_topic) {
+            Err(rejected) => (
+                Reply::error(rejected.request_id, rejected.code, rejected.message),
+                None,
+            ),
+            Ok(request) => {
+                // The deadline covers the wait for a free slot too, so a backlog cannot hold a
+                // request (or a shutdown) for longer than one reply deadline.
+                let timeout = ctx.config.timeouts.reply_deadline();
+                let deadline = started + timeout;
+                let attempt = async {
+                    // Closed only if the adapter is dropped; then no reply can be sent anyway.
+                    let _slot = ctx.in_flight.acquire().await.ok()?;
+                    Some(ctx.service.classify_until(&request, deadline).await)
+                };
+                let id = request.request_id.clone();
+                let reply = match tokio::time::timeout_at(deadline, attempt).await {
+                    Ok(None) => return,
+                    Ok(Some(Ok(answer))) => Reply::ok(id, answer.label, answer.predictions),
+                    Ok(Some(Err(f))) => Reply::error(id, f.code, f.message),
+                    Err(_) => Reply::error(
+                        id,
+                        ErrorCode::Timeout,
+                        format!(
+                            "no answer from the service within {} ms",
+                            timeout.as_millis()
+                        ),
                     ),
-                ),
-            };
-            (reply, request.reply_topic)
-        }
-    };
+                };
+                (reply, request.reply_topic)
+            }
+        };
+    let request_id = reply.request_id.as_deref().unwrap_or("");
     match &reply.error {
         None => {
-            tracing::info!(request_id = %reply.request_id, label = ?reply.label, elapsed_ms = started.elapsed().as_millis() as u64, "classified")
+            tracing::info!(request_id, label = ?reply.label, elapsed_ms = started.elapsed().as_millis() as u64, "classified")
         }
         Some(e) => {
-            tracing::warn!(request_id = %reply.request_id, code = e.code.as_str(), message = %e.message, "request failed")
+            tracing::warn!(request_id, code = e.code.as_str(), message = %e.message, "request failed")
         }
     }
     publish_reply(ctx, topic.as_deref(), &reply, binary).await;
 }
 
-fn encode_reply(format: ReplyFormat, reply: &Reply, binary: bool) -> Payload {
-    match format {
+/// The message carrying `reply`: label text, or JSON as binaryMessage text or jsonMessage.
+fn encode_reply(config: &AdapterConfig, reply: &Reply, binary_request: bool) -> Payload {
+    let json_message_fits = config.ipc.nucleus == Flavour::Classic;
+    match config.reply_format {
         ReplyFormat::Label => Payload::Binary(reply.to_label_text().into_bytes()),
-        ReplyFormat::Json if binary => Payload::Binary(reply.to_json().to_string().into_bytes()),
+        ReplyFormat::Json if binary_request || !json_message_fits => {
+            Payload::Binary(reply.to_json().to_string().into_bytes())
+        }
         ReplyFormat::Json => Payload::Json(reply.to_json()),
     }
 }
 
 /// Publishes `reply`, falling back to an error reply when the first attempt cannot be delivered.
 async fn publish_reply(ctx: &Context, requested_topic: Option<&str>, reply: &Reply, binary: bool) {
-    let default_topic = ctx.config.reply_topic.as_str();
+    let default_topic = ctx.config.topics.reply_topic.as_str();
     let topic = requested_topic.unwrap_or(default_topic);
-    let format = ctx.config.reply_format;
+    let request_id = reply.request_id.as_deref().unwrap_or("");
     let fallback = match ctx
         .client
-        .publish(topic, &encode_reply(format, reply, binary))
+        .publish(topic, &encode_reply(&ctx.config, reply, binary))
         .await
     {
         Ok(()) => return,
@@ -302,18 +568,18 @@ async fn publish_reply(ctx: &Context, requested_topic: Option<&str>, reply: &Rep
             ),
         )),
         Err(e) => {
-            tracing::error!(request_id = %reply.request_id, %topic, error = %e, "reply could not be published");
+            tracing::error!(request_id, %topic, error = %e, "reply could not be published");
             None
         }
     };
     if let Some((topic, fallback)) = fallback {
-        tracing::warn!(request_id = %reply.request_id, %topic, "publishing a fallback error reply");
+        tracing::warn!(request_id, %topic, "publishing a fallback error reply");
         if let Err(e) = ctx
             .client
-            .publish(topic, &encode_reply(format, &fallback, binary))
+            .publish(topic, &encode_reply(&ctx.config, &fallback, binary))
             .await
         {
-            tracing::error!(request_id = %reply.request_id, %topic, error = %e, "fallback reply could not be published");
+            tracing::error!(request_id, %topic, error = %e, "fallback reply could not be published");
         }
     }
 }

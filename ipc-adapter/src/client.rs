@@ -13,8 +13,14 @@
 //!   consumer (event queues are unbounded): it also carries the responses the consumers may be
 //!   waiting for, and blocking it would deadlock them. Consumers bound their own work instead.
 //! * Incoming frames above the configured bound are skipped unread (prelude CRC checked first)
-//!   instead of being allocated; outgoing frames above the configured limit are refused before
-//!   anything is written (nucleus lite resets the connection at 10000 bytes).
+//!   instead of being allocated; only their headers and the first payload bytes are looked at, so
+//!   a skipped subscription event is still reported on its stream ([`IpcError::MessageTooLarge`],
+//!   which does not end the subscription) and its sender can be answered. Outgoing frames above
+//!   the configured limit are refused before anything is written (nucleus lite resets the
+//!   connection at 10000 bytes).
+//! * Connecting waits, with a growing pause and a bound ([`ClientConfig::socket_wait`]), while
+//!   the socket is missing or refuses connections: a component may start before its nucleus
+//!   (or, on a laptop, before the emulator) listens.
 //! * No keep-alive: Ping is never sent, because nucleus lite closes the connection on it.
 //! * When the connection ends, every pending request and subscription gets
 //!   [`IpcError::ConnectionLost`] and [`IpcClient::closed`] resolves; the client never reconnects by
@@ -45,7 +51,10 @@ pub struct ClientConfig {
     pub max_incoming_frame: usize,
     /// Outgoing frames larger than this are refused (use [`frame::LITE_MAX_FRAME`] for lite).
     pub max_outgoing_frame: usize,
-    /// Bound on connecting and on waiting for ConnectAck.
+    /// How long to keep retrying while the socket is missing or refuses connections (the nucleus
+    /// may still be starting); zero tries once.
+    pub socket_wait: Duration,
+    /// Bound on the Connect handshake (waiting for ConnectAck).
     pub connect_timeout: Duration,
     /// Bound on waiting for the response of one operation.
     pub operation_timeout: Duration,
@@ -59,6 +68,7 @@ impl ClientConfig {
             auth_token: auth_token.into(),
             max_incoming_frame: frame::CLASSIC_MAX_FRAME,
             max_outgoing_frame: frame::LITE_MAX_FRAME,
+            socket_wait: Duration::ZERO,
             connect_timeout: Duration::from_secs(10),
             operation_timeout: Duration::from_secs(10),
         }
@@ -112,6 +122,18 @@ pub enum IpcError {
     /// The nucleus ended the subscription.
     #[error("the nucleus closed the stream")]
     StreamClosed,
+    /// A message on a subscription was larger than the incoming frame bound and was skipped
+    /// unread. Unlike the other errors it does not end the subscription.
+    #[error("a message of {len} bytes exceeded the incoming limit of {max} bytes and was skipped")]
+    MessageTooLarge {
+        /// Size of the frame in bytes.
+        len: usize,
+        /// The limit in force.
+        max: usize,
+        /// Whether the message was a binaryMessage (from the start of its payload; `true` when
+        /// that could not be told), so that a reply can use the same kind.
+        binary: bool,
+    },
 }
 
 impl IpcError {
@@ -230,21 +252,20 @@ impl std::fmt::Debug for IpcClient {
 
 impl IpcClient {
     /// Connects, sends Connect with the token and waits for an accepting ConnectAck.
+    ///
+    /// While the socket does not exist or refuses connections (a nucleus still starting, or an
+    /// emulator started in the same breath), retries with a pause growing from 50 ms to 2 s for
+    /// at most [`ClientConfig::socket_wait`]; any other failure is returned at once.
     pub async fn connect(config: ClientConfig) -> Result<Self, IpcError> {
+        let stream = wait_for_socket(&config.socket_path, config.socket_wait).await?;
         let timeout = config.connect_timeout;
-        match tokio::time::timeout(timeout, Self::connect_inner(config)).await {
+        match tokio::time::timeout(timeout, Self::handshake(stream, config)).await {
             Ok(r) => r,
             Err(_) => Err(IpcError::Timeout(timeout)),
         }
     }
 
-    async fn connect_inner(config: ClientConfig) -> Result<Self, IpcError> {
-        let stream = UnixStream::connect(&config.socket_path)
-            .await
-            .map_err(|e| IpcError::Connect {
-                path: config.socket_path.clone(),
-                message: e.to_string(),
-            })?;
+    async fn handshake(stream: UnixStream, config: ClientConfig) -> Result<Self, IpcError> {
         let (read_half, mut write_half) = stream.into_split();
         let payload = serde_json::to_vec(&serde_json::json!({ "authToken": config.auth_token }))
             .expect("serializing a string map cannot fail");
@@ -339,6 +360,25 @@ impl IpcClient {
         let result = self.await_first(first).await.map(|_| ());
         if matches!(result, Err(IpcError::Timeout(_))) {
             // Forget the stream so a late (or never coming) response does not pin its slot.
+            self.inner.shared.lock().map.remove(&stream_id);
+        }
+        result
+    }
+
+    /// Reports this component's lifecycle state (`aws.greengrass#UpdateState`): `RUNNING` from
+    /// a `Startup` step tells the nucleus the component is ready, so dependents start after it.
+    pub async fn update_state(&self, state: &str) -> Result<(), IpcError> {
+        let body = serde_json::json!({ "state": state });
+        let (stream_id, first, _) = self
+            .open_stream(
+                pubsub::OP_UPDATE_STATE,
+                pubsub::UPDATE_STATE_REQUEST,
+                &body,
+                false,
+            )
+            .await?;
+        let result = self.await_first(first).await.map(|_| ());
+        if matches!(result, Err(IpcError::Timeout(_))) {
             self.inner.shared.lock().map.remove(&stream_id);
         }
         result
@@ -481,6 +521,41 @@ impl IpcClient {
     }
 }
 
+/// Opens the socket, retrying while it is missing or refusing connections, up to `wait`.
+async fn wait_for_socket(path: &std::path::Path, wait: Duration) -> Result<UnixStream, IpcError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut pause = Duration::from_millis(50);
+    let mut logged = false;
+    loop {
+        let error = match UnixStream::connect(path).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => e,
+        };
+        let retryable = matches!(
+            error.kind(),
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+        );
+        let now = tokio::time::Instant::now();
+        if !retryable || now >= deadline {
+            let message = if retryable && !wait.is_zero() {
+                format!("{error} (still, after waiting {} ms)", wait.as_millis())
+            } else {
+                error.to_string()
+            };
+            return Err(IpcError::Connect {
+                path: path.to_path_buf(),
+                message,
+            });
+        }
+        if !logged {
+            tracing::info!(socket = %path.display(), error = %error, wait_ms = wait.as_millis() as u64, "nucleus socket not ready; waiting for it");
+            logged = true;
+        }
+        tokio::time::sleep(pause.min(deadline - now)).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
+    }
+}
+
 /// An open subscription. Events arrive in order; `None` after the stream ended.
 #[derive(Debug)]
 pub struct Subscription {
@@ -498,6 +573,7 @@ impl Subscription {
 
     /// The next event, an error that ended the stream (connection lost, stream closed by the
     /// nucleus), or `None` once the stream has ended and its error was delivered.
+    /// [`IpcError::MessageTooLarge`] is the exception: one message was skipped, the stream goes on.
     pub async fn next(&mut self) -> Option<Result<SubscriptionEvent, IpcError>> {
         self.events.recv().await
     }
@@ -580,8 +656,9 @@ async fn read_loop(mut reader: FrameReader<OwnedReadHalf>, shared: Arc<Shared>) 
                     max,
                     "skipping an incoming IPC frame above the size bound"
                 );
-                if let Err(e) = reader.skip(len).await {
-                    break format!("reading the nucleus socket failed: {e}");
+                match reader.skip_oversized().await {
+                    Ok(head) => route_oversized(&shared, head, len, max),
+                    Err(e) => break format!("reading the nucleus socket failed: {e}"),
                 }
             }
             Err(e) => break format!("reading the nucleus socket failed: {e}"),
@@ -643,6 +720,20 @@ fn route(shared: &Shared, f: Frame) -> Option<String> {
         }
     }
     None
+}
+
+/// Tells the subscription an oversized message was skipped, so its sender can still be answered.
+fn route_oversized(shared: &Shared, head: frame::OversizedHead, len: usize, max: usize) {
+    let streams = shared.lock();
+    let Some(events) = head
+        .stream_id
+        .and_then(|id| streams.map.get(&id))
+        .and_then(|slot| slot.events.as_ref())
+    else {
+        return;
+    };
+    let binary = !head.payload_prefix_contains(b"jsonMessage");
+    let _ = events.send(Err(IpcError::MessageTooLarge { len, max, binary }));
 }
 
 fn to_event(f: &Frame) -> Result<SubscriptionEvent, IpcError> {

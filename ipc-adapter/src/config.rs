@@ -64,7 +64,7 @@ pub struct Cli {
     pub run: AdapterConfig,
 }
 
-/// The three subcommands.
+/// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the adapter: local/inference → POST /classify → local/result (the default).
@@ -73,6 +73,8 @@ pub enum Command {
     Emulate(EmulatorArgs),
     /// Publish one classification request and print the reply.
     Request(RequestArgs),
+    /// Wait until ready files exist (scripts: start `emulate`/`run` in the background, then this).
+    WaitReady(WaitReadyArgs),
 }
 
 /// Connection to the nucleus, shared by `run` and `request`.
@@ -84,13 +86,34 @@ pub struct IpcArgs {
     /// Component IPC token sent in Connect.
     #[arg(long = "auth-token", env = ENV_TOKEN, hide_env_values = true, value_name = "TOKEN")]
     pub auth_token: Option<String>,
-    /// Nucleus flavour: `lite` caps outgoing frames at 9999 bytes, `classic` at 24 MiB.
+    /// Nucleus flavour: `lite` caps outgoing frames at 9999 bytes and sends every reply as a
+    /// binaryMessage (lite drops jsonMessages of more than 50 JSON values); `classic` allows 24 MiB.
     #[arg(long = "nucleus", env = "CLASSIFY_NUCLEUS", value_enum, default_value_t = Flavour::Lite)]
     pub nucleus: Flavour,
-    /// Incoming IPC frames above this many bytes are skipped unread (logged).
-    #[arg(long = "max-incoming-frame-bytes", env = "CLASSIFY_MAX_INCOMING_FRAME_BYTES", default_value_t = 4 * 1024 * 1024)]
+    /// Incoming IPC frames above this many bytes are not read; a request that large is answered
+    /// with a `message_too_large` error.
+    #[arg(long = "max-incoming-frame-bytes", env = "CLASSIFY_MAX_INCOMING_FRAME_BYTES", default_value_t = DEFAULT_MAX_INCOMING_FRAME)]
     pub max_incoming_frame_bytes: usize,
-    /// Timeout for connecting to the nucleus and for each IPC operation, in milliseconds.
+    /// Timeouts of the nucleus connection.
+    #[command(flatten)]
+    pub timeouts: IpcTimeouts,
+}
+
+/// Default bound on incoming frames.
+pub const DEFAULT_MAX_INCOMING_FRAME: usize = 4 * 1024 * 1024;
+
+/// How long to wait for the nucleus: its socket at start-up, then each operation.
+#[derive(Debug, Clone, Copy, Args, PartialEq, Eq)]
+pub struct IpcTimeouts {
+    /// How long to keep retrying (with a growing pause, 50 ms up to 2 s) while the nucleus socket
+    /// does not exist or refuses connections, in milliseconds; 0 tries once.
+    #[arg(
+        long = "socket-wait-ms",
+        env = "CLASSIFY_SOCKET_WAIT_MS",
+        default_value_t = 60_000
+    )]
+    pub socket_wait_ms: u64,
+    /// Timeout for the Connect handshake and for each IPC operation, in milliseconds.
     #[arg(
         long = "ipc-timeout-ms",
         env = "CLASSIFY_IPC_TIMEOUT_MS",
@@ -99,7 +122,60 @@ pub struct IpcArgs {
     pub ipc_timeout_ms: u64,
 }
 
+impl Default for IpcTimeouts {
+    fn default() -> Self {
+        Self {
+            socket_wait_ms: 60_000,
+            ipc_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// The two pub/sub topics, shared by `run` (subscribe / answer) and `request` (publish / wait).
+#[derive(Debug, Clone, Args, PartialEq, Eq)]
+pub struct TopicArgs {
+    /// Topic requests are published on (the adapter subscribes to it).
+    #[arg(
+        long = "request-topic",
+        env = "CLASSIFY_REQUEST_TOPIC",
+        default_value = DEFAULT_REQUEST_TOPIC
+    )]
+    pub request_topic: String,
+    /// Topic replies are published on, unless a request names its own `reply_topic`.
+    #[arg(
+        long = "reply-topic",
+        env = "CLASSIFY_REPLY_TOPIC",
+        default_value = DEFAULT_REPLY_TOPIC
+    )]
+    pub reply_topic: String,
+}
+
+/// Default request topic (the seed's).
+pub const DEFAULT_REQUEST_TOPIC: &str = "local/inference";
+/// Default reply topic (the seed's).
+pub const DEFAULT_REPLY_TOPIC: &str = "local/result";
+
+impl Default for TopicArgs {
+    fn default() -> Self {
+        Self {
+            request_topic: DEFAULT_REQUEST_TOPIC.into(),
+            reply_topic: DEFAULT_REPLY_TOPIC.into(),
+        }
+    }
+}
+
 impl IpcArgs {
+    /// Settings for `socket` and `token` with every other value at its default.
+    pub fn new(socket: impl Into<PathBuf>, token: impl Into<String>) -> Self {
+        Self {
+            socket: Some(socket.into()),
+            auth_token: Some(token.into()),
+            nucleus: Flavour::Lite,
+            max_incoming_frame_bytes: DEFAULT_MAX_INCOMING_FRAME,
+            timeouts: IpcTimeouts::default(),
+        }
+    }
+
     /// Client settings, or an error naming the missing variable.
     pub fn client_config(&self) -> Result<crate::client::ClientConfig, String> {
         let socket = self
@@ -110,15 +186,65 @@ impl IpcArgs {
             .auth_token
             .clone()
             .ok_or_else(|| format!("no IPC token: pass --auth-token or set {ENV_TOKEN}"))?;
-        let timeout = Duration::from_millis(self.ipc_timeout_ms);
+        let timeout = Duration::from_millis(self.timeouts.ipc_timeout_ms);
         Ok(crate::client::ClientConfig {
             socket_path: socket,
             auth_token: token,
             max_incoming_frame: self.max_incoming_frame_bytes,
             max_outgoing_frame: self.nucleus.max_outgoing_frame(),
+            socket_wait: Duration::from_millis(self.timeouts.socket_wait_ms),
             connect_timeout: timeout,
             operation_timeout: timeout,
         })
+    }
+}
+
+/// The adapter's own deadlines and its liveness probe.
+#[derive(Debug, Clone, Copy, Args, PartialEq, Eq)]
+pub struct AdapterTimeouts {
+    /// Deadline for answering one request, in milliseconds: the wait for a free in-flight slot,
+    /// the service call and its retries while the service is starting. Past it the request is
+    /// answered with `timeout`. (Not the service's own `CLASSIFY_REQUEST_TIMEOUT_MS`.)
+    #[arg(
+        long = "reply-deadline-ms",
+        env = "CLASSIFY_ADAPTER_REPLY_DEADLINE_MS",
+        default_value_t = 10_000
+    )]
+    pub reply_deadline_ms: u64,
+    /// How often the adapter publishes a liveness probe to itself on the request topic, in
+    /// milliseconds; 0 turns the probe off. Nucleus lite drops subscriptions without telling
+    /// the client: a probe that does not come back means the adapter went deaf, and it exits
+    /// with status 4 so that Greengrass restarts it.
+    #[arg(
+        long = "liveness-interval-ms",
+        env = "CLASSIFY_ADAPTER_LIVENESS_INTERVAL_MS",
+        default_value_t = 30_000
+    )]
+    pub liveness_interval_ms: u64,
+    /// How long a probe may take to come back before the adapter counts itself deaf, in
+    /// milliseconds.
+    #[arg(
+        long = "liveness-timeout-ms",
+        env = "CLASSIFY_ADAPTER_LIVENESS_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub liveness_timeout_ms: u64,
+}
+
+impl Default for AdapterTimeouts {
+    fn default() -> Self {
+        Self {
+            reply_deadline_ms: 10_000,
+            liveness_interval_ms: 30_000,
+            liveness_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl AdapterTimeouts {
+    /// The per-request deadline.
+    pub fn reply_deadline(&self) -> Duration {
+        Duration::from_millis(self.reply_deadline_ms)
     }
 }
 
@@ -128,20 +254,12 @@ pub struct AdapterConfig {
     /// Nucleus connection.
     #[command(flatten)]
     pub ipc: IpcArgs,
-    /// Topic the adapter subscribes to for requests.
-    #[arg(
-        long = "request-topic",
-        env = "CLASSIFY_REQUEST_TOPIC",
-        default_value = "local/inference"
-    )]
-    pub request_topic: String,
-    /// Topic replies go to unless a request names its own `reply_topic`.
-    #[arg(
-        long = "reply-topic",
-        env = "CLASSIFY_REPLY_TOPIC",
-        default_value = "local/result"
-    )]
-    pub reply_topic: String,
+    /// Request and reply topics.
+    #[command(flatten)]
+    pub topics: TopicArgs,
+    /// Deadlines and the liveness probe.
+    #[command(flatten)]
+    pub timeouts: AdapterTimeouts,
     /// Base URL of the classification service (`POST {url}/classify`).
     #[arg(
         long = "service-url",
@@ -162,14 +280,14 @@ pub struct AdapterConfig {
         default_value_t = 1024
     )]
     pub max_queued: u32,
-    /// Deadline for one request, in milliseconds: the wait for a free in-flight slot plus the
-    /// service call. Past it the request is answered with `timeout`.
-    #[arg(
-        long = "request-timeout-ms",
-        env = "CLASSIFY_REQUEST_TIMEOUT_MS",
-        default_value_t = 10_000
-    )]
-    pub request_timeout_ms: u64,
+    /// Do not report RUNNING to the nucleus (`UpdateState`) once subscribed. Only for a recipe
+    /// that starts the adapter in a `Run` step, where the nucleus counts it running at once.
+    #[arg(long = "no-report-state", env = "CLASSIFY_ADAPTER_NO_REPORT_STATE")]
+    pub no_report_state: bool,
+    /// File written (atomically, containing `ready`) once the adapter is subscribed, has seen
+    /// its own probe come back and has reported RUNNING: scripts wait for it instead of sleeping.
+    #[arg(long = "ready-file", value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
 }
 
 impl AdapterConfig {
@@ -180,26 +298,16 @@ impl AdapterConfig {
         service_url: impl Into<String>,
     ) -> Self {
         Self {
-            ipc: IpcArgs {
-                socket: Some(socket.into()),
-                auth_token: Some(token.into()),
-                nucleus: Flavour::Lite,
-                max_incoming_frame_bytes: 4 * 1024 * 1024,
-                ipc_timeout_ms: 10_000,
-            },
-            request_topic: "local/inference".into(),
-            reply_topic: "local/result".into(),
+            ipc: IpcArgs::new(socket, token),
+            topics: TopicArgs::default(),
+            timeouts: AdapterTimeouts::default(),
             service_url: service_url.into(),
             reply_format: ReplyFormat::Json,
             max_in_flight: 4,
             max_queued: 1024,
-            request_timeout_ms: 10_000,
+            no_report_state: false,
+            ready_file: None,
         }
-    }
-
-    /// The per-request deadline.
-    pub fn request_timeout(&self) -> Duration {
-        Duration::from_millis(self.request_timeout_ms)
     }
 }
 
@@ -224,6 +332,9 @@ pub struct EmulatorArgs {
     /// named in the access-control file is accepted (or any token when there is no file).
     #[arg(long = "token", value_name = "TOKEN=COMPONENT", value_parser = parse_token)]
     pub tokens: Vec<(String, String)>,
+    /// File written (atomically, containing `ready`) once the socket accepts connections.
+    #[arg(long = "ready-file", value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
 }
 
 fn parse_token(s: &str) -> Result<(String, String), String> {
@@ -260,25 +371,26 @@ pub struct RequestArgs {
     /// Request id (a UUID is generated when absent).
     #[arg(long = "request-id")]
     pub request_id: Option<String>,
-    /// Topic to publish the request on.
-    #[arg(
-        long = "request-topic",
-        env = "CLASSIFY_REQUEST_TOPIC",
-        default_value = "local/inference"
-    )]
-    pub request_topic: String,
-    /// Topic to wait for the reply on (also sent as the request's `reply_topic` when not the default).
-    #[arg(
-        long = "reply-topic",
-        env = "CLASSIFY_REPLY_TOPIC",
-        default_value = "local/result"
-    )]
-    pub reply_topic: String,
+    /// Request and reply topics (the reply topic is sent as the request's `reply_topic` when it
+    /// is not the default).
+    #[command(flatten)]
+    pub topics: TopicArgs,
     /// Send the request as a jsonMessage instead of the seed's binaryMessage.
     #[arg(long = "json-message")]
     pub json_message: bool,
     /// How long to wait for the reply, in milliseconds.
     #[arg(long = "timeout-ms", default_value_t = 30_000)]
+    pub timeout_ms: u64,
+}
+
+/// Options of `wait-ready`.
+#[derive(Debug, Clone, Args)]
+pub struct WaitReadyArgs {
+    /// The ready file(s) to wait for (`run --ready-file`, `emulate --ready-file`).
+    #[arg(required = true, value_name = "PATH")]
+    pub files: Vec<PathBuf>,
+    /// Give up (exit 1) after this many milliseconds.
+    #[arg(long = "timeout-ms", default_value_t = 60_000)]
     pub timeout_ms: u64,
 }
 
@@ -290,6 +402,28 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_reply_deadline_has_a_name_of_its_own() {
+        let help = Cli::command()
+            .find_subcommand_mut("run")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("--reply-deadline-ms"), "{help}");
+        assert!(
+            help.contains("CLASSIFY_ADAPTER_REPLY_DEADLINE_MS"),
+            "{help}"
+        );
+        // The service's variable of that name means its own deadline; the adapter ignores it.
+        assert!(!help.contains("env: CLASSIFY_REQUEST_TIMEOUT_MS"), "{help}");
+        assert!(!help.contains("--request-timeout-ms"), "{help}");
+        let cli = Cli::try_parse_from(["x", "run", "--reply-deadline-ms", "1234"]).unwrap();
+        let Some(Command::Run(config)) = cli.command else {
+            panic!()
+        };
+        assert_eq!(config.timeouts.reply_deadline_ms, 1234);
     }
 
     #[test]
@@ -306,7 +440,7 @@ mod tests {
         .unwrap();
         assert!(cli.command.is_none());
         assert_eq!(cli.run.reply_format, ReplyFormat::Label);
-        assert_eq!(cli.run.request_topic, "local/inference");
+        assert_eq!(cli.run.topics.request_topic, "local/inference");
         let cli = Cli::try_parse_from([
             "x",
             "emulate",

@@ -14,6 +14,13 @@
 //! | Ping                              | PingResponse                     | close                    |
 //! | new stream id ≠ previous + 1      | ProtocolError, close             | accepted                 |
 //! | `receiveMode`                     | honoured                         | ignored                  |
+//! | jsonMessage of > 50 JSON values   | delivered                        | dropped, and the receiving subscription silently closed |
+//!
+//! Both flavours accept `UpdateState` (any component may report its own state, as with the real
+//! nuclei, which need no policy for it); [`EmulatorHandle::wait_for_state`] is how a test waits,
+//! like the nucleus does before starting dependents, for a component to report RUNNING.
+//! [`EmulatorHandle::drop_subscriptions_silently`] models a restart of lite's pub/sub daemon:
+//! every subscription ends without the clients being told.
 //!
 //! Tokens: with an explicit token table a token must be in it; otherwise, with an access-control
 //! file, a token equal to a component name of the file is accepted as that component; with
@@ -30,7 +37,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -99,6 +106,8 @@ struct State {
     subscribers: Mutex<Vec<Subscriber>>,
     next_conn_id: AtomicU64,
     connections: AtomicU64,
+    /// Lifecycle state each component last reported with UpdateState.
+    component_states: watch::Sender<HashMap<String, String>>,
 }
 
 impl State {
@@ -131,6 +140,30 @@ impl EmulatorHandle {
     /// Number of open subscriptions over all connections.
     pub fn subscription_count(&self) -> usize {
         self.state.subs().len()
+    }
+
+    /// The lifecycle state `component` last reported with UpdateState.
+    pub fn component_state(&self, component: &str) -> Option<String> {
+        self.state.component_states.borrow().get(component).cloned()
+    }
+
+    /// Resolves once `component` has reported `state` (as the nucleus waits before starting the
+    /// components that depend on it).
+    pub async fn wait_for_state(&self, component: &str, state: &str) {
+        let mut rx = self.state.component_states.subscribe();
+        // The sender lives as long as `self`, so this cannot fail.
+        let _ = rx
+            .wait_for(|states| states.get(component).map(String::as_str) == Some(state))
+            .await;
+    }
+
+    /// Forgets every subscription without telling the clients, as a restart of nucleus lite's
+    /// pub/sub daemon does. Returns how many there were.
+    pub fn drop_subscriptions_silently(&self) -> usize {
+        let mut subs = self.state.subs();
+        let n = subs.len();
+        subs.clear();
+        n
     }
 
     /// Number of connections currently open.
@@ -178,6 +211,7 @@ pub async fn spawn(config: EmulatorConfig) -> std::io::Result<EmulatorHandle> {
         subscribers: Mutex::new(Vec::new()),
         next_conn_id: AtomicU64::new(1),
         connections: AtomicU64::new(0),
+        component_states: watch::Sender::new(HashMap::new()),
     });
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -461,6 +495,7 @@ impl Session {
         match operation.as_str() {
             pubsub::OP_PUBLISH => self.publish(component, id, &body),
             pubsub::OP_SUBSCRIBE => self.subscribe(component, id, &body),
+            pubsub::OP_UPDATE_STATE => self.update_state(component, id, &body),
             other => self.send_error(
                 id,
                 pubsub::SERVICE_ERROR,
@@ -531,10 +566,54 @@ impl Session {
         self.fan_out(component, &topic, &payload);
     }
 
+    /// UpdateState: only RUNNING and ERRORED may be reported, as on both nuclei.
+    fn update_state(&self, component: &str, stream_id: i32, body: &Value) {
+        let state = body.get("state").and_then(Value::as_str).unwrap_or("");
+        if !matches!(state, "RUNNING" | "ERRORED") {
+            return self.send_error(
+                stream_id,
+                pubsub::INVALID_ARGUMENTS_ERROR,
+                &format!("state must be RUNNING or ERRORED, got {state:?}"),
+            );
+        }
+        tracing::info!(conn_id = self.conn_id, %component, state, "component reported its state");
+        self.state.component_states.send_modify(|states| {
+            states.insert(component.to_owned(), state.to_owned());
+        });
+        self.send(&Frame::json(
+            MessageType::ApplicationMessage,
+            self.response_flags(false),
+            stream_id,
+            pubsub::UPDATE_STATE_RESPONSE,
+            "{}",
+        ));
+    }
+
     fn fan_out(&self, publisher: &str, topic: &str, payload: &Payload) {
         let body = pubsub::subscription_message(topic, payload).to_string();
         let honour_mode = self.flavour() == Flavour::Classic;
-        let subs = self.state.subs();
+        let undeliverable_on_lite = match payload {
+            Payload::Json(v) if self.flavour() == Flavour::Lite => {
+                let n = pubsub::lite_subobjects(v);
+                (n > pubsub::LITE_MAX_SUBOBJECTS).then_some(n)
+            }
+            _ => None,
+        };
+        let mut subs = self.state.subs();
+        if let Some(n) = undeliverable_on_lite {
+            // Lite's IPC daemon cannot decode the message for any subscriber: it drops it and
+            // closes each matching subscription, telling no one.
+            let before = subs.len();
+            subs.retain(|s| !topic::filter_matches(&s.filter, topic));
+            tracing::warn!(
+                topic,
+                subobjects = n,
+                max = pubsub::LITE_MAX_SUBOBJECTS,
+                dropped_subscriptions = before - subs.len(),
+                "lite: Insufficient memory to decode packet; message dropped, subscriptions closed silently"
+            );
+            return;
+        }
         for s in subs.iter() {
             if !topic::filter_matches(&s.filter, topic) {
                 continue;

@@ -8,7 +8,9 @@
 //! * **Incoming**: the event-stream library trusts the length prefix. [`FrameReader`] reads only the
 //!   12-byte prelude first, lets the library verify its CRC, and refuses a frame whose declared length
 //!   is above the configured bound *before* allocating a buffer for it. The caller can then either
-//!   drop the connection or [`FrameReader::skip`] the frame (streamed through a small scratch buffer).
+//!   drop the connection or [`FrameReader::skip_oversized`] the frame: its (small) headers and the
+//!   first bytes of its payload are read so the caller can still tell which stream it was for and
+//!   what kind of message, the rest is streamed through a small scratch buffer.
 //! * **Outgoing**: [`encode`] refuses to produce a frame larger than the configured limit, because
 //!   nucleus lite resets the connection on any frame of 10000 bytes or more.
 
@@ -270,6 +272,32 @@ fn from_message(message: Message) -> Result<Frame, FrameError> {
 pub struct FrameReader<R> {
     inner: R,
     max_len: usize,
+    /// Prelude of the oversized frame last refused by [`FrameReader::read`], body still unread.
+    refused: Option<[u8; PRELUDE_LEN]>,
+}
+
+/// Headers larger than this are not read even from an oversized frame (real ones are ~150 bytes).
+const MAX_SKIPPED_HEADERS: usize = 16 * 1024;
+/// Bytes of an oversized frame's payload kept to tell binaryMessage from jsonMessage.
+const PAYLOAD_PREFIX: usize = 64;
+
+/// What could be read of an oversized frame before its body was discarded.
+#[derive(Debug, Clone, Default)]
+pub struct OversizedHead {
+    /// Its `:stream-id`, when its headers could be read (their CRC is not checked: the message
+    /// CRC covers the whole frame, which is not read).
+    pub stream_id: Option<i32>,
+    /// The first bytes of its payload.
+    pub payload_prefix: Vec<u8>,
+}
+
+impl OversizedHead {
+    /// Whether `needle` occurs in the kept start of the payload.
+    pub fn payload_prefix_contains(&self, needle: &[u8]) -> bool {
+        self.payload_prefix
+            .windows(needle.len())
+            .any(|w| w == needle)
+    }
 }
 
 impl<R> fmt::Debug for FrameReader<R> {
@@ -292,7 +320,11 @@ pub enum ReadOutcome {
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Wraps `inner`; frames whose declared total length exceeds `max_len` are refused.
     pub fn new(inner: R, max_len: usize) -> Self {
-        Self { inner, max_len }
+        Self {
+            inner,
+            max_len,
+            refused: None,
+        }
     }
 
     /// Reads the next frame.
@@ -319,6 +351,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         // corrupted length is reported as corruption rather than as a (skippable) big frame.
         if total_len > self.max_len {
             verify_prelude(&prelude)?;
+            self.refused = Some(prelude);
             return Err(FrameError::TooLarge {
                 len: total_len,
                 max: self.max_len,
@@ -330,9 +363,40 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         decode(&buf).map(ReadOutcome::Frame)
     }
 
+    /// Discards the rest of the frame [`FrameReader::read`] just refused as too large, keeping
+    /// its stream id and the start of its payload.
+    pub async fn skip_oversized(&mut self) -> Result<OversizedHead, FrameError> {
+        let Some(prelude) = self.refused.take() else {
+            return Ok(OversizedHead::default());
+        };
+        let total_len =
+            u32::from_be_bytes([prelude[0], prelude[1], prelude[2], prelude[3]]) as usize;
+        let headers_len =
+            u32::from_be_bytes([prelude[4], prelude[5], prelude[6], prelude[7]]) as usize;
+        let body_len = total_len - PRELUDE_LEN;
+        let mut head = OversizedHead::default();
+        let mut consumed = 0;
+        if headers_len <= MAX_SKIPPED_HEADERS && headers_len + 4 <= body_len {
+            let mut headers = vec![0u8; headers_len];
+            read_fully(&mut self.inner, &mut headers).await?;
+            consumed += headers_len;
+            head.stream_id = stream_id_of_headers(&headers);
+            let prefix_len = PAYLOAD_PREFIX.min(body_len - headers_len - 4);
+            head.payload_prefix = vec![0u8; prefix_len];
+            read_fully(&mut self.inner, &mut head.payload_prefix).await?;
+            consumed += prefix_len;
+        }
+        self.discard(body_len - consumed).await?;
+        Ok(head)
+    }
+
     /// Discards the remainder of an oversized frame of `total_len` bytes whose prelude was read.
     pub async fn skip(&mut self, total_len: usize) -> Result<(), FrameError> {
-        let mut remaining = total_len.saturating_sub(PRELUDE_LEN);
+        self.refused = None;
+        self.discard(total_len.saturating_sub(PRELUDE_LEN)).await
+    }
+
+    async fn discard(&mut self, mut remaining: usize) -> Result<(), FrameError> {
         let mut scratch = [0u8; 8192];
         while remaining > 0 {
             let n = remaining.min(scratch.len());
@@ -341,6 +405,28 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
         Ok(())
     }
+}
+
+/// Reads `:stream-id` from a frame's header block by wrapping it in a payload-less message and
+/// letting the event-stream library decode it, so no header is parsed by hand here.
+fn stream_id_of_headers(headers: &[u8]) -> Option<i32> {
+    let total = FRAME_OVERHEAD + headers.len();
+    let mut bytes = Vec::with_capacity(total);
+    bytes.extend_from_slice(&(total as u32).to_be_bytes());
+    bytes.extend_from_slice(&(headers.len() as u32).to_be_bytes());
+    let prelude_crc = crc32fast::hash(&bytes);
+    bytes.extend_from_slice(&prelude_crc.to_be_bytes());
+    bytes.extend_from_slice(headers);
+    let message_crc = crc32fast::hash(&bytes);
+    bytes.extend_from_slice(&message_crc.to_be_bytes());
+    let message = read_message_from(&bytes[..]).ok()?;
+    message
+        .headers()
+        .iter()
+        .find_map(|h| match (h.name().as_str(), h.value()) {
+            (header::STREAM_ID, HeaderValue::Int32(id)) => Some(*id),
+            _ => None,
+        })
 }
 
 /// Checks the prelude CRC of a frame whose body is not read.

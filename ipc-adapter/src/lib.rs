@@ -11,6 +11,7 @@
 //! * [`service`] — HTTP client of the classification service and its error mapping.
 //! * [`adapter`] — the adapter loop: subscribe, classify, reply; shutdown and connection loss.
 //! * [`requester`] — one-shot requester (the seed's `com.custom.requester`).
+//! * [`ready`] — waiting for the ready files `run` and `emulate` write (scripts without sleeps).
 //! * [`config`] — command-line / environment configuration of every subcommand.
 
 #![warn(missing_docs)]
@@ -23,6 +24,7 @@ pub mod emulator;
 pub mod frame;
 pub mod messages;
 pub mod pubsub;
+pub mod ready;
 pub mod requester;
 pub mod service;
 pub mod topic;

@@ -1,20 +1,24 @@
-//! `classify-ipc-adapter`: `run` (default), `emulate`, `request`. Logic lives in the library.
+//! `classify-ipc-adapter`: `run` (default), `emulate`, `request`, `wait-ready`. Logic lives in
+//! the library.
 
 use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
 use classify_ipc_adapter::acl::AccessControl;
 use classify_ipc_adapter::config::{Cli, Command};
-use classify_ipc_adapter::{adapter, emulator, requester};
+use classify_ipc_adapter::{adapter, emulator, ready, requester};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     // Logs go to stderr (Greengrass captures it into the component log); `RUST_LOG` overrides.
+    // Colour only on a terminal: a component log or a pipe gets plain text.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
@@ -42,6 +46,10 @@ async fn main() -> ExitCode {
                 tokens: args.tokens.into_iter().collect::<HashMap<_, _>>(),
             };
             let stop = shutdown_signal();
+            if let Some(path) = &args.ready_file {
+                // A file left by an earlier run must not announce this one.
+                let _ = std::fs::remove_file(path);
+            }
             let handle = match emulator::spawn(config).await {
                 Ok(h) => h,
                 Err(e) => {
@@ -49,8 +57,18 @@ async fn main() -> ExitCode {
                     return ExitCode::from(3);
                 }
             };
+            if let Some(path) = &args.ready_file
+                && let Err(e) = adapter::write_ready_file(path)
+            {
+                tracing::error!("cannot write --ready-file {}: {e}", path.display());
+                handle.shutdown().await;
+                return ExitCode::from(2);
+            }
             stop.await;
             handle.shutdown().await;
+            if let Some(path) = &args.ready_file {
+                let _ = std::fs::remove_file(path);
+            }
             ExitCode::SUCCESS
         }
         Command::Request(args) => match requester::request(&args).await {
@@ -65,6 +83,14 @@ async fn main() -> ExitCode {
             Err(e) => {
                 tracing::error!("{e}");
                 ExitCode::from(2)
+            }
+        },
+        Command::WaitReady(args) => match ready::wait_for_files(&args.files, args.timeout_ms).await
+        {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!("{e}");
+                ExitCode::from(1)
             }
         },
     }

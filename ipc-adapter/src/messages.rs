@@ -7,12 +7,35 @@
 //!
 //! Replies: `{"request_id", "status": "ok", "label", "predictions": [...]}` or
 //! `{"request_id", "status": "error", "error": {"code", "message"}}`. The `code` values are the
-//! stable [`ErrorCode`] names; `predictions` are forwarded exactly as the service returned them.
+//! stable [`ErrorCode`] names; `predictions` carry the service's numbers unchanged (serde_json's
+//! `float_roundtrip` parses each one to the exact f64 the service printed, which prints back the
+//! same). `request_id` is `null` only when a message was too large to be read at all.
+//!
+//! Liveness probes (`{"classify_adapter_liveness_probe": "<id>"}`, see [`probe_id`]) share the
+//! request topic but are never answered.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::pubsub::Payload;
+
+/// Key of the adapter's liveness probe messages.
+pub const PROBE_KEY: &str = "classify_adapter_liveness_probe";
+
+/// A liveness probe message carrying `id`.
+pub fn probe(id: &str) -> Payload {
+    Payload::Json(serde_json::json!({ PROBE_KEY: id }))
+}
+
+/// The id of a liveness probe, or `None` for any other message.
+pub fn probe_id(payload: &Payload) -> Option<&str> {
+    match payload {
+        Payload::Json(Value::Object(map)) if map.len() == 1 => {
+            map.get(PROBE_KEY).and_then(Value::as_str)
+        }
+        _ => None,
+    }
+}
 
 /// Longest reply topic accepted from a request (Greengrass' limit on topic names).
 pub const MAX_TOPIC_LEN: usize = 256;
@@ -52,6 +75,8 @@ pub enum ErrorCode {
     ReplyFailed,
     /// The reply did not fit in one IPC frame under the nucleus' limit.
     ReplyTooLarge,
+    /// The request message was larger than the adapter reads (`--max-incoming-frame-bytes`).
+    MessageTooLarge,
 }
 
 impl Serialize for ErrorCode {
@@ -80,6 +105,7 @@ impl ErrorCode {
             Self::Overloaded => "overloaded",
             Self::ReplyFailed => "reply_failed",
             Self::ReplyTooLarge => "reply_too_large",
+            Self::MessageTooLarge => "message_too_large",
         }
     }
 }
@@ -306,11 +332,24 @@ pub struct ReplyError {
     pub message: String,
 }
 
+/// One prediction, as the service sent it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    /// Class index in the model's output.
+    pub index: u64,
+    /// Class label.
+    pub label: String,
+    /// Probability in [0, 1].
+    pub probability: f64,
+    /// The model's raw output for the class.
+    pub logit: f64,
+}
+
 /// A reply document.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Reply {
-    /// The request's id.
-    pub request_id: String,
+    /// The request's id; `None` (JSON `null`) only when the request could not be read at all.
+    pub request_id: Option<String>,
     /// ok | error.
     pub status: Status,
     /// Top-1 label (ok only).
@@ -318,7 +357,7 @@ pub struct Reply {
     pub label: Option<String>,
     /// Predictions as returned by the service (ok only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub predictions: Option<Vec<Value>>,
+    pub predictions: Option<Vec<Prediction>>,
     /// Failure (error only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ReplyError>,
@@ -326,9 +365,9 @@ pub struct Reply {
 
 impl Reply {
     /// A success reply.
-    pub fn ok(request_id: String, label: String, predictions: Vec<Value>) -> Self {
+    pub fn ok(request_id: String, label: String, predictions: Vec<Prediction>) -> Self {
         Self {
-            request_id,
+            request_id: Some(request_id),
             status: Status::Ok,
             label: Some(label),
             predictions: Some(predictions),
@@ -336,10 +375,14 @@ impl Reply {
         }
     }
 
-    /// An error reply.
-    pub fn error(request_id: String, code: ErrorCode, message: impl Into<String>) -> Self {
+    /// An error reply (`request_id` `None` only for a request that could not be read).
+    pub fn error(
+        request_id: impl Into<Option<String>>,
+        code: ErrorCode,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
-            request_id,
+            request_id: request_id.into(),
             status: Status::Error,
             label: None,
             predictions: None,
@@ -426,16 +469,38 @@ mod tests {
 
     #[test]
     fn reply_shapes() {
-        let ok = Reply::ok("r".into(), "red".into(), vec![json!({"label":"red"})]);
+        let prediction = Prediction {
+            index: 2,
+            label: "red".into(),
+            probability: 0.5,
+            logit: 1.25,
+        };
+        let ok = Reply::ok("r".into(), "red".into(), vec![prediction]);
         assert_eq!(
             ok.to_json(),
-            json!({"request_id":"r","status":"ok","label":"red","predictions":[{"label":"red"}]})
+            json!({"request_id":"r","status":"ok","label":"red",
+                   "predictions":[{"index":2,"label":"red","probability":0.5,"logit":1.25}]})
         );
-        let err = Reply::error("r".into(), ErrorCode::NotFound, "gone");
+        let unreadable = Reply::error(None, ErrorCode::MessageTooLarge, "big");
+        assert_eq!(unreadable.to_json()["request_id"], Value::Null);
+        let err = Reply::error("r".to_owned(), ErrorCode::NotFound, "gone");
         assert_eq!(
             err.to_json(),
             json!({"request_id":"r","status":"error","error":{"code":"not_found","message":"gone"}})
         );
         assert_eq!(err.to_label_text(), "ERROR not_found: gone");
+    }
+
+    #[test]
+    fn probes_are_recognised_and_requests_are_not() {
+        assert_eq!(probe_id(&probe("p-1")), Some("p-1"));
+        assert_eq!(
+            probe_id(&bin(r#"{"classify_adapter_liveness_probe":"p"}"#)),
+            None
+        );
+        assert_eq!(
+            probe_id(&Payload::Json(json!({PROBE_KEY: "p", "path": "/a"}))),
+            None
+        );
     }
 }

@@ -28,6 +28,12 @@ pub const UNAUTHORIZED_ERROR: &str = "aws.greengrass#UnauthorizedError";
 pub const SERVICE_ERROR: &str = "aws.greengrass#ServiceError";
 /// Model type of a request with invalid arguments.
 pub const INVALID_ARGUMENTS_ERROR: &str = "aws.greengrass#InvalidArgumentsError";
+/// Operation name of UpdateState (component lifecycle service; needs no authorization policy).
+pub const OP_UPDATE_STATE: &str = "aws.greengrass#UpdateState";
+/// Model type of an UpdateState request.
+pub const UPDATE_STATE_REQUEST: &str = "aws.greengrass#UpdateStateRequest";
+/// Model type of an UpdateState response.
+pub const UPDATE_STATE_RESPONSE: &str = "aws.greengrass#UpdateStateResponse";
 /// Service name the classic nucleus puts in `_service` of error payloads.
 pub const SERVICE_NAME: &str = "aws.greengrass#GreengrassCoreIPC";
 
@@ -168,5 +174,43 @@ fn topic_of(body: &Value) -> Result<String, ShapeError> {
         _ => Err(ShapeError::Invalid(
             "topic must be a non-empty string".into(),
         )),
+    }
+}
+
+/// Nucleus lite decodes a delivered jsonMessage into at most this many JSON objects
+/// (`PAYLOAD_MAX_SUBOBJECTS` in its core bus); above it the message is dropped and the receiving
+/// subscription closed without a word to the client.
+pub const LITE_MAX_SUBOBJECTS: usize = 50;
+/// Objects lite's delivery envelope adds around the message itself (measured against lite).
+pub const LITE_ENVELOPE_SUBOBJECTS: usize = 4;
+
+/// The objects lite needs to decode `message` as a delivered jsonMessage: one per JSON value,
+/// one per map key, plus the envelope. Delivery fails above [`LITE_MAX_SUBOBJECTS`].
+pub fn lite_subobjects(message: &Value) -> usize {
+    fn count(v: &Value) -> usize {
+        match v {
+            Value::Array(items) => 1 + items.iter().map(count).sum::<usize>(),
+            Value::Object(map) => 1 + map.values().map(|v| 1 + count(v)).sum::<usize>(),
+            _ => 1,
+        }
+    }
+    count(message) + LITE_ENVELOPE_SUBOBJECTS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn lite_subobjects_match_what_lite_was_measured_to_accept() {
+        let prediction = json!({"index": 1, "label": "x", "probability": 0.5, "logit": 1.0});
+        let reply = |n: usize| {
+            json!({"request_id": "r", "status": "ok", "label": "x",
+                   "predictions": vec![prediction.clone(); n]})
+        };
+        // Measured on a real nucleus lite: 4 predictions are delivered, 5 are not.
+        assert!(lite_subobjects(&reply(4)) <= LITE_MAX_SUBOBJECTS);
+        assert!(lite_subobjects(&reply(5)) > LITE_MAX_SUBOBJECTS);
     }
 }

@@ -59,8 +59,8 @@ pub fn build_request(args: &RequestArgs, request_id: &str) -> Result<Value, Stri
     if let Some(t) = args.threshold {
         doc.insert("threshold".into(), t.into());
     }
-    if args.reply_topic != "local/result" {
-        doc.insert("reply_topic".into(), args.reply_topic.clone().into());
+    if args.topics.reply_topic != crate::config::DEFAULT_REPLY_TOPIC {
+        doc.insert("reply_topic".into(), args.topics.reply_topic.clone().into());
     }
     Ok(Value::Object(doc))
 }
@@ -72,19 +72,20 @@ pub async fn request(args: &RequestArgs) -> Result<RequestOutcome, String> {
     let client = IpcClient::connect(args.ipc.client_config()?)
         .await
         .map_err(|e| e.to_string())?;
+    let topics = &args.topics;
     let mut replies = client
-        .subscribe(&args.reply_topic, None)
+        .subscribe(&topics.reply_topic, None)
         .await
-        .map_err(|e| format!("subscribing to {}: {e}", args.reply_topic))?;
+        .map_err(|e| format!("subscribing to {}: {e}", topics.reply_topic))?;
     let payload = if args.json_message {
         Payload::Json(doc)
     } else {
         Payload::Binary(doc.to_string().into_bytes())
     };
     client
-        .publish(&args.request_topic, &payload)
+        .publish(&topics.request_topic, &payload)
         .await
-        .map_err(|e| format!("publishing to {}: {e}", args.request_topic))?;
+        .map_err(|e| format!("publishing to {}: {e}", topics.request_topic))?;
 
     let wait = Duration::from_millis(args.timeout_ms);
     let outcome = tokio::time::timeout(wait, async {
@@ -117,7 +118,7 @@ pub async fn request(args: &RequestArgs) -> Result<RequestOutcome, String> {
     .map_err(|_| {
         format!(
             "no reply on {} within {} ms",
-            args.reply_topic, args.timeout_ms
+            topics.reply_topic, args.timeout_ms
         )
     })?;
     let _ = replies.close().await;

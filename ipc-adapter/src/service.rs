@@ -1,23 +1,48 @@
 //! HTTP client of the classification service (`POST /classify`) and its error mapping.
 //!
-//! Every failure — refused connection, HTTP error status with an `application/problem+json` body,
-//! unreadable answer — becomes a [`ServiceFailure`] with a stable [`ErrorCode`], so the adapter can
-//! always answer. The per-request deadline is applied by the caller around [`ServiceClient::classify`].
+//! The service's answers are read as typed documents: [`ClassifyAnswer`] for a 200, [`Problem`]
+//! (RFC 9457) for an error. A problem's `type` (`urn:classify-service:problem:<slug>`, the
+//! service's stable contract) decides the reply's [`ErrorCode`]; only a type this adapter does
+//! not know falls back to the HTTP status. Every failure — refused connection, problem, unreadable
+//! answer — becomes a [`ServiceFailure`], so the adapter can always answer.
+//!
+//! **Start-up race.** Greengrass counts the service RUNNING as soon as its process starts, so the
+//! adapter may get requests before the service listens or has loaded its model. A refused
+//! connection and a `not-ready` problem are therefore retried (50 ms doubling to 1 s) until the
+//! caller's deadline is near; the last failure is returned if the service never comes up.
 
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde::Deserialize;
+use tokio::time::Instant;
 
-use crate::messages::{ClassifyRequest, ErrorCode};
+use crate::messages::{ClassifyRequest, ErrorCode, Prediction};
 
-/// A successful classification.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Classification {
-    /// Top-1 label.
+/// Prefix of the service's problem types.
+pub const PROBLEM_TYPE_PREFIX: &str = "urn:classify-service:problem:";
+
+/// A successful classification: the part of the service's 200 answer the adapter forwards.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ClassifyAnswer {
+    /// Top-1 label of the model (independent of `top_k` and `threshold`).
     pub label: String,
-    /// Predictions exactly as the service sent them.
-    pub predictions: Vec<Value>,
+    /// Up to `top_k` predictions, most probable first.
+    pub predictions: Vec<Prediction>,
+}
+
+/// The service's RFC 9457 error document (fields the adapter uses).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Problem {
+    /// Stable problem type, `urn:classify-service:problem:<slug>`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// Short summary of the problem kind.
+    #[serde(default)]
+    pub title: String,
+    /// What went wrong with this request.
+    #[serde(default)]
+    pub detail: String,
 }
 
 /// A failed classification.
@@ -27,6 +52,8 @@ pub struct ServiceFailure {
     pub code: ErrorCode,
     /// Detail (the problem document's `detail` or `title` when there is one).
     pub message: String,
+    /// Whether trying again soon may succeed (the service is not up or not ready yet).
+    pub retryable: bool,
 }
 
 /// Client of one service base URL.
@@ -55,11 +82,31 @@ impl ServiceClient {
         Ok(Self { http, classify_url })
     }
 
-    /// Calls `POST /classify` for `request`, forwarding its id as `x-request-id`.
+    /// Calls `POST /classify`, retrying while the service is not up or not ready yet, as long
+    /// as the next attempt can start before `deadline`.
+    pub async fn classify_until(
+        &self,
+        request: &ClassifyRequest,
+        deadline: Instant,
+    ) -> Result<ClassifyAnswer, ServiceFailure> {
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match self.classify(request).await {
+                Err(failure) if failure.retryable && Instant::now() + pause < deadline => {
+                    tracing::debug!(request_id = %request.request_id, message = %failure.message, "service not ready; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// Calls `POST /classify` once for `request`, forwarding its id as `x-request-id`.
     pub async fn classify(
         &self,
         request: &ClassifyRequest,
-    ) -> Result<Classification, ServiceFailure> {
+    ) -> Result<ClassifyAnswer, ServiceFailure> {
         let response = self
             .http
             .post(&self.classify_url)
@@ -68,60 +115,87 @@ impl ServiceClient {
             .send()
             .await
             .map_err(|e| {
-                let code = if e.is_connect() {
-                    ErrorCode::ServiceUnreachable
+                let (code, retryable) = if e.is_connect() {
+                    (ErrorCode::ServiceUnreachable, true)
                 } else if e.is_timeout() {
-                    ErrorCode::Timeout
+                    (ErrorCode::Timeout, false)
                 } else {
-                    ErrorCode::ServiceError
+                    (ErrorCode::ServiceError, false)
                 };
                 ServiceFailure {
                     code,
                     message: format!("calling {}: {}", self.classify_url, error_chain(&e)),
+                    retryable,
                 }
             })?;
         let status = response.status();
         let body = response.bytes().await.map_err(|e| ServiceFailure {
             code: ErrorCode::ServiceError,
             message: format!("reading the service answer: {}", error_chain(&e)),
+            retryable: false,
         })?;
         if status == StatusCode::OK {
-            return parse_success(&body);
+            return serde_json::from_slice::<ClassifyAnswer>(&body).map_err(|e| ServiceFailure {
+                code: ErrorCode::ServiceError,
+                message: format!("invalid answer from the service: {e}"),
+                retryable: false,
+            });
         }
-        Err(ServiceFailure {
-            code: code_for_status(status),
-            message: problem_message(status, &body),
-        })
+        Err(failure_for(status, &body))
     }
 }
 
-fn parse_success(body: &[u8]) -> Result<Classification, ServiceFailure> {
-    let invalid = |why: &str| ServiceFailure {
-        code: ErrorCode::ServiceError,
-        message: format!("invalid answer from the service: {why}"),
+/// The failure for a non-200 answer: by problem type, else by status.
+fn failure_for(status: StatusCode, body: &[u8]) -> ServiceFailure {
+    let problem = serde_json::from_slice::<Problem>(body).ok();
+    let slug = problem
+        .as_ref()
+        .and_then(|p| p.type_.strip_prefix(PROBLEM_TYPE_PREFIX));
+    let code = slug
+        .and_then(code_for_problem)
+        .unwrap_or_else(|| code_for_status(status));
+    let text = problem.as_ref().and_then(|p| {
+        [&p.detail, &p.title]
+            .into_iter()
+            .find(|s| !s.is_empty())
+            .cloned()
+    });
+    let message = match (slug, text) {
+        (Some("not-found" | "method-not-allowed"), Some(t)) => format!(
+            "the service at the configured --service-url does not offer POST /classify ({t})"
+        ),
+        (_, Some(t)) => t,
+        (_, None) => format!("service answered HTTP {status}"),
     };
-    let v: Value = serde_json::from_slice(body).map_err(|_| invalid("not JSON"))?;
-    let predictions = v
-        .get("predictions")
-        .and_then(Value::as_array)
-        .cloned()
-        .ok_or_else(|| invalid("no predictions array"))?;
-    // Prefer the service's own top-1; fall back to the first prediction's label.
-    let label = v
-        .get("label")
-        .and_then(Value::as_str)
-        .or_else(|| {
-            predictions
-                .first()
-                .and_then(|p| p.get("label"))
-                .and_then(Value::as_str)
-        })
-        .ok_or_else(|| invalid("no label"))?
-        .to_owned();
-    Ok(Classification { label, predictions })
+    ServiceFailure {
+        code,
+        message,
+        retryable: slug == Some("not-ready"),
+    }
 }
 
-/// Maps an HTTP error status of the service to a reply code.
+/// Maps a problem type slug of the service to a reply code; `None` for a slug this adapter
+/// does not know (the status decides then).
+pub fn code_for_problem(slug: &str) -> Option<ErrorCode> {
+    Some(match slug {
+        "undecodable-image" => ErrorCode::InvalidImage,
+        // The adapter builds the body itself: what the service cannot read is the request's
+        // own content (e.g. image_base64 that is not base64).
+        "invalid-body" => ErrorCode::MalformedRequest,
+        "path-forbidden" => ErrorCode::ForbiddenPath,
+        "file-not-found" => ErrorCode::NotFound,
+        // A missing route or method means a wrong --service-url, not a missing image.
+        "not-found" | "method-not-allowed" | "internal" => ErrorCode::ServiceError,
+        "payload-too-large" | "image-too-large" => ErrorCode::ImageTooLarge,
+        "unsupported-media-type" => ErrorCode::UnsupportedMediaType,
+        "invalid-options" => ErrorCode::InvalidOptions,
+        "not-ready" | "overloaded" => ErrorCode::ServiceUnavailable,
+        "deadline-exceeded" => ErrorCode::ServiceTimeout,
+        _ => return None,
+    })
+}
+
+/// Maps an HTTP error status of the service to a reply code (for unknown problem types).
 pub fn code_for_status(status: StatusCode) -> ErrorCode {
     match status.as_u16() {
         400 => ErrorCode::InvalidImage,
@@ -136,21 +210,6 @@ pub fn code_for_status(status: StatusCode) -> ErrorCode {
     }
 }
 
-fn problem_message(status: StatusCode, body: &[u8]) -> String {
-    let problem: Option<Value> = serde_json::from_slice(body).ok();
-    let text = problem.as_ref().and_then(|p| {
-        p.get("detail")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .or_else(|| p.get("title").and_then(Value::as_str))
-            .map(str::to_owned)
-    });
-    match text {
-        Some(t) => t,
-        None => format!("service answered HTTP {status}"),
-    }
-}
-
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut source = e.source();
@@ -160,4 +219,46 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = inner.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(slug: &str, status: u16) -> Vec<u8> {
+        serde_json::json!({"type": format!("{PROBLEM_TYPE_PREFIX}{slug}"), "title": "t",
+                           "status": status, "detail": "d"})
+        .to_string()
+        .into_bytes()
+    }
+
+    #[test]
+    fn the_problem_type_decides_before_the_status() {
+        let cases = [
+            ("invalid-body", 400, ErrorCode::MalformedRequest),
+            ("undecodable-image", 400, ErrorCode::InvalidImage),
+            ("not-found", 404, ErrorCode::ServiceError),
+            ("file-not-found", 404, ErrorCode::NotFound),
+            ("payload-too-large", 413, ErrorCode::ImageTooLarge),
+            ("not-ready", 503, ErrorCode::ServiceUnavailable),
+            ("deadline-exceeded", 504, ErrorCode::ServiceTimeout),
+            // Unknown types fall back to the status.
+            ("something-new", 403, ErrorCode::ForbiddenPath),
+            ("something-new", 418, ErrorCode::ServiceError),
+        ];
+        for (slug, status, code) in cases {
+            let failure = failure_for(
+                StatusCode::from_u16(status).unwrap(),
+                &problem(slug, status),
+            );
+            assert_eq!(failure.code, code, "{slug} {status}");
+        }
+        let not_json = failure_for(StatusCode::NOT_FOUND, b"<html>");
+        assert_eq!(not_json.code, ErrorCode::NotFound);
+        assert_eq!(not_json.message, "service answered HTTP 404 Not Found");
+        assert!(failure_for(StatusCode::SERVICE_UNAVAILABLE, &problem("not-ready", 503)).retryable);
+        assert!(
+            !failure_for(StatusCode::SERVICE_UNAVAILABLE, &problem("overloaded", 503)).retryable
+        );
+    }
 }

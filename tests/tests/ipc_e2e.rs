@@ -2,9 +2,15 @@
 //! what the seed's requester does ↔ the nucleus emulator (authorising with the committed
 //! recipes' accessControl) ↔ the IPC adapter ↔ the classification service on a real socket ↔
 //! the real libdlr 1.6.0 running a generated model.
+//!
+//! The start-order tests run the built executables (`target/<profile>/classify-service` and
+//! `classify-ipc-adapter`, which `cargo test --workspace --all-targets` builds; alone:
+//! `cargo build -p classify-service -p classify-ipc-adapter` first) as separate processes, the
+//! way Greengrass starts components.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::time::Duration;
 
 use classify_ipc_adapter::acl::AccessControl;
@@ -74,6 +80,9 @@ async fn start_flow(flavour: Flavour, reply_format: ReplyFormat) -> Flow {
 
     let mut config = AdapterConfig::new(&socket, ADAPTER_TOKEN, service.base_url());
     config.ipc.nucleus = flavour;
+    // These tests count answers, not time: a generous deadline keeps a busy machine (a debug
+    // build decoding 200 images on 2 cores) from turning answers into `timeout` errors.
+    config.timeouts.reply_deadline_ms = 60_000;
     config.reply_format = reply_format;
     let adapter = Adapter::start(config).await.expect("adapter subscribes");
     let (stop_adapter, stopped) = oneshot::channel::<()>();
@@ -102,7 +111,13 @@ fn draw_images(dir: &Path) {
 }
 
 /// Runs the seed's requester with the official client and returns the replies it printed.
-async fn seed_requester(flow: &Flow, image_dir: &Path, fnames: &[&str]) -> Vec<String> {
+/// `socket` and `token` are what the nucleus hands the requester component.
+async fn seed_requester(
+    socket: &Path,
+    token: &str,
+    image_dir: &Path,
+    fnames: &[&str],
+) -> Vec<String> {
     let script = paths::workspace_root().join("tests/python/seed_requester.py");
     let mut command = tokio::process::Command::new(python());
     command
@@ -111,9 +126,9 @@ async fn seed_requester(flow: &Flow, image_dir: &Path, fnames: &[&str]) -> Vec<S
         .arg(image_dir)
         .env(
             "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT",
-            &flow.socket,
+            socket,
         )
-        .env("SVCUID", REQUESTER_TOKEN)
+        .env("SVCUID", token)
         .kill_on_drop(true);
     for fname in fnames {
         command.args(["--fname", fname]);
@@ -148,7 +163,13 @@ fn softmax(logits: &[f64]) -> Vec<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_requester_gets_json_answers_through_the_whole_flow() {
     let flow = start_flow(Flavour::Classic, ReplyFormat::Json).await;
-    let replies = seed_requester(&flow, flow.images.path(), &["pelican.jpeg", "pumpkin.png"]).await;
+    let replies = seed_requester(
+        &flow.socket,
+        REQUESTER_TOKEN,
+        flow.images.path(),
+        &["pelican.jpeg", "pumpkin.png"],
+    )
+    .await;
     let mut by_label: HashMap<String, Value> = HashMap::new();
     for reply in replies {
         let v: Value = serde_json::from_str(&reply).expect("JSON reply");
@@ -175,8 +196,13 @@ async fn seed_requester_gets_json_answers_through_the_whole_flow() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn label_only_mode_answers_like_the_seed_classifier() {
     let flow = start_flow(Flavour::Lite, ReplyFormat::Label).await;
-    let mut replies =
-        seed_requester(&flow, flow.images.path(), &["pelican.jpeg", "pumpkin.png"]).await;
+    let mut replies = seed_requester(
+        &flow.socket,
+        REQUESTER_TOKEN,
+        flow.images.path(),
+        &["pelican.jpeg", "pumpkin.png"],
+    )
+    .await;
     replies.sort();
     assert_eq!(replies, ["jack-o'-lantern", "red"]);
 }
@@ -184,14 +210,26 @@ async fn label_only_mode_answers_like_the_seed_classifier() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_and_forbidden_files_get_error_replies() {
     let flow = start_flow(Flavour::Lite, ReplyFormat::Json).await;
-    let missing = seed_requester(&flow, flow.images.path(), &["no-such.jpeg"]).await;
+    let missing = seed_requester(
+        &flow.socket,
+        REQUESTER_TOKEN,
+        flow.images.path(),
+        &["no-such.jpeg"],
+    )
+    .await;
     let v: Value = serde_json::from_str(&missing[0]).unwrap();
     assert_eq!(v["status"], "error", "{v}");
     assert_eq!(v["error"]["code"], "not_found", "{v}");
 
     let outside = tempfile::tempdir().unwrap();
     draw_images(outside.path());
-    let forbidden = seed_requester(&flow, outside.path(), &["pelican.jpeg"]).await;
+    let forbidden = seed_requester(
+        &flow.socket,
+        REQUESTER_TOKEN,
+        outside.path(),
+        &["pelican.jpeg"],
+    )
+    .await;
     let v: Value = serde_json::from_str(&forbidden[0]).unwrap();
     assert_eq!(v["status"], "error", "{v}");
     assert_eq!(v["error"]["code"], "forbidden_path", "{v}");
@@ -209,7 +247,7 @@ async fn two_hundred_requests_in_flight_are_each_answered_once() {
             }
         })
         .collect();
-    let replies = seed_requester(&flow, flow.images.path(), &fnames).await;
+    let replies = seed_requester(&flow.socket, REQUESTER_TOKEN, flow.images.path(), &fnames).await;
     assert_eq!(replies.len(), 200);
     let mut ids = std::collections::HashSet::new();
     let mut labels: HashMap<String, usize> = HashMap::new();
@@ -226,4 +264,229 @@ async fn two_hundred_requests_in_flight_are_each_answered_once() {
     }
     assert_eq!(labels.get("red"), Some(&100), "{labels:?}");
     assert_eq!(labels.get("jack-o'-lantern"), Some(&100), "{labels:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Start order, with every component a process of its own
+// ---------------------------------------------------------------------------------------------
+
+/// The directory holding the workspace's executables: the test binary lives in its `deps/`.
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+    for name in ["classify-service", "classify-ipc-adapter"] {
+        assert!(
+            dir.join(name).exists(),
+            "{} not found: build the executables first \
+             (`cargo build -p classify-service -p classify-ipc-adapter`)",
+            dir.join(name).display()
+        );
+    }
+    dir
+}
+
+/// A port nothing listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A process killed when dropped, its stderr kept in a file for failure messages.
+struct Process {
+    /// Kept so that dropping the `Process` kills it.
+    _child: tokio::process::Child,
+    log: PathBuf,
+}
+
+impl Process {
+    fn spawn(command: &mut tokio::process::Command, log: PathBuf) -> Self {
+        let file = std::fs::File::create(&log).unwrap();
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        Self { _child: child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// The service executable as the service recipe starts it (no waiting for it: under a `Run`
+/// step Greengrass counts it RUNNING as soon as the process exists).
+fn service_process(images: &Path, port: u16, log: PathBuf) -> Process {
+    let mut command = tokio::process::Command::new(bin_dir().join("classify-service"));
+    command
+        .arg("--model-dir")
+        .arg(paths::model_dir("colour"))
+        .arg("--dlr-library")
+        .arg(paths::libdlr_path())
+        .arg("--allowed-dir")
+        .arg(images)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--workers", "1"]);
+    Process::spawn(&mut command, log)
+}
+
+/// `classify-ipc-adapter wait-ready FILE`, as a script waits.
+async fn wait_ready(file: &Path, waiting_for: &[&Process]) {
+    let status = tokio::process::Command::new(bin_dir().join("classify-ipc-adapter"))
+        .arg("wait-ready")
+        .arg(file)
+        .args(["--timeout-ms", "30000"])
+        .kill_on_drop(true)
+        .status()
+        .await
+        .unwrap();
+    let logs: Vec<String> = waiting_for.iter().map(|p| p.log()).collect();
+    assert!(
+        status.success(),
+        "{} never appeared:\n{}",
+        file.display(),
+        logs.join("\n---\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn started_as_greengrass_starts_them_every_first_request_is_answered_20_times() {
+    let images = tempfile::tempdir().unwrap();
+    draw_images(images.path());
+    let adapter_bin = bin_dir().join("classify-ipc-adapter");
+    for round in 0..20 {
+        let flavour = if round % 2 == 0 { "classic" } else { "lite" };
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("gg.sock");
+        let port = free_port();
+
+        // The nucleus is up before any component.
+        let emulator_ready = dir.path().join("emulator.ready");
+        let mut command = tokio::process::Command::new(&adapter_bin);
+        command
+            .arg("emulate")
+            .arg("--socket")
+            .arg(&socket)
+            .args(["--flavour", flavour])
+            .arg("--access-control")
+            .arg(recipe(ADAPTER))
+            .arg("--access-control")
+            .arg(recipe(REQUESTER))
+            .arg("--ready-file")
+            .arg(&emulator_ready);
+        let emulator = Process::spawn(&mut command, dir.path().join("emulator.log"));
+        wait_ready(&emulator_ready, &[&emulator]).await;
+
+        // The service (Run: RUNNING at once), then its dependent the adapter right away.
+        let service = service_process(images.path(), port, dir.path().join("service.log"));
+        let adapter_ready = dir.path().join("adapter.ready");
+        let mut command = tokio::process::Command::new(&adapter_bin);
+        command
+            .arg("run")
+            .args(["--nucleus", flavour])
+            .args(["--service-url", &format!("http://127.0.0.1:{port}")])
+            .arg("--ready-file")
+            .arg(&adapter_ready)
+            .env(
+                "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT",
+                &socket,
+            )
+            .env("SVCUID", ADAPTER);
+        let adapter = Process::spawn(&mut command, dir.path().join("adapter.log"));
+
+        // The requester depends on the adapter: it starts once the adapter reported RUNNING,
+        // which the adapter's ready file follows.
+        wait_ready(&adapter_ready, &[&emulator, &service, &adapter]).await;
+        // Without --token the emulator takes a component's name as its token.
+        let replies = seed_requester(&socket, REQUESTER, images.path(), &["pumpkin.png"]).await;
+        let v: Value = serde_json::from_str(&replies[0]).expect("JSON reply");
+        assert_eq!(
+            (v["status"].as_str(), v["label"].as_str()),
+            (Some("ok"), Some("jack-o'-lantern")),
+            "round {round} ({flavour}): {v}\nadapter:\n{}\nservice:\n{}",
+            adapter.log(),
+            service.log()
+        );
+        drop((adapter, service, emulator));
+    }
+}
+
+/// The shell block of the README's IPC section (the one starting the emulator).
+fn readme_ipc_block() -> String {
+    let readme = std::fs::read_to_string(paths::workspace_root().join("README.md")).unwrap();
+    let mut blocks = readme
+        .split("```sh\n")
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap().to_owned());
+    blocks
+        .find(|b| b.contains("classify-ipc-adapter emulate"))
+        .expect("README has the IPC flow")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_ipc_flow_runs_as_written() {
+    let root = paths::workspace_root();
+    let block = readme_ipc_block();
+    assert!(
+        block.contains("wait-ready") && !block.contains("sleep"),
+        "the README waits for readiness, not for time:\n{block}"
+    );
+    let work = tempfile::tempdir().unwrap();
+    // Only the machine-specific parts change: where the executables are, and private paths
+    // instead of /tmp so that parallel runs do not meet.
+    let script = block
+        .replace("$PWD/target/release", &bin_dir().display().to_string())
+        .replace("/tmp/", &format!("{}/", work.path().display()));
+
+    // "The service must be running first": the demo service the README's service section starts.
+    let port = free_port();
+    let mut command = tokio::process::Command::new(bin_dir().join("classify-service"));
+    command
+        .args(["--demo", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--dlr-library")
+        .arg(paths::libdlr_path())
+        .arg("--allowed-dir")
+        .arg(root.join("generated/samples"));
+    let service = Process::spawn(&mut command, work.path().join("service.log"));
+
+    use std::os::unix::process::CommandExt as _;
+    let mut sh = std::process::Command::new("sh");
+    sh.arg("-c")
+        .arg(format!("set -e\n{script}"))
+        .current_dir(&root)
+        .env("CLASSIFY_SERVICE_URL", format!("http://127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        // Its own process group, so the background emulator and adapter can be stopped after.
+        .process_group(0);
+    // Output to files: the background processes keep pipes open, files need no reader.
+    let (out_path, err_path) = (work.path().join("out"), work.path().join("err"));
+    sh.stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap());
+    let mut child = tokio::process::Command::from(sh)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let group = child.id().unwrap().to_string();
+    let status = tokio::time::timeout(Duration::from_secs(90), child.wait()).await;
+    // The script leaves the emulator and the adapter running, as on a laptop.
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", "--", &format!("-{group}")])
+        .status();
+    let stdout = std::fs::read_to_string(&out_path).unwrap();
+    let stderr = std::fs::read_to_string(&err_path).unwrap();
+    let status = status
+        .unwrap_or_else(|_| panic!("the README flow hangs:\n{stdout}\n{stderr}"))
+        .unwrap();
+    assert!(
+        status.success(),
+        "README flow failed:\n{script}\nstdout: {stdout}\nstderr: {stderr}\nservice: {}",
+        service.log()
+    );
+    let v: Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).expect("a JSON reply");
+    assert_eq!(v["status"], "ok", "{v}");
+    assert_eq!(v["label"], "jack-o'-lantern", "{v}");
 }

@@ -179,11 +179,37 @@ def seed_request(args):
     return True
 
 
+def json_requests(args):
+    """A requester that speaks jsonMessage: --count requests one after the other, each with
+    top_k 5, each waiting for its reply on the same subscription (on nucleus lite a reply lite
+    cannot deliver would silently end that subscription, and later replies would never come)."""
+    client = GreengrassCoreIPCClientV2()
+    c = Collector()
+    _, op = c.subscribe(client, args.reply_topic)
+    replies = []
+    for i in range(args.count):
+        message = {"path": f"{args.image_dir}/{args.fname}", "top_k": 5, "request_id": f"json-{i}"}
+        client.publish_to_topic(
+            topic=args.request_topic, publish_message=PublishMessage(json_message=JsonMessage(message=message))
+        )
+        got = c.take(timeout=args.timeout)
+        if got is None:
+            out(ok=False, error=f"no reply to request {i}", replies=replies)
+            return False
+        replies.append(got)
+    op.close().result(WAIT)
+    client.close()
+    out(ok=True, replies=replies)
+    return True
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("scenario", choices=[
         "roundtrip", "own-messages", "unauthorized", "rejected", "close-handshake", "seed-request",
+        "json-requests",
     ])
+    p.add_argument("--count", type=int, default=3)
     p.add_argument("--topic", default="test/topic")
     p.add_argument("--operation", choices=["publish", "subscribe"], default="publish")
     p.add_argument("--image-dir", default="/images")
@@ -199,6 +225,7 @@ def main():
         "rejected": rejected,
         "close-handshake": close_handshake,
         "seed-request": seed_request,
+        "json-requests": json_requests,
     }[args.scenario]
     started = time.monotonic()
     ok = scenario(args)

@@ -31,7 +31,10 @@ fn every_artifact_is_built_by_dist_and_every_built_file_is_used() {
                 platforms.insert(target.greengrass_arch),
                 "duplicate platform"
             );
-            let run = script(&manifest["Lifecycle"]["Run"]).unwrap();
+            let lifecycle = &manifest["Lifecycle"];
+            let run = script(&lifecycle["Run"])
+                .or_else(|| script(&lifecycle["Startup"]))
+                .unwrap();
             for artifact in manifest["Artifacts"].as_array().unwrap() {
                 let uri = str_at(artifact, "/URI");
                 let file = uri.rsplit('/').next().unwrap();

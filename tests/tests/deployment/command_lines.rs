@@ -151,15 +151,23 @@ fn adapter_run_command_is_accepted_and_wired_to_the_configuration() {
         let adapter_config::Command::Run(config) = parse_adapter(&argv, &context) else {
             panic!("{context}: the adapter component must run the adapter");
         };
-        assert_eq!(config.request_topic, value("RequestTopic"));
-        assert_eq!(config.reply_topic, value("ReplyTopic"));
+        assert_eq!(config.topics.request_topic, value("RequestTopic"));
+        assert_eq!(config.topics.reply_topic, value("ReplyTopic"));
         assert_eq!(config.service_url, value("ServiceUrl"));
         assert_eq!(lower_debug(config.reply_format), value("ReplyFormat"));
         assert_eq!(config.max_in_flight.to_string(), value("MaxInFlight"));
         assert_eq!(config.max_queued.to_string(), value("MaxQueued"));
         assert_eq!(
-            config.request_timeout_ms.to_string(),
-            value("RequestTimeoutMs")
+            config.timeouts.reply_deadline_ms.to_string(),
+            value("ReplyDeadlineMs")
+        );
+        assert_eq!(
+            config.timeouts.liveness_interval_ms.to_string(),
+            value("LivenessIntervalMs")
+        );
+        assert!(
+            !config.no_report_state,
+            "{context}: Startup needs UpdateState"
         );
         assert_eq!(lower_debug(config.ipc.nucleus), value("Nucleus"));
         assert!(
@@ -199,8 +207,8 @@ fn requester_run_command_is_accepted_and_wired_to_the_configuration() {
             Some(value("ImageDirectory").as_str())
         );
         assert_eq!(args.fname.as_deref(), Some(value("ImageName").as_str()));
-        assert_eq!(args.request_topic, value("RequestTopic"));
-        assert_eq!(args.reply_topic, value("ReplyTopic"));
+        assert_eq!(args.topics.request_topic, value("RequestTopic"));
+        assert_eq!(args.topics.reply_topic, value("ReplyTopic"));
         assert_eq!(args.timeout_ms.to_string(), value("TimeoutMs"));
         assert_eq!(lower_debug(args.ipc.nucleus), value("Nucleus"));
     }

@@ -212,7 +212,10 @@ pub(crate) fn launch(interpolation: &Interpolation, manifest: &Value, context: &
         Some(output)
     };
     run_script("Install");
-    let run = run_script("Run").unwrap_or_else(|| panic!("{context}: no Run step"));
+    // The adapter starts in a Startup step (it reports RUNNING itself once subscribed).
+    let run = run_script("Run")
+        .or_else(|| run_script("Startup"))
+        .unwrap_or_else(|| panic!("{context}: no Run or Startup step"));
     let mut argv: Vec<String> = String::from_utf8(run.stdout)
         .unwrap()
         .split('\0')

@@ -1,8 +1,6 @@
 //! Shared test fixtures: a stub of the classification service (a fake is acceptable only inside
 //! this crate's tests), emulator start-up, adapter start-up, reply collection, the Python client.
 
-#![allow(dead_code)]
-
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,6 +18,7 @@ use classify_ipc_adapter::client::{ClientConfig, IpcClient, Subscription};
 use classify_ipc_adapter::config::{AdapterConfig, Flavour};
 use classify_ipc_adapter::emulator::{self, EmulatorConfig, EmulatorHandle};
 use classify_ipc_adapter::pubsub::{Payload, SubscriptionEvent};
+use dlr_test_models::paths;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -49,8 +48,12 @@ impl Drop for StubService {
     }
 }
 
-fn problem(status: StatusCode, detail: &str) -> Response {
-    let body = json!({"type": "about:blank", "title": status.canonical_reason(), "status": status.as_u16(), "detail": detail});
+/// A problem document as the service writes it; `slug` None gives `about:blank`.
+fn problem(status: StatusCode, slug: Option<&str>, detail: &str) -> Response {
+    let type_ = slug.map_or("about:blank".to_owned(), |s| {
+        format!("urn:classify-service:problem:{s}")
+    });
+    let body = json!({"type": type_, "title": status.canonical_reason(), "status": status.as_u16(), "detail": detail});
     let mut r = (status, body.to_string()).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -80,19 +83,62 @@ async fn classify(
         .unwrap_or_else(|| "inline.png".to_owned());
     let stem = name.split('.').next().unwrap_or(&name).to_owned();
     if stem.starts_with("missing") {
-        return problem(StatusCode::NOT_FOUND, &format!("no such file: {name}"));
+        return problem(
+            StatusCode::NOT_FOUND,
+            Some("file-not-found"),
+            &format!("no such file: {name}"),
+        );
     }
     if stem.starts_with("busy") {
-        let mut r = problem(StatusCode::SERVICE_UNAVAILABLE, "queue full");
+        let mut r = problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("overloaded"),
+            "queue full",
+        );
         r.headers_mut()
             .insert(header::RETRY_AFTER, "1".parse().unwrap());
         return r;
     }
+    if stem.starts_with("starting") {
+        let attempts = log.lock().unwrap().bodies.len();
+        if attempts <= 2 {
+            return problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some("not-ready"),
+                "model warming up",
+            );
+        }
+    }
     if stem.starts_with("broken") {
-        return problem(StatusCode::INTERNAL_SERVER_ERROR, "boom");
+        return problem(StatusCode::INTERNAL_SERVER_ERROR, Some("internal"), "boom");
     }
     if stem.starts_with("bad") {
-        return problem(StatusCode::BAD_REQUEST, "cannot decode image");
+        return problem(
+            StatusCode::BAD_REQUEST,
+            Some("undecodable-image"),
+            "cannot decode image",
+        );
+    }
+    if stem.starts_with("garbled") {
+        return problem(StatusCode::BAD_REQUEST, Some("invalid-body"), "not base64");
+    }
+    if stem.starts_with("wrongroute") {
+        return problem(StatusCode::NOT_FOUND, Some("not-found"), "no route");
+    }
+    if stem.starts_with("teapot") {
+        return problem(StatusCode::FORBIDDEN, None, "outside");
+    }
+    if stem.starts_with("digits") {
+        let preds: Vec<Value> = digits_numbers()
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let p: Value = serde_json::from_str(n).unwrap();
+                json!({"index": i, "label": format!("c{i}"), "probability": p, "logit": p})
+            })
+            .collect();
+        return Json(json!({"request_id": "x", "label": "c0", "predictions": preds}))
+            .into_response();
     }
     if stem.starts_with("slow") {
         tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -105,7 +151,7 @@ async fn classify(
             .into_response();
     }
     let top_k = body.get("top_k").and_then(Value::as_u64).unwrap_or(2);
-    let preds: Vec<Value> = (0..top_k.min(3))
+    let preds: Vec<Value> = (0..top_k.min(5))
         .map(|i| {
             let label = if i == 0 { stem.clone() } else { format!("other{i}") };
             json!({"index": i, "label": label, "probability": 0.9 / (i + 1) as f64, "logit": 3.0 - i as f64})
@@ -119,6 +165,17 @@ async fn classify(
         "timings": {"decode_ms": 0, "preprocess_ms": 0, "queue_ms": 0, "inference_ms": 0, "total_ms": 0}
     }))
     .into_response()
+}
+
+/// Numbers with 16–17 significant digits, as the service prints probabilities (shortest
+/// round-trip form); spread over many magnitudes so that a lossy parser alters some of them.
+pub fn digits_numbers() -> Vec<String> {
+    (1..200u32)
+        .map(|i| {
+            let x = (f64::from(i) * 0.618_033_988_749_894_9).fract() / f64::from(i % 7 + 1);
+            serde_json::to_string(&x).unwrap()
+        })
+        .collect()
 }
 
 /// Starts the stub on 127.0.0.1 (ephemeral port).
@@ -189,7 +246,7 @@ pub async fn client(socket: &Path, token: &str, flavour: Flavour) -> IpcClient {
 pub fn adapter_config(socket: &Path, service_url: &str, flavour: Flavour) -> AdapterConfig {
     let mut c = AdapterConfig::new(socket, ADAPTER, service_url);
     c.ipc.nucleus = flavour;
-    c.request_timeout_ms = 5_000;
+    c.timeouts.reply_deadline_ms = 5_000;
     c
 }
 
@@ -274,18 +331,19 @@ pub fn bin(v: &Value) -> Payload {
     Payload::Binary(v.to_string().into_bytes())
 }
 
-/// The Python interpreter with awsiotsdk: `CLASSIFY_TEST_PYTHON` or the workspace venv.
-/// Panics (test failure, no skip) when it is missing.
+/// The Python interpreter with awsiotsdk: `CLASSIFY_TEST_PYTHON`, else the venv that
+/// `cargo xtask setup` makes (found as the end-to-end tests find it). Panics (test failure, no
+/// skip) when it is missing.
 pub fn python() -> PathBuf {
-    let path = match std::env::var_os("CLASSIFY_TEST_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../generated/venv/bin/python"),
-    };
+    let path = std::env::var_os("CLASSIFY_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| paths::venv_dir().join("bin/python"));
     assert!(
         path.exists(),
-        "Python interpreter with awsiotsdk==1.31.0 not found at {}: run `cargo xtask setup` \
-         (or set CLASSIFY_TEST_PYTHON)",
-        path.display()
+        "{} not found: run `{}` first (it installs the official Greengrass IPC client, \
+         awsiotsdk==1.31.0), or set CLASSIFY_TEST_PYTHON",
+        path.display(),
+        paths::SETUP_COMMAND
     );
     path
 }
@@ -295,8 +353,18 @@ pub fn python_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/ipc_client.py")
 }
 
-/// Runs a scenario of the Python driver; returns (success, last stdout JSON line, stderr).
-pub async fn run_python(socket: &Path, token: &str, args: &[&str]) -> (bool, Value, String) {
+/// What a run of the Python driver produced.
+pub struct PythonRun {
+    /// Whether it exited 0.
+    pub ok: bool,
+    /// Its last stdout line, parsed as JSON (the scenario's result).
+    pub output: Value,
+    /// Its stderr, for failure messages.
+    pub stderr: String,
+}
+
+/// Runs a scenario of the Python driver.
+pub async fn run_python(socket: &Path, token: &str, args: &[&str]) -> PythonRun {
     let mut cmd = tokio::process::Command::new(python());
     cmd.arg(python_script())
         .args(args)
@@ -314,9 +382,13 @@ pub async fn run_python(socket: &Path, token: &str, args: &[&str]) -> (bool, Val
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let last = stdout.lines().last().unwrap_or("null");
-    let json =
+    let output =
         serde_json::from_str(last).unwrap_or_else(|_| panic!("bad output: {stdout}\n{stderr}"));
-    (out.status.success(), json, stderr)
+    PythonRun {
+        ok: out.status.success(),
+        output,
+        stderr,
+    }
 }
 
 /// Polls `f` until true or [`WAIT`] passes.

@@ -1,9 +1,8 @@
 //! The emulator's classic and lite behaviours, seen through raw frames and the crate's client.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::support::*;
 use classify_ipc_adapter::acl::AccessControl;
 use classify_ipc_adapter::client::IpcClient;
 use classify_ipc_adapter::config::Flavour;
@@ -12,7 +11,6 @@ use classify_ipc_adapter::frame::{
     self, Frame, FrameReader, MessageType, ReadOutcome, flags, header,
 };
 use classify_ipc_adapter::pubsub::{self, Payload, ReceiveMode};
-use common::*;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;

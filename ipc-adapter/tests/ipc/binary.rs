@@ -1,27 +1,30 @@
-//! The `classify-ipc-adapter` binary: signals, exit statuses and the three subcommands.
-
-mod common;
+//! The `classify-ipc-adapter` binary: signals, exit statuses, socket wait, ready files, the
+//! subcommands, and plain (colourless) logs when stderr is not a terminal.
 
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::support::*;
 use classify_ipc_adapter::config::Flavour;
-use common::*;
 use serde_json::{Value, json};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_classify-ipc-adapter");
 
-fn adapter_process(socket: &std::path::Path, service_url: &str) -> Child {
+/// The adapter as Greengrass starts it: socket and token in the environment; `ready` is the
+/// ready file it writes once subscribed and reported RUNNING.
+fn adapter_process(socket: &std::path::Path, service_url: &str, ready: &std::path::Path) -> Child {
     Command::new(BIN)
         .args([
             "run",
             "--service-url",
             service_url,
-            "--request-timeout-ms",
+            "--reply-deadline-ms",
             "5000",
         ])
+        .arg("--ready-file")
+        .arg(ready)
         .env(
             "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT",
             socket,
@@ -42,6 +45,19 @@ fn signal(child: &Child, sig: &str) {
         .status()
         .unwrap();
     assert!(status.success());
+}
+
+/// Waits for ready files with the binary's own `wait-ready`, as a script would.
+async fn wait_ready(files: &[&std::path::Path]) {
+    let status = Command::new(BIN)
+        .arg("wait-ready")
+        .args(files)
+        .args(["--timeout-ms", "15000"])
+        .kill_on_drop(true)
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success(), "ready files {files:?} did not appear");
 }
 
 async fn wait_exit(child: &mut Child) -> (i32, String) {
@@ -65,11 +81,9 @@ async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
     let stub = stub_service().await;
     let dir = tempfile::tempdir().unwrap();
     let emu = start_emulator(dir.path(), Flavour::Lite).await;
-    let mut child = adapter_process(emu.socket_path(), &stub.url);
-    assert!(
-        eventually(|| emu.subscription_count() == 1).await,
-        "adapter subscribed"
-    );
+    let ready = dir.path().join("adapter.ready");
+    let mut child = adapter_process(emu.socket_path(), &stub.url, &ready);
+    wait_ready(&[&ready]).await;
     let req = client(emu.socket_path(), REQUESTER, Flavour::Lite).await;
     let mut replies = req.subscribe("local/result", None).await.unwrap();
     for i in 0..2 {
@@ -89,6 +103,72 @@ async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
     let (code, stderr) = wait_exit(&mut child).await;
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("SIGTERM received"), "{stderr}");
+    assert!(
+        !stderr.contains('\x1b'),
+        "no ANSI colour codes when stderr is not a terminal: {stderr:?}"
+    );
+}
+
+#[tokio::test]
+async fn adapter_started_before_the_nucleus_waits_for_its_socket() {
+    let stub = stub_service().await;
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("nucleus.sock");
+    let ready = dir.path().join("adapter.ready");
+    // Started first, as a laptop script or a slow nucleus start would do it.
+    let mut child = adapter_process(&socket, &stub.url, &ready);
+    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
+    let waiting = async {
+        while let Some(line) = log.next_line().await.unwrap() {
+            if line.contains("nucleus socket not ready; waiting for it") {
+                return;
+            }
+        }
+        panic!("the adapter exited instead of waiting for the socket");
+    };
+    tokio::time::timeout(WAIT, waiting)
+        .await
+        .expect("the adapter says it waits");
+    let emu = start_emulator_at(&socket, Flavour::Lite).await;
+    emu.wait_for_state(ADAPTER, "RUNNING").await;
+    wait_ready(&[&ready]).await;
+    let req = client(emu.socket_path(), REQUESTER, Flavour::Lite).await;
+    let mut replies = req.subscribe("local/result", None).await.unwrap();
+    req.publish(
+        "local/inference",
+        &bin(&json!({"path": "/x/first.png", "request_id": "first"})),
+    )
+    .await
+    .unwrap();
+    let v = next_reply(&mut replies).await.json.unwrap();
+    assert_eq!(
+        (v["request_id"].as_str(), v["status"].as_str()),
+        (Some("first"), Some("ok"))
+    );
+    signal(&child, "-TERM");
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn adapter_gives_up_on_a_socket_that_never_appears() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", "--socket-wait-ms", "300"])
+        .arg("--socket")
+        .arg(dir.path().join("absent.sock"))
+        .args(["--auth-token", ADAPTER])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let (code, stderr) = wait_exit(&mut child).await;
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("after waiting 300 ms"), "{stderr}");
 }
 
 #[tokio::test]
@@ -96,11 +176,9 @@ async fn nucleus_loss_exits_with_status_4_and_a_clear_log() {
     let stub = stub_service().await;
     let dir = tempfile::tempdir().unwrap();
     let emu = start_emulator(dir.path(), Flavour::Classic).await;
-    let mut child = adapter_process(emu.socket_path(), &stub.url);
-    assert!(
-        eventually(|| emu.subscription_count() == 1).await,
-        "adapter subscribed"
-    );
+    let ready = dir.path().join("adapter.ready");
+    let mut child = adapter_process(emu.socket_path(), &stub.url, &ready);
+    emu.wait_for_state(ADAPTER, "RUNNING").await;
     emu.shutdown().await;
     let (code, stderr) = wait_exit(&mut child).await;
     assert_eq!(code, 4, "{stderr}");
@@ -172,6 +250,7 @@ async fn request_subcommand_prints_the_reply() {
             .output();
         let out = tokio::time::timeout(WAIT, out).await.unwrap().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(!String::from_utf8_lossy(&out.stderr).contains('\x1b'));
         assert_eq!(
             out.status.success(),
             ok,
@@ -192,6 +271,7 @@ async fn request_subcommand_prints_the_reply() {
 async fn emulate_subcommand_serves_until_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("emu.sock");
+    let ready = dir.path().join("emu.ready");
     let acl = dir.path().join("acl.json");
     std::fs::write(&acl, ACL).unwrap();
     let mut child = Command::new(BIN)
@@ -202,6 +282,8 @@ async fn emulate_subcommand_serves_until_sigterm() {
             "--flavour",
             "lite",
         ])
+        .arg("--ready-file")
+        .arg(&ready)
         .args([
             "--access-control",
             acl.to_str().unwrap(),
@@ -213,7 +295,7 @@ async fn emulate_subcommand_serves_until_sigterm() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    assert!(eventually(|| socket.exists()).await);
+    wait_ready(&[&ready]).await;
     let c = client(&socket, "secret-1", Flavour::Lite).await;
     let mut sub = c.subscribe("local/result", None).await.unwrap();
     c.publish("local/result", &bin(&json!({"x": 1})))
@@ -237,6 +319,7 @@ async fn emulate_subcommand_serves_until_sigterm() {
     signal(&child, "-TERM");
     let (code, stderr) = wait_exit(&mut child).await;
     assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains('\x1b'), "no ANSI colour codes: {stderr:?}");
     assert!(!socket.exists());
     let reason = tokio::time::timeout(Duration::from_secs(5), c.closed())
         .await

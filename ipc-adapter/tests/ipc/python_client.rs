@@ -4,13 +4,11 @@
 //! The interpreter is `CLASSIFY_TEST_PYTHON` or `<workspace>/generated/venv/bin/python`; when it is
 //! missing these tests fail and say to run `cargo xtask setup`.
 
-mod common;
-
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::support::*;
 use classify_ipc_adapter::config::{Flavour, ReplyFormat};
-use common::*;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -21,7 +19,11 @@ async fn official_client_publishes_and_receives_binary_and_json() {
     for flavour in FLAVOURS {
         let dir = tempfile::tempdir().unwrap();
         let emu = start_emulator(dir.path(), flavour).await;
-        let (ok, out, err) = run_python(
+        let PythonRun {
+            ok,
+            output: out,
+            stderr: err,
+        } = run_python(
             emu.socket_path(),
             REQUESTER,
             &["roundtrip", "--topic", "local/result"],
@@ -37,7 +39,11 @@ async fn official_client_sees_receive_mode_per_flavour() {
     for (flavour, expected) in [(Flavour::Classic, 0), (Flavour::Lite, 1)] {
         let dir = tempfile::tempdir().unwrap();
         let emu = start_emulator(dir.path(), flavour).await;
-        let (ok, out, err) = run_python(
+        let PythonRun {
+            ok,
+            output: out,
+            stderr: err,
+        } = run_python(
             emu.socket_path(),
             REQUESTER,
             &["own-messages", "--topic", "local/result"],
@@ -55,7 +61,11 @@ async fn official_client_gets_unauthorized_error() {
         let dir = tempfile::tempdir().unwrap();
         let emu = start_emulator(dir.path(), flavour).await;
         for op in ["publish", "subscribe"] {
-            let (ok, out, err) = run_python(
+            let PythonRun {
+                ok,
+                output: out,
+                stderr: err,
+            } = run_python(
                 emu.socket_path(),
                 REQUESTER,
                 &["unauthorized", "--operation", op, "--topic", "secret/topic"],
@@ -79,7 +89,11 @@ async fn official_client_connect_with_bad_token_fails() {
     for flavour in FLAVOURS {
         let dir = tempfile::tempdir().unwrap();
         let emu = start_emulator(dir.path(), flavour).await;
-        let (ok, out, err) = run_python(emu.socket_path(), "not-a-component", &["rejected"]).await;
+        let PythonRun {
+            ok,
+            output: out,
+            stderr: err,
+        } = run_python(emu.socket_path(), "not-a-component", &["rejected"]).await;
         assert!(ok, "{flavour:?}: {out}\n{err}");
         emu.shutdown().await;
     }
@@ -141,7 +155,11 @@ async fn seed_requester_flow_through_emulator_adapter_and_service() {
             let mut config = adapter_config(emu.socket_path(), &stub.url, flavour);
             config.reply_format = format;
             let running = start_adapter(config).await;
-            let (ok, out, err) = run_python(
+            let PythonRun {
+                ok,
+                output: out,
+                stderr: err,
+            } = run_python(
                 emu.socket_path(),
                 REQUESTER,
                 &[
@@ -173,5 +191,42 @@ async fn seed_requester_flow_through_emulator_adapter_and_service() {
             running.stop().await.unwrap();
             emu.shutdown().await;
         }
+    }
+}
+
+#[tokio::test]
+async fn official_client_as_a_json_requester_gets_every_reply_on_both_nuclei() {
+    for flavour in FLAVOURS {
+        let stub = stub_service().await;
+        let dir = tempfile::tempdir().unwrap();
+        let emu = start_emulator(dir.path(), flavour).await;
+        let running = start_adapter(adapter_config(emu.socket_path(), &stub.url, flavour)).await;
+        let PythonRun { ok, output, stderr } = run_python(
+            emu.socket_path(),
+            REQUESTER,
+            &["json-requests", "--count", "3", "--fname", "red.png"],
+        )
+        .await;
+        assert!(ok, "{flavour:?}: {output}\n{stderr}");
+        let replies = output["replies"].as_array().unwrap();
+        assert_eq!(replies.len(), 3, "{flavour:?}: {output}");
+        for (i, reply) in replies.iter().enumerate() {
+            // Classic keeps the request's kind; lite answers with the JSON text in a
+            // binaryMessage, because five predictions are more JSON values than lite delivers.
+            let document: serde_json::Value = match flavour {
+                Flavour::Classic => {
+                    assert_eq!(reply["kind"], "json", "{reply}");
+                    reply["message"].clone()
+                }
+                Flavour::Lite => {
+                    assert_eq!(reply["kind"], "binary", "{reply}");
+                    serde_json::from_str(reply["message"].as_str().unwrap()).unwrap()
+                }
+            };
+            assert_eq!(document["request_id"], format!("json-{i}"));
+            assert_eq!(document["predictions"].as_array().unwrap().len(), 5);
+        }
+        running.stop().await.unwrap();
+        emu.shutdown().await;
     }
 }

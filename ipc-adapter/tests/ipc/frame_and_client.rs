@@ -1,16 +1,14 @@
 //! Frame limits and the client's wire behaviour, checked against a scripted raw server.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::WAIT;
 use classify_ipc_adapter::client::{ClientConfig, IpcClient, IpcError};
 use classify_ipc_adapter::frame::{
     self, Frame, FrameError, FrameReader, LITE_MAX_FRAME, MessageType, ReadOutcome, flags, header,
 };
 use classify_ipc_adapter::pubsub::{self, Payload};
-use common::WAIT;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixListener;
@@ -315,6 +313,23 @@ async fn oversized_incoming_event_is_skipped_and_the_connection_survives() {
     let server = raw_server(Script::Lite).await;
     let client = IpcClient::connect(config(&server.socket)).await.unwrap();
     let mut sub = client.subscribe("events", None).await.unwrap();
+    // The oversized event is reported on its own stream (its kind read from the payload's
+    // start), without ending the subscription.
+    let skipped = tokio::time::timeout(WAIT, sub.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(
+            skipped,
+            Err(IpcError::MessageTooLarge {
+                max: 10_000,
+                binary: true,
+                ..
+            })
+        ),
+        "{skipped:?}"
+    );
     let ev = tokio::time::timeout(WAIT, sub.next())
         .await
         .unwrap()

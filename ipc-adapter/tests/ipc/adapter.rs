@@ -1,27 +1,29 @@
 //! The adapter against the emulator (both flavours) and a stub of the service.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
+use crate::support::*;
 use classify_ipc_adapter::adapter::{self, AdapterError};
 use classify_ipc_adapter::config::{Flavour, ReplyFormat};
 use classify_ipc_adapter::pubsub::Payload;
-use common::*;
 use serde_json::{Value, json};
+
+/// An emulator with a running adapter and a requester subscribed to the reply topic.
+struct Harness {
+    /// Holds the socket's directory.
+    _dir: tempfile::TempDir,
+    emulator: classify_ipc_adapter::emulator::EmulatorHandle,
+    running: RunningAdapter,
+    requester: classify_ipc_adapter::client::IpcClient,
+    replies: classify_ipc_adapter::client::Subscription,
+}
 
 async fn setup(
     flavour: Flavour,
     service_url: &str,
     tweak: impl FnOnce(&mut classify_ipc_adapter::config::AdapterConfig),
-) -> (
-    tempfile::TempDir,
-    classify_ipc_adapter::emulator::EmulatorHandle,
-    RunningAdapter,
-    classify_ipc_adapter::client::IpcClient,
-    classify_ipc_adapter::client::Subscription,
-) {
+) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let emu = start_emulator(dir.path(), flavour).await;
     let mut config = adapter_config(emu.socket_path(), service_url, flavour);
@@ -29,7 +31,13 @@ async fn setup(
     let running = start_adapter(config).await;
     let requester = client(emu.socket_path(), REQUESTER, flavour).await;
     let replies = requester.subscribe("local/result", None).await.unwrap();
-    (dir, emu, running, requester, replies)
+    Harness {
+        _dir: dir,
+        emulator: emu,
+        running,
+        requester,
+        replies,
+    }
 }
 
 fn error_code(r: &Received) -> String {
@@ -43,7 +51,8 @@ fn error_code(r: &Received) -> String {
 async fn binary_seed_request_both_flavours() {
     for flavour in [Flavour::Classic, Flavour::Lite] {
         let stub = stub_service().await;
-        let (_d, _emu, running, req, mut replies) = setup(flavour, &stub.url, |_| {}).await;
+        let h = setup(flavour, &stub.url, |_| {}).await;
+        let (running, req, mut replies) = (h.running, h.requester, h.replies);
         req.publish(
             "local/inference",
             &bin(&json!({"image_dir": "/images", "fname": "pelican.jpeg", "request_id": "seed-1"})),
@@ -73,40 +82,46 @@ async fn binary_seed_request_both_flavours() {
 
 #[tokio::test]
 async fn json_request_with_options_and_generated_id() {
-    let stub = stub_service().await;
-    let (_d, _emu, running, req, mut replies) = setup(Flavour::Lite, &stub.url, |_| {}).await;
-    req.publish(
-        "local/inference",
-        &Payload::Json(json!({"path": "/images/red.png", "top_k": 3, "threshold": 0.1})),
-    )
-    .await
-    .unwrap();
-    let r = next_reply(&mut replies).await;
-    assert!(!r.binary, "jsonMessage request gets a jsonMessage reply");
-    let v = r.json.unwrap();
-    assert_eq!(v["status"], "ok");
-    assert_eq!(v["label"], "red");
-    assert_eq!(v["predictions"].as_array().unwrap().len(), 3);
-    let id = v["request_id"].as_str().unwrap();
-    assert!(
-        uuid::Uuid::parse_str(id).is_ok(),
-        "generated id is a UUID: {id}"
-    );
-    {
-        let log = stub.log.lock().unwrap();
-        assert_eq!(
-            log.bodies[0],
-            json!({"path": "/images/red.png", "top_k": 3, "threshold": 0.1})
+    // Classic answers a jsonMessage with a jsonMessage; lite always with a binaryMessage holding
+    // the same JSON text (lite drops jsonMessages of more than 50 JSON values).
+    for (flavour, binary_reply) in [(Flavour::Classic, false), (Flavour::Lite, true)] {
+        let stub = stub_service().await;
+        let h = setup(flavour, &stub.url, |_| {}).await;
+        let (running, req, mut replies) = (h.running, h.requester, h.replies);
+        req.publish(
+            "local/inference",
+            &Payload::Json(json!({"path": "/images/red.png", "top_k": 3, "threshold": 0.1})),
+        )
+        .await
+        .unwrap();
+        let r = next_reply(&mut replies).await;
+        assert_eq!(r.binary, binary_reply, "{flavour:?}");
+        let v = r.json.unwrap();
+        assert_eq!(v["status"], "ok");
+        assert_eq!(v["label"], "red");
+        assert_eq!(v["predictions"].as_array().unwrap().len(), 3);
+        let id = v["request_id"].as_str().unwrap();
+        assert!(
+            uuid::Uuid::parse_str(id).is_ok(),
+            "generated id is a UUID: {id}"
         );
-        assert_eq!(log.request_ids, vec![id.to_owned()]);
+        {
+            let log = stub.log.lock().unwrap();
+            assert_eq!(
+                log.bodies[0],
+                json!({"path": "/images/red.png", "top_k": 3, "threshold": 0.1})
+            );
+            assert_eq!(log.request_ids, vec![id.to_owned()]);
+        }
+        running.stop().await.unwrap();
     }
-    running.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn inline_base64_request() {
     let stub = stub_service().await;
-    let (_d, _emu, running, req, mut replies) = setup(Flavour::Lite, &stub.url, |_| {}).await;
+    let h = setup(Flavour::Lite, &stub.url, |_| {}).await;
+    let (running, req, mut replies) = (h.running, h.requester, h.replies);
     req.publish(
         "local/inference",
         &bin(&json!({"image_base64": "iVBORw0KGgo=", "request_id": "b64"})),
@@ -128,7 +143,8 @@ async fn inline_base64_request() {
 #[tokio::test]
 async fn malformed_requests_get_error_replies() {
     let stub = stub_service().await;
-    let (_d, _emu, running, req, mut replies) = setup(Flavour::Classic, &stub.url, |_| {}).await;
+    let h = setup(Flavour::Classic, &stub.url, |_| {}).await;
+    let (running, req, mut replies) = (h.running, h.requester, h.replies);
     let cases: Vec<(Payload, Option<&str>, &str)> = vec![
         (
             Payload::Binary(b"not json at all".to_vec()),
@@ -207,13 +223,22 @@ async fn malformed_requests_get_error_replies() {
 #[tokio::test]
 async fn service_errors_map_to_stable_codes() {
     let stub = stub_service().await;
-    let (_d, _emu, running, req, mut replies) =
-        setup(Flavour::Lite, &stub.url, |c| c.request_timeout_ms = 700).await;
+    let h = setup(Flavour::Lite, &stub.url, |c| {
+        c.timeouts.reply_deadline_ms = 700
+    })
+    .await;
+    let (running, req, mut replies) = (h.running, h.requester, h.replies);
+    // The service's problem `type` decides (garbled: 400 invalid-body is the request's fault,
+    // wrongroute: a 404 route is a wrong --service-url, not a missing file); an unknown type
+    // (teapot: 403 with about:blank) falls back to the status.
     for (fname, code) in [
         ("missing.jpg", "not_found"),
         ("busy.jpg", "service_unavailable"),
         ("broken.jpg", "service_error"),
         ("bad.jpg", "invalid_image"),
+        ("garbled.jpg", "malformed_request"),
+        ("wrongroute.jpg", "service_error"),
+        ("teapot.jpg", "forbidden_path"),
         ("slow.jpg", "timeout"),
     ] {
         req.publish(
@@ -233,7 +258,8 @@ async fn service_errors_map_to_stable_codes() {
 #[tokio::test]
 async fn missing_file_detail_is_forwarded() {
     let stub = stub_service().await;
-    let (_d, _emu, running, req, mut replies) = setup(Flavour::Classic, &stub.url, |_| {}).await;
+    let h = setup(Flavour::Classic, &stub.url, |_| {}).await;
+    let (running, req, mut replies) = (h.running, h.requester, h.replies);
     req.publish(
         "local/inference",
         &bin(&json!({"path": "/images/missing-cat.jpg"})),
@@ -249,7 +275,10 @@ async fn missing_file_detail_is_forwarded() {
 #[tokio::test]
 async fn service_down_gives_error_replies_and_adapter_keeps_running() {
     let url = dead_url().await;
-    let (_d, _emu, running, req, mut replies) = setup(Flavour::Lite, &url, |_| {}).await;
+    // Unreachable is retried until the deadline is near (the service may be starting), then
+    // answered; a short deadline keeps the test quick.
+    let h = setup(Flavour::Lite, &url, |c| c.timeouts.reply_deadline_ms = 600).await;
+    let (running, req, mut replies) = (h.running, h.requester, h.replies);
     for i in 0..3 {
         req.publish(
             "local/inference",
@@ -268,10 +297,11 @@ async fn service_down_gives_error_replies_and_adapter_keeps_running() {
 #[tokio::test]
 async fn label_mode_publishes_only_the_label() {
     let stub = stub_service().await;
-    let (_d, _emu, running, req, mut replies) = setup(Flavour::Lite, &stub.url, |c| {
+    let h = setup(Flavour::Lite, &stub.url, |c| {
         c.reply_format = ReplyFormat::Label
     })
     .await;
+    let (running, req, mut replies) = (h.running, h.requester, h.replies);
     req.publish(
         "local/inference",
         &bin(&json!({"image_dir": "/images", "fname": "pelican.jpeg"})),
@@ -299,7 +329,8 @@ async fn label_mode_publishes_only_the_label() {
 #[tokio::test]
 async fn reply_topic_from_request_and_unauthorised_fallback() {
     let stub = stub_service().await;
-    let (_d, emu, running, req, mut replies) = setup(Flavour::Classic, &stub.url, |_| {}).await;
+    let h = setup(Flavour::Classic, &stub.url, |_| {}).await;
+    let (running, req, mut replies) = (h.running, h.requester, h.replies);
     let mut custom = req.subscribe("custom/+", None).await.unwrap();
     req.publish(
         "local/inference",
@@ -324,14 +355,14 @@ async fn reply_topic_from_request_and_unauthorised_fallback() {
     assert_eq!(error_code(&r), "reply_failed");
     assert_quiet(&mut custom, Duration::from_millis(200)).await;
     assert_quiet(&mut replies, Duration::from_millis(200)).await;
-    drop(emu);
-    let _ = running.stop().await;
+    running.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn reply_too_large_for_lite_becomes_an_error_reply() {
     let stub = stub_service().await;
-    let (_d, _emu, running, req, mut replies) = setup(Flavour::Lite, &stub.url, |_| {}).await;
+    let h = setup(Flavour::Lite, &stub.url, |_| {}).await;
+    let (running, req, mut replies) = (h.running, h.requester, h.replies);
     req.publish(
         "local/inference",
         &bin(&json!({"path": "/a/many.png", "request_id": "big"})),
@@ -350,7 +381,7 @@ async fn unauthorised_request_topic_fails_start_up() {
     let dir = tempfile::tempdir().unwrap();
     let emu = start_emulator(dir.path(), Flavour::Lite).await;
     let mut config = adapter_config(emu.socket_path(), &stub.url, Flavour::Lite);
-    config.request_topic = "secret/requests".into();
+    config.topics.request_topic = "secret/requests".into();
     let err = tokio::time::timeout(WAIT, adapter::run(config, std::future::pending()))
         .await
         .expect("fails fast")
@@ -424,7 +455,9 @@ async fn nucleus_restart_makes_the_adapter_exit_and_a_restarted_adapter_works() 
 #[tokio::test]
 async fn shutdown_finishes_in_flight_requests() {
     let stub = stub_service().await;
-    let (_d, emu, running, req, mut replies) = setup(Flavour::Lite, &stub.url, |_| {}).await;
+    let h = setup(Flavour::Lite, &stub.url, |_| {}).await;
+    let (running, req, mut replies) = (h.running, h.requester, h.replies);
+    let emu = &h.emulator;
     for i in 0..3 {
         req.publish(
             "local/inference",
@@ -454,8 +487,8 @@ async fn shutdown_finishes_in_flight_requests() {
 async fn two_hundred_concurrent_requests_each_answered_exactly_once() {
     for flavour in [Flavour::Classic, Flavour::Lite] {
         let stub = stub_service().await;
-        let (_d, _emu, running, req, mut replies) =
-            setup(flavour, &stub.url, |c| c.max_in_flight = 8).await;
+        let h = setup(flavour, &stub.url, |c| c.max_in_flight = 8).await;
+        let (running, req, mut replies) = (h.running, h.requester, h.replies);
         let mut publishers = Vec::new();
         for i in 0..200 {
             let req = req.clone();
@@ -495,11 +528,12 @@ async fn two_hundred_concurrent_requests_each_answered_exactly_once() {
 #[tokio::test]
 async fn queue_overflow_is_answered_with_overloaded() {
     let stub = stub_service().await;
-    let (_d, _emu, running, req, mut replies) = setup(Flavour::Lite, &stub.url, |c| {
+    let h = setup(Flavour::Lite, &stub.url, |c| {
         c.max_in_flight = 1;
         c.max_queued = 1;
     })
     .await;
+    let (running, req, mut replies) = (h.running, h.requester, h.replies);
     for i in 0..4 {
         req.publish(
             "local/inference",
@@ -528,11 +562,12 @@ async fn the_deadline_covers_waiting_for_a_free_slot() {
     let stub = stub_service().await;
     // One call at a time; each slow call takes 1.5 s. The second request waits 1.5 s for the
     // slot and would need 1.5 s more: past its 2.5 s deadline, so it is answered `timeout`.
-    let (_d, _emu, running, req, mut replies) = setup(Flavour::Lite, &stub.url, |c| {
+    let h = setup(Flavour::Lite, &stub.url, |c| {
         c.max_in_flight = 1;
-        c.request_timeout_ms = 2500;
+        c.timeouts.reply_deadline_ms = 2500;
     })
     .await;
+    let (running, req, mut replies) = (h.running, h.requester, h.replies);
     for i in 0..2 {
         req.publish(
             "local/inference",
@@ -553,5 +588,54 @@ async fn the_deadline_covers_waiting_for_a_free_slot() {
     }
     assert_eq!(outcome["w0"], "ok", "{outcome:?}");
     assert_eq!(outcome["w1"], "timeout", "{outcome:?}");
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_service_still_starting_is_retried_within_the_deadline() {
+    let stub = stub_service().await;
+    let h = setup(Flavour::Lite, &stub.url, |_| {}).await;
+    let (running, req, mut replies) = (h.running, h.requester, h.replies);
+    // The stub answers 503 not-ready twice for "starting" images, then classifies.
+    req.publish(
+        "local/inference",
+        &bin(&json!({"path": "/x/starting.png", "request_id": "early"})),
+    )
+    .await
+    .unwrap();
+    let v = next_reply(&mut replies).await.json.unwrap();
+    assert_eq!(
+        (v["request_id"].as_str(), v["status"].as_str()),
+        (Some("early"), Some("ok")),
+        "{v}"
+    );
+    assert_eq!(
+        stub.log.lock().unwrap().bodies.len(),
+        3,
+        "two refusals, one answer"
+    );
+    assert_quiet(&mut replies, Duration::from_millis(300)).await;
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn probabilities_pass_through_digit_for_digit() {
+    let stub = stub_service().await;
+    let h = setup(Flavour::Classic, &stub.url, |_| {}).await;
+    let (running, req, mut replies) = (h.running, h.requester, h.replies);
+    // "digits" makes the stub answer with many probabilities of full f64 precision; the reply
+    // must carry each exactly as the service printed it.
+    req.publish(
+        "local/inference",
+        &bin(&json!({"path": "/x/digits.png", "request_id": "d"})),
+    )
+    .await
+    .unwrap();
+    let text = next_reply(&mut replies).await.text;
+    let altered: Vec<String> = digits_numbers()
+        .into_iter()
+        .filter(|n| !text.contains(n.as_str()))
+        .collect();
+    assert!(altered.is_empty(), "altered on the way: {altered:?}");
     running.stop().await.unwrap();
 }
