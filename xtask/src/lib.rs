@@ -6,8 +6,8 @@
 pub mod dist;
 pub mod samples;
 pub mod setup;
-pub mod setup_model;
 pub mod setup_browser;
+pub mod setup_model;
 pub mod setup_onnx;
 pub mod setup_robustness;
 

@@ -17,8 +17,8 @@
 //!   (`bench.rs`, `setup_bench.rs`); never part of `test`.
 
 mod bench;
-mod setup_bench;
 mod footprint;
+mod setup_bench;
 
 use std::path::Path;
 use std::process::{Command, ExitCode};

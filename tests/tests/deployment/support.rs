@@ -9,7 +9,9 @@ pub(crate) use xtask::dist;
 pub(crate) const MODEL_STORE: &str = "variant.DLR.ImageClassification.ModelStore";
 pub(crate) const MODEL_STORE_RANGE: &str = ">=2.1.0 <2.2.0";
 /// Environment variables a recipe may set that are not CLI options.
-pub(crate) const NON_CLI_ENV: &[&str] = &["RUST_LOG", "DLR_LIBRARY_PATH",
+pub(crate) const NON_CLI_ENV: &[&str] = &[
+    "RUST_LOG",
+    "DLR_LIBRARY_PATH",
     "ONNXRUNTIME_LIBRARY_PATH",
     // Where the service's libdlr discovery finds the copy variant.DLR installed.
     "CONDA_PREFIX",
