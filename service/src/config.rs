@@ -1,9 +1,15 @@
-//! One typed configuration for the whole service, layered from four sources.
+//! One typed configuration for the whole service, each setting defined once.
 //!
-//! Precedence, lowest first: built-in defaults < the TOML file named by `--config` (or
-//! `CLASSIFY_CONFIG`) < environment variables (`CLASSIFY_*`) < command-line flags. Clap
-//! resolves the last two (a flag beats its environment variable); every command-line field is
-//! an `Option`, so "not given" never overwrites a value from the file.
+//! [`Config`] is at the same time the `serve` flags (clap, each with its `CLASSIFY_*`
+//! environment variable), the keys of the TOML file (serde, the field names) and the
+//! library's configuration. Each default is written once, in `defaults`, and reaches `--help`,
+//! the README table ([`reference_table`], kept equal by a test) and [`Config::default`].
+//!
+//! Precedence, lowest first: defaults < the TOML file named by `--config` (or
+//! `CLASSIFY_CONFIG`) < environment variables < command-line flags. Clap resolves the last
+//! two (a flag beats its variable) and [`ServeArgs`] remembers which settings were given
+//! explicitly; [`ServeArgs::resolve`] layers defaults, file and those explicit values with
+//! `figment`, so a flag left out never overwrites the file.
 //!
 //! [`Config`] is also the library's entry point: tests and the end-to-end crate build one in
 //! code (`Config { model_dir: Some(..), ..Config::default() }`) and pass it to
@@ -18,7 +24,7 @@ use std::str::FromStr;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 
-/// Prefix of every environment variable the service reads.
+/// Prefix of every environment variable the service reads (a test checks each setting's).
 pub const ENV_PREFIX: &str = "CLASSIFY_";
 
 /// The default listening address: loopback only, so nothing outside the device can reach the
@@ -28,161 +34,422 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// The default Greengrass v2 root directory.
 pub const DEFAULT_GREENGRASS_ROOT: &str = "/greengrass/v2";
 
-/// Everything the service can be told. Field docs double as the configuration reference.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// Every default, written once. Clap shows it in `--help` (and the README table shows what
+/// clap shows), serde fills it in for keys a TOML file leaves out, and [`Config::default`]
+/// is built from it.
+mod defaults {
+    use super::*;
+
+    pub(super) fn listen() -> ListenAddress {
+        DEFAULT_LISTEN.parse().expect("valid default address")
+    }
+    pub(super) fn greengrass_root() -> PathBuf {
+        PathBuf::from(DEFAULT_GREENGRASS_ROOT)
+    }
+    pub(super) fn backend() -> BackendChoice {
+        BackendChoice::Auto
+    }
+    pub(super) fn queue_capacity() -> usize {
+        64
+    }
+    pub(super) fn warmup_runs() -> u32 {
+        1
+    }
+    pub(super) fn request_timeout_ms() -> u64 {
+        30_000
+    }
+    pub(super) fn shutdown_timeout_ms() -> u64 {
+        10_000
+    }
+    pub(super) fn header_read_timeout_ms() -> u64 {
+        10_000
+    }
+    pub(super) fn max_connections() -> usize {
+        256
+    }
+    pub(super) fn retry_after_secs() -> u32 {
+        1
+    }
+    pub(super) fn max_body_bytes() -> usize {
+        16 * 1024 * 1024
+    }
+    pub(super) fn max_image_dimension() -> u32 {
+        16_384
+    }
+    pub(super) fn max_image_pixels() -> u64 {
+        50_000_000
+    }
+    /// 256 MiB: suits a 1 GB device and admits a 50-megapixel 8-bit RGB PNG (150 MB) or any
+    /// JPEG within the limits.
+    pub(super) fn decode_memory_budget_bytes() -> u64 {
+        256 << 20
+    }
+    pub(super) fn decode_memory_wait_ms() -> u64 {
+        5_000
+    }
+    pub(super) fn channel_order() -> ChannelOrder {
+        ChannelOrder::Rgb
+    }
+    pub(super) fn resize_filter() -> ResizeFilter {
+        ResizeFilter::Bilinear
+    }
+    pub(super) fn resize() -> ResizeMode {
+        ResizeMode::Squash
+    }
+    pub(super) fn alpha_background() -> HexColour {
+        HexColour([255, 255, 255])
+    }
+    pub(super) fn layout() -> LayoutChoice {
+        LayoutChoice::Auto
+    }
+    pub(super) fn scores() -> ScoreMode {
+        ScoreMode::Auto
+    }
+    pub(super) fn top_k() -> usize {
+        5
+    }
+    pub(super) fn threshold() -> f64 {
+        0.0
+    }
+    pub(super) fn log_format() -> LogFormat {
+        LogFormat::Text
+    }
+    pub(super) fn log_filter() -> String {
+        "info".into()
+    }
+    /// Connecting needs write permission, so 0660 admits only the service's user and group.
+    pub(super) fn unix_socket_mode() -> SocketMode {
+        SocketMode(0o660)
+    }
+}
+
+/// Everything the service can be told: one struct that is at once the `serve` flags (each
+/// with its `CLASSIFY_*` environment variable), the TOML keys (the field names) and the
+/// library's configuration. The first paragraph of each field's doc is its `--help` text and
+/// its row in the README table (`reference_table`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Address and port to listen on (`127.0.0.1:8080`; port 0 for an ephemeral port), or
-    /// `unix:/path` for a Unix-domain socket (see `unix_socket_mode`).
+    /// Listen address (port 0 picks a free port), or unix:/absolute/path for a Unix-domain
+    /// socket (created with unix_socket_mode, a stale socket replaced, removed at exit; curl
+    /// --unix-socket /path http://localhost/healthz).
+    #[arg(
+        long,
+        env = "CLASSIFY_LISTEN",
+        value_name = "ADDR:PORT",
+        default_value_t = defaults::listen(),
+    )]
+    #[serde(default = "defaults::listen")]
     pub listen: ListenAddress,
-    /// Model directory (graph, params, kernels, `synset.txt`). When absent and `demo` is off,
-    /// the newest Greengrass ModelStore ResNet-50 for this machine is used.
+    /// Model directory (graph, params, kernels, synset.txt) [default: the newest Greengrass
+    /// ModelStore ResNet-50 for this machine].
+    #[arg(long, env = "CLASSIFY_MODEL_DIR", value_name = "DIR")]
     pub model_dir: Option<PathBuf>,
-    /// Greengrass v2 root searched for the ModelStore component when `model_dir` is absent.
+    /// Greengrass v2 root searched for the ModelStore component when no model directory is
+    /// given.
+    #[arg(
+        long,
+        env = "CLASSIFY_GREENGRASS_ROOT",
+        value_name = "DIR",
+        default_value_os_t = defaults::greengrass_root(),
+    )]
+    #[serde(default = "defaults::greengrass_root")]
     pub greengrass_root: PathBuf,
-    /// Serve the embedded demo colour model (written to a private temporary directory).
+    /// Serve the embedded demo colour model (written to a private temporary directory, removed
+    /// at exit).
+    #[arg(
+        long,
+        env = "CLASSIFY_DEMO",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+    )]
+    #[serde(default)]
     pub demo: bool,
-    /// `libdlr.so` (file or directory). Otherwise: the model directory's copy,
-    /// `DLR_LIBRARY_PATH`, the Python `dlr` package, the system loader.
+    /// libdlr.so file or directory [default: the model directory's copy, DLR_LIBRARY_PATH,
+    /// the Python dlr package, the system loader].
+    #[arg(long, env = "CLASSIFY_DLR_LIBRARY", value_name = "PATH")]
     pub dlr_library: Option<PathBuf>,
-    /// The runtime that serves the model. `auto`: ONNX Runtime when the model directory holds
-    /// `model.onnx` (or a single `*.onnx` file) and no DLR model, else DLR.
+    /// The runtime that serves the model; auto: ONNX Runtime when the model directory holds
+    /// model.onnx (or a single *.onnx file) and no DLR model, else DLR (both present is an
+    /// error asking for a choice).
+    #[arg(
+        long,
+        env = "CLASSIFY_BACKEND",
+        value_enum,
+        default_value_t = defaults::backend(),
+    )]
+    #[serde(default = "defaults::backend")]
     pub backend: BackendChoice,
-    /// `libonnxruntime.so*` for the ONNX backend (file or directory). Otherwise: the model
-    /// directory's copy, `ONNXRUNTIME_LIBRARY_PATH`, the Python `onnxruntime` package, the
-    /// system library directories.
+    /// libonnxruntime.so* file or directory for the ONNX backend (ONNX Runtime 1.22 or newer)
+    /// [default: the model directory's copy, ONNXRUNTIME_LIBRARY_PATH, the Python onnxruntime
+    /// package, the system library directories].
+    #[arg(long, env = "CLASSIFY_ONNX_LIBRARY", value_name = "PATH")]
     pub onnx_library: Option<PathBuf>,
-    /// Labels file; defaults to `synset.txt` in the model directory. Python dict literal, one
-    /// label per line, or a JSON array/object.
+    /// Labels file: Python dict literal, one label per line, or a JSON array or object
+    /// [default: synset.txt in the model directory].
+    #[arg(long, env = "CLASSIFY_LABELS", value_name = "FILE")]
     pub labels: Option<PathBuf>,
-    /// Model name reported in answers; defaults to the model directory's name.
+    /// Model name in answers [default: the model directory's name].
+    #[arg(long, env = "CLASSIFY_MODEL_NAME", value_name = "NAME")]
     pub model_name: Option<String>,
-    /// Model version reported in answers; defaults to the ModelStore version directory (or
-    /// "unknown").
+    /// Model version in answers [default: the ModelStore version directory, else "unknown"].
+    #[arg(long, env = "CLASSIFY_MODEL_VERSION", value_name = "V")]
     pub model_version: Option<String>,
-    /// Model instances, each on its own OS thread with its own DLR handle. Default 1.
+    /// Model instances, each on its own OS thread with its own model handle [default: 1].
+    #[arg(long, env = "CLASSIFY_WORKERS", value_name = "N")]
     pub workers: Option<usize>,
-    /// DLR threads per instance. Default: available CPUs divided by `workers` (at least 1).
+    /// DLR threads per instance [default: available CPUs / workers, at least 1].
+    #[arg(long, env = "CLASSIFY_THREADS_PER_WORKER", value_name = "N")]
     pub threads_per_worker: Option<usize>,
-    /// Pin DLR's threads to cores (`UseDLRCPUAffinity`); unset leaves DLR's default.
+    /// Pin DLR's threads to cores (UseDLRCPUAffinity) [default: DLR's own].
+    #[arg(long, env = "CLASSIFY_CPU_AFFINITY", value_name = "BOOL")]
     pub cpu_affinity: Option<bool>,
-    /// Requests admitted and not yet on a model worker (being read, decoded or queued);
-    /// beyond that the answer is 503 at once, before the body is read.
+    /// Requests admitted and not yet on a model worker (being read, decoded or queued); 503
+    /// at once beyond, before the body is read.
+    #[arg(
+        long,
+        env = "CLASSIFY_QUEUE_CAPACITY",
+        value_name = "N",
+        default_value_t = defaults::queue_capacity(),
+    )]
+    #[serde(default = "defaults::queue_capacity")]
     pub queue_capacity: usize,
     /// Warm-up inferences each worker runs before the service reports ready.
+    #[arg(
+        long,
+        env = "CLASSIFY_WARMUP_RUNS",
+        value_name = "N",
+        default_value_t = defaults::warmup_runs(),
+    )]
+    #[serde(default = "defaults::warmup_runs")]
     pub warmup_runs: u32,
-    /// Per-request deadline in milliseconds (body, decode, queue and inference); 504 after.
+    /// Per-request deadline in milliseconds (body, decode, queue and inference); 504 after it.
+    #[arg(
+        long,
+        env = "CLASSIFY_REQUEST_TIMEOUT_MS",
+        value_name = "MS",
+        default_value_t = defaults::request_timeout_ms(),
+    )]
+    #[serde(default = "defaults::request_timeout_ms")]
     pub request_timeout_ms: u64,
-    /// How long shutdown waits for in-flight requests, in milliseconds.
+    /// Grace for in-flight requests on SIGTERM/SIGINT, in milliseconds.
+    #[arg(
+        long,
+        env = "CLASSIFY_SHUTDOWN_TIMEOUT_MS",
+        value_name = "MS",
+        default_value_t = defaults::shutdown_timeout_ms(),
+    )]
+    #[serde(default = "defaults::shutdown_timeout_ms")]
     pub shutdown_timeout_ms: u64,
-    /// Time a client has to send its request head (after connecting, or between keep-alive
-    /// requests), in milliseconds; the connection is closed after it.
+    /// Time a client has to send its request head (also closes idle keep-alive connections),
+    /// in milliseconds.
+    #[arg(
+        long,
+        env = "CLASSIFY_HEADER_READ_TIMEOUT_MS",
+        value_name = "MS",
+        default_value_t = defaults::header_read_timeout_ms(),
+    )]
+    #[serde(default = "defaults::header_read_timeout_ms")]
     pub header_read_timeout_ms: u64,
-    /// Client connections served at once; further clients wait in the accept backlog.
+    /// Client connections served at once; more wait in the accept backlog.
+    #[arg(
+        long,
+        env = "CLASSIFY_MAX_CONNECTIONS",
+        value_name = "N",
+        default_value_t = defaults::max_connections(),
+    )]
+    #[serde(default = "defaults::max_connections")]
     pub max_connections: usize,
-    /// `Retry-After` seconds sent with 503 answers.
+    /// Retry-After seconds sent with 503 answers.
+    #[arg(
+        long,
+        env = "CLASSIFY_RETRY_AFTER_SECS",
+        value_name = "S",
+        default_value_t = defaults::retry_after_secs(),
+    )]
+    #[serde(default = "defaults::retry_after_secs")]
     pub retry_after_secs: u32,
-    /// Largest accepted request body (and referenced file), in bytes. 413 beyond.
+    /// Largest request body and referenced file, in bytes; 413 beyond.
+    #[arg(
+        long,
+        env = "CLASSIFY_MAX_BODY_BYTES",
+        value_name = "BYTES",
+        default_value_t = defaults::max_body_bytes(),
+    )]
+    #[serde(default = "defaults::max_body_bytes")]
     pub max_body_bytes: usize,
-    /// Largest accepted image width or height, in pixels (decoded size). 413 beyond.
+    /// Largest image width or height in pixels (decoded size); 413 beyond.
+    #[arg(
+        long,
+        env = "CLASSIFY_MAX_IMAGE_DIMENSION",
+        value_name = "PX",
+        default_value_t = defaults::max_image_dimension(),
+    )]
+    #[serde(default = "defaults::max_image_dimension")]
     pub max_image_dimension: u32,
-    /// Largest accepted image area, in pixels (decompression-bomb guard). 413 beyond.
+    /// Largest image area in pixels, checked from the header (decompression-bomb guard); 413
+    /// beyond.
+    #[arg(
+        long,
+        env = "CLASSIFY_MAX_IMAGE_PIXELS",
+        value_name = "PX",
+        default_value_t = defaults::max_image_pixels(),
+    )]
+    #[serde(default = "defaults::max_image_pixels")]
     pub max_image_pixels: u64,
-    /// Images decoded and preprocessed at once on the blocking pool. Default: available CPUs.
+    /// Images decoded and preprocessed at once on the blocking pool [default: available CPUs].
+    #[arg(long, env = "CLASSIFY_DECODE_CONCURRENCY", value_name = "N")]
     pub decode_concurrency: Option<usize>,
     /// Bytes all concurrent decodes may hold at once, each estimated from its image's header
-    /// (decoder output plus conversion to RGB) before anything is allocated. An image needing
-    /// more than all of it gets 413; one that must wait longer than `decode_memory_wait_ms`
-    /// for others to finish gets 503. The default, 256 MiB, suits a 1 GB device and admits a
-    /// 50-megapixel 8-bit RGB PNG (150 MB) or any JPEG within the limits.
+    /// (decoder output plus conversion to RGB) before anything is allocated; an image needing
+    /// more than all of it gets 413, one that waits longer than decode_memory_wait_ms for the
+    /// others gets 503. The default suits a 1 GB device: it admits any JPEG within the limits
+    /// (decoded reduced) and PNGs up to 50 MP of 8-bit RGB, but not a 49 MP 16-bit or RGBA PNG.
+    #[arg(
+        long,
+        env = "CLASSIFY_DECODE_MEMORY_BUDGET_BYTES",
+        value_name = "BYTES",
+        default_value_t = defaults::decode_memory_budget_bytes(),
+    )]
+    #[serde(default = "defaults::decode_memory_budget_bytes")]
     pub decode_memory_budget_bytes: u64,
-    /// Longest a decode waits for its share of the decode memory budget, in milliseconds.
+    /// Longest a decode waits for its share of the decode memory budget, in milliseconds; 503
+    /// after it.
+    #[arg(
+        long,
+        env = "CLASSIFY_DECODE_MEMORY_WAIT_MS",
+        value_name = "MS",
+        default_value_t = defaults::decode_memory_wait_ms(),
+    )]
+    #[serde(default = "defaults::decode_memory_wait_ms")]
     pub decode_memory_wait_ms: u64,
-    /// Channel order fed to the model. GluonCV/ModelStore models expect RGB; the seed fed
-    /// OpenCV's BGR unconverted.
+    /// Channel order fed to the model (GluonCV/ModelStore models expect RGB; the seed fed
+    /// OpenCV's BGR unconverted).
+    #[arg(
+        long,
+        env = "CLASSIFY_CHANNEL_ORDER",
+        value_enum,
+        default_value_t = defaults::channel_order(),
+    )]
+    #[serde(default = "defaults::channel_order")]
     pub channel_order: ChannelOrder,
-    /// Resize filter (`fast_image_resize`); every filter but `nearest` is anti-aliased.
+    /// Resize filter; every filter but nearest is anti-aliased.
+    #[arg(
+        long,
+        env = "CLASSIFY_RESIZE_FILTER",
+        value_enum,
+        default_value_t = defaults::resize_filter(),
+    )]
+    #[serde(default = "defaults::resize_filter")]
     pub resize_filter: ResizeFilter,
-    /// Resize geometry: `squash` stretches the whole image to the model's size (the
-    /// ModelStore ResNet-50 pipeline); `centre-crop` scales the shorter side to the model's
-    /// size / 0.875 (224 → 256) and takes the centre, keeping the aspect ratio (what
-    /// EfficientNet-style models are evaluated with). A property of the model.
+    /// Resize geometry, a property of the model: squash stretches the whole image to the
+    /// model's size (the ModelStore ResNet-50 pipeline); centre-crop scales the shorter side to
+    /// the model's size / 0.875 (224 → 256) and takes the centre (EfficientNet-style models).
+    #[arg(
+        long,
+        env = "CLASSIFY_RESIZE",
+        value_enum,
+        default_value_t = defaults::resize(),
+    )]
+    #[serde(default = "defaults::resize")]
     pub resize: ResizeMode,
-    /// Colour transparent pixels are flattened onto, as `#rrggbb`.
+    /// Colour transparent pixels are flattened onto.
+    #[arg(
+        long,
+        env = "CLASSIFY_ALPHA_BACKGROUND",
+        value_name = "#RRGGBB",
+        default_value_t = defaults::alpha_background(),
+    )]
+    #[serde(default = "defaults::alpha_background")]
     pub alpha_background: HexColour,
-    /// Input layout; `auto` reads it from the model's input shape.
+    /// Input layout; auto reads it from the model's input shape.
+    #[arg(long, env = "CLASSIFY_LAYOUT", value_enum, default_value_t = defaults::layout())]
+    #[serde(default = "defaults::layout")]
     pub layout: LayoutChoice,
-    /// How to read the model's output; `auto` applies softmax unless the output already looks
-    /// like probabilities (non-negative, sum ≈ 1).
+    /// How to read the model's output; auto applies softmax unless it already is a
+    /// distribution (non-negative, sum ≈ 1).
+    #[arg(long, env = "CLASSIFY_SCORES", value_enum, default_value_t = defaults::scores())]
+    #[serde(default = "defaults::scores")]
     pub scores: ScoreMode,
-    /// Default number of predictions returned when a request does not say.
+    /// Predictions returned when a request does not say.
+    #[arg(long, env = "CLASSIFY_TOP_K", value_name = "N", default_value_t = defaults::top_k())]
+    #[serde(default = "defaults::top_k")]
     pub top_k: usize,
-    /// Default probability threshold (0 to 1) when a request does not say: predictions below
-    /// it are left out (the top-1 `label` is always reported).
+    /// Probability threshold (0 to 1) when a request does not say; the top-1 label is always
+    /// reported.
+    #[arg(
+        long,
+        env = "CLASSIFY_THRESHOLD",
+        value_name = "P",
+        default_value_t = defaults::threshold(),
+    )]
+    #[serde(default = "defaults::threshold")]
     pub threshold: f64,
-    /// Directories file references (`path`, `image_dir`/`fname`) may read from. Empty: file
-    /// references are refused.
+    /// Directory file references (path, image_dir/fname) may read; none: file references are
+    /// refused.
+    #[arg(
+        long = "allowed-dir",
+        env = "CLASSIFY_ALLOWED_DIRS",
+        value_name = "DIR",
+        value_delimiter = ':'
+    )]
+    #[serde(default)]
     pub allowed_dirs: Vec<PathBuf>,
-    /// Log output format.
+    /// Log line format on stderr.
+    #[arg(long, env = "CLASSIFY_LOG_FORMAT", value_enum, default_value_t = defaults::log_format())]
+    #[serde(default = "defaults::log_format")]
     pub log_format: LogFormat,
-    /// Log filter in `tracing` `EnvFilter` syntax (`RUST_LOG` overrides it).
+    /// Log filter in tracing's EnvFilter syntax (RUST_LOG overrides it).
+    #[arg(
+        long,
+        env = "CLASSIFY_LOG_FILTER",
+        value_name = "FILTER",
+        default_value_t = defaults::log_filter(),
+    )]
+    #[serde(default = "defaults::log_filter")]
     pub log_filter: String,
-    /// Permissions of the socket file with `listen = "unix:/path"`, in octal: connecting needs
-    /// write permission, so the default 0660 admits only the service's user and group.
+    /// Permissions of the socket file with listen = unix:/path, in octal; connecting needs
+    /// write permission, so the default admits only the service's user and group.
+    #[arg(
+        long,
+        env = "CLASSIFY_UNIX_SOCKET_MODE",
+        value_name = "OCTAL",
+        default_value_t = defaults::unix_socket_mode(),
+    )]
+    #[serde(default = "defaults::unix_socket_mode")]
     pub unix_socket_mode: SocketMode,
-    /// Host names accepted in the `Host` header besides `localhost` and IP addresses (which a
-    /// DNS-rebinding page cannot send). Requests naming another host get 421.
+    /// Host name accepted in the Host header besides localhost, *.localhost and IP addresses
+    /// (which a DNS-rebinding page cannot send); requests naming another host get 421.
+    #[arg(
+        long = "allowed-host",
+        env = "CLASSIFY_ALLOWED_HOSTS",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
     pub allowed_hosts: Vec<String>,
-    /// Web origins (`scheme://host[:port]`) allowed to call the service from a browser (CORS).
-    /// Empty (the default): no CORS headers, and requests carrying any other `Origin` than
-    /// the service's own get 403.
+    /// Web origin (scheme://host[:port]) allowed to call the service from a browser (CORS);
+    /// they get CORS headers and preflight answers. None: no CORS headers, and requests
+    /// carrying another Origin than the service's own get 403.
+    #[arg(
+        long = "cors-origin",
+        env = "CLASSIFY_CORS_ORIGINS",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
     pub cors_origins: Vec<String>,
 }
 
 impl Default for Config {
+    /// The defaults of `defaults`, nothing read from the environment.
     fn default() -> Self {
-        Self {
-            listen: DEFAULT_LISTEN.parse().expect("valid default address"),
-            model_dir: None,
-            greengrass_root: PathBuf::from(DEFAULT_GREENGRASS_ROOT),
-            demo: false,
-            dlr_library: None,
-            backend: BackendChoice::Auto,
-            onnx_library: None,
-            labels: None,
-            model_name: None,
-            model_version: None,
-            workers: None,
-            threads_per_worker: None,
-            cpu_affinity: None,
-            queue_capacity: 64,
-            warmup_runs: 1,
-            request_timeout_ms: 30_000,
-            shutdown_timeout_ms: 10_000,
-            header_read_timeout_ms: 10_000,
-            max_connections: 256,
-            retry_after_secs: 1,
-            max_body_bytes: 16 * 1024 * 1024,
-            max_image_dimension: 16_384,
-            max_image_pixels: 50_000_000,
-            decode_concurrency: None,
-            decode_memory_budget_bytes: 256 << 20,
-            decode_memory_wait_ms: 5_000,
-            channel_order: ChannelOrder::Rgb,
-            resize_filter: ResizeFilter::Bilinear,
-            resize: ResizeMode::Squash,
-            alpha_background: HexColour([255, 255, 255]),
-            layout: LayoutChoice::Auto,
-            scores: ScoreMode::Auto,
-            top_k: 5,
-            threshold: 0.0,
-            allowed_dirs: Vec::new(),
-            log_format: LogFormat::Text,
-            log_filter: "info".into(),
-            unix_socket_mode: SocketMode(0o660),
-            allowed_hosts: Vec::new(),
-            cors_origins: Vec::new(),
-        }
+        figment::Figment::new()
+            .extract()
+            .expect("every setting has a default or is optional")
     }
 }
 
@@ -432,14 +699,14 @@ pub enum ConfigError {
 impl Config {
     /// Reads a TOML file over the defaults. Keys are the field names above.
     pub fn from_toml_file(path: &std::path::Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })
+        use figment::providers::Serialized;
+        figment::Figment::from(Serialized::defaults(Config::default()))
+            .merge(Serialized::defaults(read_toml(path)?))
+            .extract()
+            .map_err(|e| ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })
     }
 
     /// Model instances after applying the default.
@@ -583,361 +850,186 @@ pub enum CliCommand {
     Openapi,
 }
 
-/// Flags of `serve`. Each overrides the TOML key of the same name (dashes for underscores).
-#[derive(Debug, Clone, Default, clap::Args)]
+/// Flags of `serve`: `--config` plus every [`Config`] setting.
+///
+/// Parsing keeps which settings were given explicitly (a flag, or its `CLASSIFY_*` variable),
+/// so that [`ServeArgs::resolve`] layers only those over the file: a flag left out never
+/// overwrites a value from the file with its default.
+#[derive(Debug, Clone, Default)]
 pub struct ServeArgs {
-    /// TOML configuration file (keys as in the reference table).
-    #[arg(long, env = "CLASSIFY_CONFIG", value_name = "FILE")]
+    /// `--config FILE` / `CLASSIFY_CONFIG`: the TOML file, keys as the field names of
+    /// [`Config`].
     pub config: Option<PathBuf>,
-    #[arg(
-        long,
-        env = "CLASSIFY_LISTEN",
-        value_name = "ADDR:PORT",
-        help = "Listen address, or unix:/path for a Unix-domain socket [default: 127.0.0.1:8080]"
-    )]
-    listen: Option<ListenAddress>,
-    #[arg(
-        long,
-        env = "CLASSIFY_MODEL_DIR",
-        value_name = "DIR",
-        help = "Model directory [default: discover the Greengrass ModelStore]"
-    )]
-    model_dir: Option<PathBuf>,
-    #[arg(
-        long,
-        env = "CLASSIFY_GREENGRASS_ROOT",
-        value_name = "DIR",
-        help = "Greengrass root [default: /greengrass/v2]"
-    )]
-    greengrass_root: Option<PathBuf>,
-    #[arg(long, env = "CLASSIFY_DEMO", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL", help = "Serve the embedded demo model")]
-    demo: Option<bool>,
-    #[arg(
-        long,
-        env = "CLASSIFY_DLR_LIBRARY",
-        value_name = "PATH",
-        help = "libdlr.so file or directory"
-    )]
-    dlr_library: Option<PathBuf>,
-    #[arg(
-        long,
-        env = "CLASSIFY_BACKEND",
-        value_enum,
-        help = "Runtime: auto (from the model directory), dlr or onnx [default: auto]"
-    )]
-    backend: Option<BackendChoice>,
-    #[arg(
-        long,
-        env = "CLASSIFY_ONNX_LIBRARY",
-        value_name = "PATH",
-        help = "libonnxruntime.so file or directory (ONNX backend)"
-    )]
-    onnx_library: Option<PathBuf>,
-    #[arg(
-        long,
-        env = "CLASSIFY_LABELS",
-        value_name = "FILE",
-        help = "Labels file [default: <model_dir>/synset.txt]"
-    )]
-    labels: Option<PathBuf>,
-    #[arg(
-        long,
-        env = "CLASSIFY_MODEL_NAME",
-        help = "Model name in answers [default: model directory name]"
-    )]
-    model_name: Option<String>,
-    #[arg(
-        long,
-        env = "CLASSIFY_MODEL_VERSION",
-        help = "Model version in answers"
-    )]
-    model_version: Option<String>,
-    #[arg(
-        long,
-        env = "CLASSIFY_WORKERS",
-        value_name = "N",
-        help = "Model instances [default: 1]"
-    )]
-    workers: Option<usize>,
-    #[arg(
-        long,
-        env = "CLASSIFY_THREADS_PER_WORKER",
-        value_name = "N",
-        help = "DLR threads per instance [default: CPUs / workers]"
-    )]
-    threads_per_worker: Option<usize>,
-    #[arg(
-        long,
-        env = "CLASSIFY_CPU_AFFINITY",
-        value_name = "BOOL",
-        help = "Pin DLR threads to cores"
-    )]
-    cpu_affinity: Option<bool>,
-    #[arg(
-        long,
-        env = "CLASSIFY_QUEUE_CAPACITY",
-        value_name = "N",
-        help = "Waiting requests before 503 [default: 64]"
-    )]
-    queue_capacity: Option<usize>,
-    #[arg(
-        long,
-        env = "CLASSIFY_WARMUP_RUNS",
-        value_name = "N",
-        help = "Warm-up inferences per worker [default: 1]"
-    )]
-    warmup_runs: Option<u32>,
-    #[arg(
-        long,
-        env = "CLASSIFY_REQUEST_TIMEOUT_MS",
-        value_name = "MS",
-        help = "Per-request deadline [default: 30000]"
-    )]
-    request_timeout_ms: Option<u64>,
-    #[arg(
-        long,
-        env = "CLASSIFY_SHUTDOWN_TIMEOUT_MS",
-        value_name = "MS",
-        help = "Grace period for in-flight requests [default: 10000]"
-    )]
-    shutdown_timeout_ms: Option<u64>,
-    #[arg(
-        long,
-        env = "CLASSIFY_HEADER_READ_TIMEOUT_MS",
-        value_name = "MS",
-        help = "Time a client has to send its request head [default: 10000]"
-    )]
-    header_read_timeout_ms: Option<u64>,
-    #[arg(
-        long,
-        env = "CLASSIFY_MAX_CONNECTIONS",
-        value_name = "N",
-        help = "Client connections served at once [default: 256]"
-    )]
-    max_connections: Option<usize>,
-    #[arg(
-        long,
-        env = "CLASSIFY_RETRY_AFTER_SECS",
-        value_name = "S",
-        help = "Retry-After of 503 answers [default: 1]"
-    )]
-    retry_after_secs: Option<u32>,
-    #[arg(
-        long,
-        env = "CLASSIFY_MAX_BODY_BYTES",
-        value_name = "BYTES",
-        help = "Largest body or file [default: 16777216]"
-    )]
-    max_body_bytes: Option<usize>,
-    #[arg(
-        long,
-        env = "CLASSIFY_MAX_IMAGE_DIMENSION",
-        value_name = "PX",
-        help = "Largest image side [default: 16384]"
-    )]
-    max_image_dimension: Option<u32>,
-    #[arg(
-        long,
-        env = "CLASSIFY_MAX_IMAGE_PIXELS",
-        value_name = "PX",
-        help = "Largest image area [default: 50000000]"
-    )]
-    max_image_pixels: Option<u64>,
-    #[arg(
-        long,
-        env = "CLASSIFY_DECODE_CONCURRENCY",
-        value_name = "N",
-        help = "Concurrent decodes [default: CPUs]"
-    )]
-    decode_concurrency: Option<usize>,
-    #[arg(
-        long,
-        env = "CLASSIFY_DECODE_MEMORY_BUDGET_BYTES",
-        value_name = "BYTES",
-        help = "Memory all concurrent decodes may hold [default: 268435456]"
-    )]
-    decode_memory_budget_bytes: Option<u64>,
-    #[arg(
-        long,
-        env = "CLASSIFY_DECODE_MEMORY_WAIT_MS",
-        value_name = "MS",
-        help = "Longest wait for decode memory, then 503 [default: 5000]"
-    )]
-    decode_memory_wait_ms: Option<u64>,
-    #[arg(
-        long,
-        env = "CLASSIFY_CHANNEL_ORDER",
-        value_enum,
-        help = "Channel order fed to the model [default: rgb]"
-    )]
-    channel_order: Option<ChannelOrder>,
-    #[arg(
-        long,
-        env = "CLASSIFY_RESIZE_FILTER",
-        value_enum,
-        help = "Resize filter [default: bilinear]"
-    )]
-    resize_filter: Option<ResizeFilter>,
-    #[arg(
-        long,
-        env = "CLASSIFY_RESIZE",
-        value_enum,
-        help = "Resize geometry [default: squash]"
-    )]
-    resize: Option<ResizeMode>,
-    #[arg(
-        long,
-        env = "CLASSIFY_ALPHA_BACKGROUND",
-        value_name = "#RRGGBB",
-        help = "Background for transparent pixels [default: #ffffff]"
-    )]
-    alpha_background: Option<HexColour>,
-    #[arg(
-        long,
-        env = "CLASSIFY_LAYOUT",
-        value_enum,
-        help = "Input layout [default: auto]"
-    )]
-    layout: Option<LayoutChoice>,
-    #[arg(
-        long,
-        env = "CLASSIFY_SCORES",
-        value_enum,
-        help = "Output interpretation [default: auto]"
-    )]
-    scores: Option<ScoreMode>,
-    #[arg(
-        long,
-        env = "CLASSIFY_TOP_K",
-        value_name = "N",
-        help = "Default predictions per answer [default: 5]"
-    )]
-    top_k: Option<usize>,
-    #[arg(
-        long,
-        env = "CLASSIFY_THRESHOLD",
-        value_name = "P",
-        help = "Default probability threshold, 0 to 1 [default: 0]"
-    )]
-    threshold: Option<f64>,
-    #[arg(
-        long = "allowed-dir",
-        env = "CLASSIFY_ALLOWED_DIRS",
-        value_delimiter = ':',
-        value_name = "DIR",
-        help = "Directory file references may read (repeatable; env: colon-separated)"
-    )]
-    allowed_dirs: Vec<PathBuf>,
-    #[arg(
-        long,
-        env = "CLASSIFY_LOG_FORMAT",
-        value_enum,
-        help = "Log format [default: text]"
-    )]
-    log_format: Option<LogFormat>,
-    #[arg(
-        long,
-        env = "CLASSIFY_LOG_FILTER",
-        value_name = "FILTER",
-        help = "Log filter [default: info]"
-    )]
-    log_filter: Option<String>,
-    #[arg(
-        long,
-        env = "CLASSIFY_UNIX_SOCKET_MODE",
-        value_name = "OCTAL",
-        help = "Mode of the socket file with --listen unix:/path [default: 0660]"
-    )]
-    unix_socket_mode: Option<SocketMode>,
-    #[arg(
-        long = "allowed-host",
-        env = "CLASSIFY_ALLOWED_HOSTS",
-        value_delimiter = ',',
-        value_name = "NAME",
-        help = "Host header name accepted besides localhost and IP addresses (repeatable; env: comma-separated)"
-    )]
-    allowed_hosts: Vec<String>,
-    #[arg(
-        long = "cors-origin",
-        env = "CLASSIFY_CORS_ORIGINS",
-        value_delimiter = ',',
-        value_name = "ORIGIN",
-        help = "Browser origin allowed by CORS, scheme://host[:port] (repeatable; env: comma-separated) [default: none]"
-    )]
-    cors_origins: Vec<String>,
+    /// Every setting as clap parsed it, defaults included.
+    pub settings: Config,
+    /// Field names given on the command line or in the environment.
+    explicit: Vec<String>,
+}
+
+/// The id of the `--config` argument.
+const CONFIG_ARG: &str = "config";
+
+impl clap::Args for ServeArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        Config::augment_args(cmd.arg(config_arg()))
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Config::augment_args_for_update(cmd.arg(config_arg()))
+    }
+}
+
+fn config_arg() -> clap::Arg {
+    clap::Arg::new(CONFIG_ARG)
+        .long(CONFIG_ARG)
+        .env("CLASSIFY_CONFIG")
+        .value_name("FILE")
+        .value_parser(clap::value_parser!(PathBuf))
+        .help("TOML configuration file; its keys are the settings below (snake_case)")
+}
+
+impl clap::FromArgMatches for ServeArgs {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        use clap::parser::ValueSource;
+        let explicit = matches
+            .ids()
+            .map(|id| id.as_str())
+            .filter(|&id| id != CONFIG_ARG)
+            .filter(|&id| {
+                matches!(
+                    matches.value_source(id),
+                    Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+                )
+            })
+            .map(str::to_owned)
+            .collect();
+        Ok(Self {
+            config: matches.get_one::<PathBuf>(CONFIG_ARG).cloned(),
+            settings: Config::from_arg_matches(matches)?,
+            explicit,
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
 }
 
 impl ServeArgs {
-    /// Resolves the layers: defaults < file < environment < flags.
+    /// Resolves the layers with `figment`: defaults < the `--config` file < environment and
+    /// flags (clap already let a flag beat its variable). A `--config` file that cannot be
+    /// read is an error, never silently skipped.
     pub fn resolve(&self) -> Result<Config, ConfigError> {
-        let mut config = match &self.config {
-            Some(path) => Config::from_toml_file(path)?,
-            None => Config::default(),
-        };
-        macro_rules! overlay {
-            ($($field:ident),* $(,)?) => {$(
-                if let Some(value) = self.$field.clone() { config.$field = value; }
-            )*};
+        use figment::providers::Serialized;
+        let mut layers = figment::Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = &self.config {
+            layers = layers.merge(Serialized::defaults(read_toml(path)?));
         }
-        overlay!(
-            listen,
-            greengrass_root,
-            demo,
-            backend,
-            queue_capacity,
-            warmup_runs,
-            request_timeout_ms,
-            shutdown_timeout_ms,
-            header_read_timeout_ms,
-            max_connections,
-            retry_after_secs,
-            max_body_bytes,
-            max_image_dimension,
-            max_image_pixels,
-            decode_memory_budget_bytes,
-            decode_memory_wait_ms,
-            channel_order,
-            resize_filter,
-            resize,
-            alpha_background,
-            layout,
-            scores,
-            top_k,
-            threshold,
-            log_format,
-            log_filter,
-        );
-        macro_rules! overlay_option {
-            ($($field:ident),* $(,)?) => {$(
-                if self.$field.is_some() { config.$field = self.$field.clone(); }
-            )*};
-        }
-        overlay_option!(
-            model_dir,
-            dlr_library,
-            onnx_library,
-            labels,
-            model_name,
-            model_version,
-            workers,
-            threads_per_worker,
-            cpu_affinity,
-            decode_concurrency,
-        );
-        if !self.allowed_dirs.is_empty() {
-            config.allowed_dirs = self.allowed_dirs.clone();
-        }
-        if let Some(mode) = self.unix_socket_mode {
-            config.unix_socket_mode = mode;
-        }
-        if !self.allowed_hosts.is_empty() {
-            config.allowed_hosts = self.allowed_hosts.clone();
-        }
-        if !self.cors_origins.is_empty() {
-            config.cors_origins = self.cors_origins.clone();
-        }
-        Ok(config)
+        let given = figment::value::Value::serialize(&self.settings)
+            .map_err(|e| ConfigError::Invalid(vec![e.to_string()]))?;
+        let given: figment::value::Dict = given
+            .into_dict()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(key, _)| self.explicit.contains(key))
+            .collect();
+        layers
+            .merge(Serialized::defaults(given))
+            .extract()
+            .map_err(|e| ConfigError::Parse {
+                path: self.config.clone().unwrap_or_default(),
+                message: e.to_string(),
+            })
     }
+}
+
+/// A TOML file as a table, with the read and syntax errors the user needs.
+fn read_toml(path: &std::path::Path) -> Result<toml::Table, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// The README's configuration table, generated from the `serve` arguments: flag,
+/// environment variable, TOML key, default as `--help` shows it, and the help text. A test
+/// keeps `service/README.md` equal to it.
+pub fn reference_table() -> String {
+    let command = <ServeArgs as clap::Args>::augment_args(clap::Command::new("serve"));
+    let mut table = String::from(
+        "| flag | environment | TOML key | default | meaning |\n|---|---|---|---|---|\n",
+    );
+    for arg in command.get_arguments() {
+        let Some(long) = arg.get_long() else {
+            continue;
+        };
+        let values = arg.get_possible_values();
+        let value = if values.is_empty() {
+            arg.get_value_names()
+                .map(|names| names.join(" "))
+                .unwrap_or_default()
+        } else {
+            values
+                .iter()
+                .map(|v| v.get_name().to_owned())
+                .collect::<Vec<_>>()
+                .join("\\|")
+        };
+        let optional = arg.get_num_args().is_some_and(|n| n.min_values() == 0);
+        let mut flag = match (value.is_empty(), optional) {
+            (true, _) => format!("`--{long}`"),
+            (false, true) => format!("`--{long} [{value}]`"),
+            (false, false) => format!("`--{long} {value}`"),
+        };
+        let repeatable = matches!(arg.get_action(), clap::ArgAction::Append);
+        if repeatable {
+            flag.push_str(" (repeatable)");
+        }
+        let mut env = arg
+            .get_env()
+            .map(|e| format!("`{}`", e.to_string_lossy()))
+            .unwrap_or_default();
+        if let Some(delimiter) = arg.get_value_delimiter() {
+            env.push_str(&format!(" (`{delimiter}`-separated)"));
+        }
+        let id = arg.get_id().as_str();
+        let key = if id == CONFIG_ARG {
+            "—".to_owned()
+        } else if repeatable {
+            format!("`{id}` (array)")
+        } else {
+            format!("`{id}`")
+        };
+        let mut help = arg
+            .get_help()
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+            .replace('|', "\\|");
+        let defaults = arg.get_default_values();
+        let default = if !defaults.is_empty() {
+            let text: Vec<_> = defaults.iter().map(|d| d.to_string_lossy()).collect();
+            format!("`{}`", text.join(","))
+        } else if let Some((text, described)) = help
+            .strip_suffix(']')
+            .and_then(|h| h.rsplit_once(" [default: "))
+        {
+            // An optional setting whose default is worked out at start-up: its help says how.
+            let described = described.to_owned();
+            help = text.to_owned();
+            described
+        } else {
+            "none".to_owned()
+        };
+        table.push_str(&format!(
+            "| {flag} | {env} | {key} | {default} | {help} |\n"
+        ));
+    }
+    table
 }
 
 /// `--listen`: an IP address and a port; a host name gets a hint instead of "invalid socket
@@ -1076,5 +1168,99 @@ mod tests {
         assert_eq!(c.0, [255, 128, 0]);
         assert_eq!(c.to_string(), "#ff8000");
         assert!("red".parse::<HexColour>().is_err());
+    }
+}
+
+#[cfg(test)]
+mod reference {
+    //! The single definition is what users see: `--help`, the README table, the environment.
+
+    use clap::{CommandFactory, FromArgMatches};
+
+    use super::*;
+
+    fn serve_command() -> clap::Command {
+        <ServeArgs as clap::Args>::augment_args(clap::Command::new("serve"))
+    }
+
+    #[test]
+    fn help_shows_the_defaults_the_code_uses() {
+        // Without the environment, clap's defaults alone must give `Config::default()`.
+        let mut command = serve_command().mut_args(|arg| arg.env(None));
+        let matches = command.try_get_matches_from_mut(["serve"]).unwrap();
+        let parsed = ServeArgs::from_arg_matches(&matches).unwrap();
+        assert_eq!(parsed.settings, Config::default());
+        assert!(parsed.explicit.is_empty(), "{:?}", parsed.explicit);
+
+        let help = Cli::command().render_long_help().to_string();
+        let mut shown = 0;
+        for arg in serve_command().get_arguments() {
+            for value in arg.get_default_values() {
+                let text = format!("[default: {}]", value.to_string_lossy());
+                assert!(help.contains(&text), "--help lacks {text}:\n{help}");
+                shown += 1;
+            }
+        }
+        assert!(shown >= 20, "only {shown} defaults shown");
+    }
+
+    #[test]
+    fn every_setting_has_its_prefixed_environment_variable() {
+        for arg in serve_command().get_arguments() {
+            let id = arg.get_id().as_str();
+            let expected = format!("{ENV_PREFIX}{}", id.to_ascii_uppercase());
+            assert_eq!(
+                arg.get_env().map(|e| e.to_string_lossy().into_owned()),
+                Some(expected),
+                "{id}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_config_file_is_an_error() {
+        let cli =
+            Cli::try_parse_from(["classify-service", "--config", "/nonexistent/c.toml"]).unwrap();
+        let err = cli.serve.resolve().unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }), "{err:?}");
+        assert!(err.to_string().contains("/nonexistent/c.toml"), "{err}");
+    }
+
+    #[test]
+    fn a_flag_given_with_the_default_value_still_beats_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "top_k = 3\nworkers = 2\n").unwrap();
+        let cli = Cli::try_parse_from([
+            "classify-service",
+            "--config",
+            file.to_str().unwrap(),
+            "--top-k",
+            "5",
+        ])
+        .unwrap();
+        let config = cli.serve.resolve().unwrap();
+        assert_eq!(config.top_k, 5);
+        assert_eq!(
+            config.workers,
+            Some(2),
+            "the file's value for a flag left out"
+        );
+    }
+
+    #[test]
+    fn the_readme_table_is_generated_from_the_code() {
+        const BEGIN: &str = "<!-- configuration table: generated by config::reference_table -->\n";
+        const END: &str = "<!-- end of configuration table -->";
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+        let readme = std::fs::read_to_string(path).unwrap();
+        let start = readme.find(BEGIN).expect("the table's begin marker") + BEGIN.len();
+        let end = readme.find(END).expect("the table's end marker");
+        let expected = reference_table();
+        assert!(
+            readme[start..end] == expected,
+            "service/README.md's configuration table differs from the code; replace it \
+             with:\n\n{expected}"
+        );
     }
 }
