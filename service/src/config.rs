@@ -1218,6 +1218,45 @@ mod reference {
     }
 
     #[test]
+    fn every_kind_of_value_survives_the_file_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "listen = \"unix:/run/c.sock\"\nunix_socket_mode = \"0600\"\nbackend = \"onnx\"\n\
+             resize = \"centre-crop\"\ndecode_memory_budget_bytes = 1024\n\
+             alpha_background = \"#000000\"\ncors_origins = [\"http://a.local\"]\n\
+             threshold = 0.5\n",
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from([
+            "classify-service",
+            "--config",
+            file.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .unwrap();
+        let config = cli.serve.resolve().unwrap();
+        assert_eq!(
+            config.listen,
+            "127.0.0.1:0".parse().unwrap(),
+            "flag beats file"
+        );
+        assert_eq!(config.unix_socket_mode, SocketMode(0o600));
+        assert_eq!(config.backend, BackendChoice::Onnx);
+        assert_eq!(config.resize, ResizeMode::CentreCrop);
+        assert_eq!(config.decode_memory_budget_bytes, 1024);
+        assert_eq!(config.alpha_background, HexColour([0, 0, 0]));
+        assert_eq!(config.cors_origins, ["http://a.local"]);
+        assert_eq!(config.threshold, 0.5);
+        assert_eq!(
+            config.decode_memory_wait_ms,
+            Config::default().decode_memory_wait_ms
+        );
+    }
+
+    #[test]
     fn a_missing_config_file_is_an_error() {
         let cli =
             Cli::try_parse_from(["classify-service", "--config", "/nonexistent/c.toml"]).unwrap();
