@@ -6,9 +6,12 @@ use std::path::Path;
 
 use crate::dist;
 
-/// 10 MB (decimal, as the budget is stated). The binary was 20.9 MB while Swagger UI was
-/// embedded in every flavour; see `service/src/http/docs.rs`.
-pub const SERVICE_BUDGET_BYTES: u64 = 10_000_000;
+/// 11.5 MB (decimal). The binary was 20.9 MB while Swagger UI was embedded in every flavour
+/// (see `service/src/http/docs.rs`); trimming that brought it to 9.91 MB, under the issue's
+/// 10 MB target. The ONNX Runtime backend (`ort`'s bindings), the layered configuration
+/// (figment) and the scaled JPEG decoder then added about 1 MB (10.95 MB measured): the budget
+/// was raised to stop further growth, and getting back under 10 MB is open work.
+pub const SERVICE_BUDGET_BYTES: u64 = 11_500_000;
 
 /// Fails when the stripped x86_64 `classify-service` built by `dist` exceeds the budget.
 pub fn check(root: &Path) -> crate::Result {
@@ -23,7 +26,7 @@ pub fn check(root: &Path) -> crate::Result {
         .len();
     within_budget(size, SERVICE_BUDGET_BYTES)?;
     eprintln!(
-        "footprint: {} is {:.2} MB (budget {:.0} MB)",
+        "footprint: {} is {:.2} MB (budget {:.1} MB)",
         path.display(),
         size as f64 / 1e6,
         SERVICE_BUDGET_BYTES as f64 / 1e6
@@ -34,7 +37,7 @@ pub fn check(root: &Path) -> crate::Result {
 fn within_budget(size: u64, budget: u64) -> crate::Result {
     if size > budget {
         return Err(format!(
-            "the stripped x86_64 classify-service is {:.2} MB, over its {:.0} MB budget; look \
+            "the stripped x86_64 classify-service is {:.2} MB, over its {:.1} MB budget; look \
              for what new dependency or embedded file grew it (e.g. `cargo bloat`), or raise \
              footprint::SERVICE_BUDGET_BYTES with a reason",
             size as f64 / 1e6,
@@ -53,6 +56,6 @@ mod tests {
     fn a_binary_over_the_budget_fails() {
         assert!(within_budget(SERVICE_BUDGET_BYTES, SERVICE_BUDGET_BYTES).is_ok());
         let e = within_budget(SERVICE_BUDGET_BYTES + 1, SERVICE_BUDGET_BYTES).unwrap_err();
-        assert!(e.to_string().contains("over its 10 MB budget"), "{e}");
+        assert!(e.to_string().contains("over its 11.5 MB budget"), "{e}");
     }
 }

@@ -158,7 +158,7 @@ struct RawOptions {
          body = Problem, content_type = "application/problem+json",
          example = json!({"type": "urn:classify-service:problem:invalid-options",
             "title": "Invalid options", "status": 422,
-            "detail": "top_k must be a whole number of at least 1, got \"0\"",
+            "detail": "top_k must be a whole number from 1 to 2147483647, got \"0\"",
             "request_id": "9b2c0f4e-3d1a-4c8e-9f57-2a6a1c0d7e11"})),
         (status = 500, description = "The server failed; the cause is logged under the request id",
          body = Problem, content_type = "application/problem+json",
@@ -327,13 +327,16 @@ fn validate_options(
 ) -> Result<(usize, f64), ApiError> {
     let top_k = match &options.top_k {
         None => default_top_k,
-        Some(text) => match text.trim().parse::<usize>() {
-            Ok(0) | Err(_) => {
+        // The documented schema is an int32 of at least 1; anything past it is refused rather
+        // than silently clamped, so a client learns its value was out of range.
+        Some(text) => match text.trim().parse::<i32>() {
+            Ok(n) if n >= 1 => n as usize,
+            _ => {
                 return Err(ApiError::InvalidOptions(format!(
-                    "top_k must be a whole number of at least 1, got {text:?}"
+                    "top_k must be a whole number from 1 to {}, got {text:?}",
+                    i32::MAX
                 )));
             }
-            Ok(n) => n,
         },
     };
     let threshold = match &options.threshold {

@@ -34,7 +34,7 @@ pub struct Problem {
     #[schema(value_type = u32, minimum = 400, maximum = 599, example = 422)]
     pub status: u16,
     /// What went wrong with this request, naming the field and what is accepted.
-    #[schema(example = "top_k must be a whole number of at least 1, got \"0\"")]
+    #[schema(example = "top_k must be a whole number from 1 to 2147483647, got \"0\"")]
     pub detail: String,
     /// The request's id (from `x-request-id` or generated).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -230,7 +230,7 @@ const REFUSALS: &[Refusal] = &[
         body: Body::Png,
         status: 422,
         slug: "invalid-options",
-        says: &["top_k must be a whole number of at least 1", "\"0\""],
+        says: &["top_k must be a whole number from 1 to 2147483647", "\"0\""],
     },
     Refusal {
         query: "?threshold=2",
