@@ -220,6 +220,9 @@ async fn handle(
 ) -> Result<ClassifyResponse, ApiError> {
     let timeout_ms = state.request_timeout.as_millis() as u64;
     let mut options = query_options(request.uri().query())?;
+    // A value in the body wins over the query's, but a query value out of its documented
+    // range is still the client's mistake: refused, not silently ignored.
+    validate_options(&options, state.default_top_k, state.default_threshold)?;
     let kind = body_kind(request.headers())?;
     // Admission before work: a request refused for load costs neither a body read nor a
     // decode. The slot is given back if anything below fails.
@@ -537,10 +540,9 @@ fn json_source(bytes: &[u8], options: &mut RawOptions) -> Result<Source, ApiErro
     let mut path = None;
     let mut image_dir = None;
     let mut fname = None;
+    // No field is nullable in the documented schema, so `null` is refused like any other
+    // wrong type (an absent field is how a default is asked for).
     for (name, value) in fields {
-        if value.is_null() {
-            continue;
-        }
         let text_slot = match name.as_str() {
             "image_base64" => Some(&mut image_base64),
             "path" => Some(&mut path),
