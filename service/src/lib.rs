@@ -42,7 +42,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use dlr_sys::{DlrLibrary, LibrarySearch, ModelOptions};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
@@ -231,10 +230,8 @@ impl Application {
         };
         let (mut server, socket_file) = match listener {
             BoundListener::Tcp(listener) => {
-                let listener = listener.tap_io(|stream| {
-                    let _ = stream.set_nodelay(true);
-                });
-                let serving = server::serve(listener, router, limits, triggered);
+                let serving =
+                    server::serve(server::without_nagle(listener), router, limits, triggered);
                 (tokio::spawn(serving), None)
             }
             BoundListener::Unix(listener, path) => {

@@ -20,7 +20,7 @@
 //! `classify_model_info`'s `backend` is DLR's backend ("tvm") for DLR models and "onnxruntime"
 //! for ONNX models; `dlr_version` is then ONNX Runtime's version (label names kept stable).
 
-use axum::http::Method;
+use http::Method;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,

@@ -17,13 +17,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::serve::Listener;
+use axum::serve::{Listener, ListenerExt};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+
+/// A TCP listener whose connections have Nagle's algorithm off: each answer is written at
+/// once and small, so holding it back for an acknowledgement only adds latency.
+pub(crate) fn without_nagle(listener: tokio::net::TcpListener) -> impl Listener {
+    listener.tap_io(|stream| {
+        let _ = stream.set_nodelay(true);
+    })
+}
 
 /// Bounds on client connections.
 #[derive(Debug, Clone, Copy)]
