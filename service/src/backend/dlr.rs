@@ -6,14 +6,14 @@
 //! loads its own handle on its own thread with the same library and options.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use dlr_sys::{DlrLibrary, Input, Model, ModelOptions};
 
 use super::{
-    Backend, BackendError, BackendFactory, InputTensor, ModelDescription, Output, Tensor,
-    TensorDesc,
+    Backend, BackendError, BackendFactory, InputTensor, ModelDescription, Output, Preloaded,
+    Tensor, TensorDesc,
 };
 
 /// Builds one [`dlr_sys::Model`] per worker from one model directory and one libdlr.
@@ -23,7 +23,7 @@ pub struct DlrFactory {
     options: ModelOptions,
     description: ModelDescription,
     /// The handle loaded at start-up, until a worker adopts it.
-    preloaded: Mutex<Option<Model>>,
+    preloaded: Preloaded<Model>,
 }
 
 impl std::fmt::Debug for DlrFactory {
@@ -62,7 +62,7 @@ impl DlrFactory {
             model_dir,
             options,
             description,
-            preloaded: Mutex::new(Some(first)),
+            preloaded: Preloaded::new(first),
         })
     }
 }
@@ -73,16 +73,10 @@ impl BackendFactory for DlrFactory {
     }
 
     fn create(&self, _worker: usize) -> Result<Box<dyn Backend>, BackendError> {
-        let preloaded = self
+        let model = self
             .preloaded
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        let model = match preloaded {
-            Some(model) => model,
-            None => Model::load_with(self.library.clone(), &self.model_dir, &self.options)
-                .map_err(|e| BackendError::Load(e.into()))?,
-        };
+            .take_or_load(|| Model::load_with(self.library.clone(), &self.model_dir, &self.options))
+            .map_err(|e| BackendError::Load(e.into()))?;
         Ok(Box::new(model))
     }
 }

@@ -27,6 +27,7 @@ pub(crate) mod fake;
 pub mod onnx;
 
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// Any runtime's own error, kept as the `source` of a [`BackendError`].
@@ -142,4 +143,23 @@ pub trait BackendFactory: Send + Sync {
 
     /// Creates the instance for worker `worker` (0-based); called on that worker's thread.
     fn create(&self, worker: usize) -> Result<Box<dyn Backend>, BackendError>;
+}
+
+/// The instance a factory loaded at start-up to read the model's description, kept for the
+/// first worker that asks, so the model is not loaded once more than there are workers.
+pub(crate) struct Preloaded<T>(Mutex<Option<T>>);
+
+impl<T> Preloaded<T> {
+    pub(crate) fn new(first: T) -> Self {
+        Self(Mutex::new(Some(first)))
+    }
+
+    /// The preloaded instance the first time, a fresh one from `load` after that.
+    pub(crate) fn take_or_load<E>(&self, load: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+        let preloaded = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match preloaded {
+            Some(first) => Ok(first),
+            None => load(),
+        }
+    }
 }

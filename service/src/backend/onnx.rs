@@ -12,14 +12,14 @@
 //! per run.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use onnx_backend::{Model, ModelOptions, OnnxRuntime, TensorData};
 
 use super::{
-    Backend, BackendError, BackendFactory, InputTensor, ModelDescription, Output, Tensor,
-    TensorDesc,
+    Backend, BackendError, BackendFactory, InputTensor, ModelDescription, Output, Preloaded,
+    Tensor, TensorDesc,
 };
 use crate::config::BackendChoice;
 
@@ -62,7 +62,7 @@ pub struct OnnxFactory {
     options: ModelOptions,
     description: ModelDescription,
     /// The session opened at start-up, until a worker adopts it.
-    preloaded: Mutex<Option<Model>>,
+    preloaded: Preloaded<Model>,
 }
 
 impl std::fmt::Debug for OnnxFactory {
@@ -111,7 +111,7 @@ impl OnnxFactory {
             model_path: metadata.model_path.clone(),
             options,
             description,
-            preloaded: Mutex::new(Some(first)),
+            preloaded: Preloaded::new(first),
         })
     }
 }
@@ -122,16 +122,12 @@ impl BackendFactory for OnnxFactory {
     }
 
     fn create(&self, _worker: usize) -> Result<Box<dyn Backend>, BackendError> {
-        let preloaded = self
+        let model = self
             .preloaded
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        let model = match preloaded {
-            Some(model) => model,
-            None => Model::load_with(self.runtime.clone(), &self.model_path, &self.options)
-                .map_err(|e| BackendError::Load(e.into()))?,
-        };
+            .take_or_load(|| {
+                Model::load_with(self.runtime.clone(), &self.model_path, &self.options)
+            })
+            .map_err(|e| BackendError::Load(e.into()))?;
         Ok(Box::new(model))
     }
 }
