@@ -10,8 +10,8 @@
 //!    order (RGB or BGR) and the model's layout (NHWC or NCHW) and dtype (float32 raw 0..255,
 //!    or uint8). The ModelStore ResNet-50 normalises inside the graph, so no mean/std here.
 //!
-//! JPEGs take their own path ([`jpeg`]): decoded reduced in the DCT domain to no less than
-//! twice the model's side, and strictly (a truncated or corrupt stream is refused). Every
+//! JPEGs take their own path ([`jpeg`], libjpeg-turbo): decoded reduced in the DCT domain to
+//! no less than twice the model's side, and strictly (a truncated or corrupt stream is refused). Every
 //! decode first reserves its estimated peak memory in the process-wide [`DecodeBudget`]
 //! ([`budget`]), computed from the header before anything is allocated.
 //!
@@ -131,8 +131,8 @@ pub struct PreprocessOptions {
     pub max_dimension: u32,
     /// Largest area accepted.
     pub max_pixels: u64,
-    /// JPEGs are reduced in the DCT domain (1/2, 1/4, 1/8) only as far as both sides stay at
-    /// least this long: twice the model's larger side, so the resize still anti-aliases.
+    /// JPEGs are reduced in the DCT domain (to M/8, M = 1..8) only as far as both sides stay
+    /// at least this long: twice the model's larger side, so the resize still anti-aliases.
     /// `u32::MAX` turns the reduction off.
     pub min_decoded_side: u32,
     /// Memory shared by every concurrent decode; see [`budget`].
@@ -634,7 +634,7 @@ mod tests {
             encoder.set_progressive(progressive);
             encoder.encode(&data, w, h, colour).unwrap();
             let decoded = decode(&bytes, &options).unwrap();
-            // 96x64 keeps 48x32 at 1/2, and 1/4 would be 24x16: still not below 16.
+            // 96x64 at 2/8 is 24x16, not below 16; 1/8 would be.
             assert_eq!(decoded.dimensions(), (24, 16), "{colour:?}");
             let reference = image::load_from_memory(&bytes).unwrap().into_rgb8();
             for (got, want) in [
@@ -672,6 +672,7 @@ mod tests {
         corrupt[middle..middle + 2].copy_from_slice(&[0xFF, 0xC4]);
         let err = decode(&corrupt, &options()).unwrap_err();
         assert!(matches!(err, PreprocessError::Undecodable(_)), "{err}");
+        assert!(err.to_string().contains("corrupt"), "{err}");
     }
 
     #[test]
