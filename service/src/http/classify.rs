@@ -23,7 +23,8 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 
-use super::api::{ClassifyResponse, ModelRef, Timings};
+use classify_api::{ClassifyResponse, ModelRef, Prediction, Timings};
+
 use super::problem::{ApiError, inference_error};
 use super::{RequestId, SharedState};
 use crate::scoring;
@@ -101,7 +102,7 @@ struct RawOptions {
             (ImageBytes = "image/bmp"), (ImageBytes = "image/gif"),
             (ImageBytes = "application/octet-stream"),
             (ClassifyMultipart = "multipart/form-data"),
-            (ClassifyJsonSchema = "application/json", examples(
+            (ClassifyJson = "application/json", examples(
                 ("base64" = (summary = "The image in base64",
                     value = json!({"image_base64": EXAMPLE_PNG_BASE64, "top_k": 3}))),
                 ("path" = (summary = "A file inside an allowed directory (on a device, /tmp/images by default)",
@@ -209,8 +210,8 @@ pub async fn classify(State(state): State<SharedState>, request: Request) -> Res
 }
 
 // Only for the OpenAPI attribute above.
-use super::api::{ClassifyJsonSchema, ClassifyMultipart, EXAMPLE_PNG_BASE64, ImageBytes};
-use super::problem::Problem;
+use super::api::{ClassifyMultipart, ImageBytes};
+use classify_api::{ClassifyJson, EXAMPLE_PNG_BASE64, Problem};
 
 async fn handle(
     state: SharedState,
@@ -302,7 +303,12 @@ async fn handle(
         .ok_or_else(|| ApiError::Internal("the model returned no scores".into()))?;
     let predictions = scoring::select(&ranked, top_k, threshold)
         .into_iter()
-        .map(Into::into)
+        .map(|p| Prediction {
+            index: p.index,
+            label: p.label,
+            probability: p.probability,
+            logit: p.logit,
+        })
         .collect();
     let ms = super::millis;
     Ok(ClassifyResponse {
@@ -706,6 +712,7 @@ mod tests {
     use std::time::Duration;
 
     use axum::body::Body;
+    use classify_api::ProblemType;
     use tower::ServiceExt;
 
     use super::*;
@@ -790,12 +797,12 @@ mod tests {
             .unwrap()
     }
 
-    async fn problem_type(response: Response) -> String {
+    async fn problem_kind(response: Response) -> Option<ProblemType> {
         let body = axum::body::to_bytes(response.into_body(), 1 << 16)
             .await
             .unwrap();
-        let problem: super::super::problem::Problem = serde_json::from_slice(&body).unwrap();
-        problem.type_
+        let problem: classify_api::Problem = serde_json::from_slice(&body).unwrap();
+        problem.kind()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -840,10 +847,7 @@ mod tests {
             .unwrap();
         assert_eq!(garbage.status(), 503);
         assert_eq!(garbage.headers()[header::RETRY_AFTER], "7");
-        assert_eq!(
-            problem_type(garbage).await,
-            "urn:classify-service:problem:overloaded"
-        );
+        assert_eq!(problem_kind(garbage).await, Some(ProblemType::Overloaded));
         let file = app
             .clone()
             .oneshot(post(r#"{"path": "/etc/passwd"}"#, "application/json"))
@@ -860,8 +864,8 @@ mod tests {
             .unwrap();
         assert_eq!(undecodable.status(), 400);
         assert_eq!(
-            problem_type(undecodable).await,
-            "urn:classify-service:problem:undecodable-image"
+            problem_kind(undecodable).await,
+            Some(ProblemType::UndecodableImage)
         );
 
         controls.gate.send(()).unwrap();

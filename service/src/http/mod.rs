@@ -205,7 +205,7 @@ pub(crate) async fn healthz() -> Json<Health> {
     responses(
         (status = 200, description = "Ready to classify", body = Health,
          example = json!({"status": "ready"})),
-        (status = 503, description = "Not ready; `detail` says why", body = problem::Problem,
+        (status = 503, description = "Not ready; `detail` says why", body = classify_api::Problem,
          content_type = "application/problem+json",
          headers(("Retry-After" = u32, description = "Seconds to wait")),
          example = json!({"type": "urn:classify-service:problem:not-ready",
@@ -281,7 +281,7 @@ mod tests {
         assert_eq!(response.status(), 500);
         assert_eq!(
             response.headers()[header::CONTENT_TYPE],
-            problem::PROBLEM_JSON
+            classify_api::PROBLEM_JSON
         );
         let body = axum::body::to_bytes(response.into_body(), 1 << 16)
             .await
