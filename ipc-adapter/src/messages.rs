@@ -427,6 +427,15 @@ mod tests {
             serde_json::to_value(r.service_body()).unwrap(),
             json!({"image_dir":"/img","fname":"a.jpg"})
         );
+        let with_options = parse_request(
+            &bin(r#"{"path":"/img/a.jpg","top_k":3,"threshold":0.25,"request_id":"r"}"#),
+            "local/inference",
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::to_value(with_options.service_body()).unwrap(),
+            json!({"path":"/img/a.jpg","top_k":3,"threshold":0.25})
+        );
     }
 
     #[test]

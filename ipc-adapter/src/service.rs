@@ -220,6 +220,9 @@ mod tests {
             ("payload-too-large", 413, ErrorCode::ImageTooLarge),
             ("not-ready", 503, ErrorCode::ServiceUnavailable),
             ("deadline-exceeded", 504, ErrorCode::ServiceTimeout),
+            // A refused host or origin is the service's configuration, not the request's path.
+            ("origin-forbidden", 403, ErrorCode::ServiceError),
+            ("misdirected-request", 421, ErrorCode::ServiceError),
             // Unknown types fall back to the status.
             ("something-new", 403, ErrorCode::ForbiddenPath),
             ("something-new", 418, ErrorCode::ServiceError),

@@ -402,18 +402,15 @@ pub fn python_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/ipc_client.py")
 }
 
-/// What a run of the Python driver produced.
-pub struct PythonRun {
-    /// Whether it exited 0.
-    pub ok: bool,
-    /// Its last stdout line, parsed as JSON (the scenario's result).
-    pub output: Value,
-    /// Its stderr, for failure messages.
-    pub stderr: String,
-}
-
-/// Runs a scenario of the Python driver.
-pub async fn run_python(socket: &Path, token: &str, args: &[&str]) -> PythonRun {
+/// Runs a scenario of the Python driver as `token` and expects it to exit 0 (every scenario
+/// checks its own outcome and says so in its exit status); returns its last stdout line, the
+/// scenario's result, parsed as JSON. `case` names the test case in a failure.
+pub async fn python_scenario(
+    socket: &Path,
+    token: &str,
+    args: &[&str],
+    case: impl std::fmt::Debug,
+) -> Value {
     let mut cmd = tokio::process::Command::new(python());
     cmd.arg(python_script())
         .args(args)
@@ -431,13 +428,13 @@ pub async fn run_python(socket: &Path, token: &str, args: &[&str]) -> PythonRun 
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let last = stdout.lines().last().unwrap_or("null");
-    let output =
+    let output: Value =
         serde_json::from_str(last).unwrap_or_else(|_| panic!("bad output: {stdout}\n{stderr}"));
-    PythonRun {
-        ok: out.status.success(),
-        output,
-        stderr,
-    }
+    assert!(
+        out.status.success(),
+        "{case:?} {args:?}: {output}\n{stderr}"
+    );
+    output
 }
 
 /// Polls `f` until true or [`WAIT`] passes.
