@@ -275,7 +275,10 @@ fn the_adapter_reads_the_wire_types_without_the_http_server_stack() {
         .lines()
         .find(|line| line.starts_with("classify-api"))
         .expect("the adapter depends on classify-api");
-    assert!(!api.contains("openapi"), "the adapter turns on the schemas: {api}");
+    assert!(
+        !api.contains("openapi"),
+        "the adapter turns on the schemas: {api}"
+    );
     for stack in ["axum", "utoipa"] {
         assert!(
             !dependencies.lines().any(|line| line.starts_with(stack)),
