@@ -81,7 +81,7 @@ pub struct ClassifyDirAndName {
     #[cfg_attr(feature = "openapi", schema(example = "/tmp/images"))]
     pub image_dir: String,
     /// File name inside `image_dir`.
-    #[cfg_attr(feature = "openapi", schema(example = "pelican.jpeg"))]
+    #[cfg_attr(feature = "openapi", schema(example = "pelican.jpeg", min_length = 1))]
     pub fname: String,
     /// Number of predictions to return (larger than the class count returns all).
     #[serde(default, skip_serializing_if = "Option::is_none")]

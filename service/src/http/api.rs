@@ -17,6 +17,8 @@ use utoipa::{OpenApi, ToSchema};
 // Only for the OpenAPI document: the handler reads multipart bodies part by part.
 /// Multipart body of `POST /classify`: the image file, plus the options.
 #[derive(Debug, Serialize, ToSchema)]
+// Makes the document say what the handler does: a part with any other name is refused (422).
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct ClassifyMultipart {
     /// The image file (JPEG, PNG, WebP, BMP or GIF).
