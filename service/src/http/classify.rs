@@ -13,7 +13,6 @@
 //! (bounded by a semaphore) so they overlap inference of other requests.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Json;
@@ -25,9 +24,9 @@ use base64::Engine;
 
 use classify_api::{ClassifyResponse, ModelRef, Prediction, Timings};
 
-use super::problem::{ApiError, inference_error};
+use super::problem::{ApiError, classify_error, inference_error};
 use super::{RequestId, SharedState};
-use crate::scoring;
+use crate::classifier::Image;
 
 /// Raw media types accepted as an image body.
 const IMAGE_TYPES: [&str; 6] = [
@@ -65,12 +64,6 @@ pub struct RequestIdHeader {
     #[param(rename = "x-request-id", value_type = String, required = false,
             example = "order-4711-photo-1")]
     request_id: Option<String>,
-}
-
-/// Where the image comes from.
-enum Source {
-    Bytes(Bytes),
-    File(PathBuf),
 }
 
 /// Options as given (text from query or multipart, numbers from JSON), validated later.
@@ -231,77 +224,18 @@ async fn handle(
         .pool
         .reserve()
         .map_err(|e| inference_error(e, state.retry_after_secs, timeout_ms))?;
-    let source = extract(&state, request, kind, &mut options).await?;
+    let image = extract(&state, request, kind, &mut options).await?;
     let (top_k, threshold) =
         validate_options(&options, state.default_top_k, state.default_threshold)?;
 
-    let bytes = match source {
-        Source::Bytes(bytes) => bytes,
-        Source::File(path) => {
-            let state = state.clone();
-            let limit = state.max_body_bytes;
-            tokio::task::spawn_blocking(move || state.allowed.read(&path, limit))
-                .await
-                .map_err(|e| ApiError::Internal(format!("file read task: {e}")))??
-                .into()
-        }
-    };
-
-    // The permit moves into the blocking task: if the deadline fires first, the decode still
-    // counts against the bound until it really finishes.
-    let permit = Arc::clone(&state.decode_permits)
-        .acquire_owned()
-        .await
-        .map_err(|_| ApiError::Internal("decode semaphore closed".into()))?;
-    let prep_state = state.clone();
-    let (tensor, decode_time, preprocess_time) = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        let t0 = Instant::now();
-        let image = crate::preprocess::decode(&bytes, &prep_state.preprocess)?;
-        let t1 = Instant::now();
-        let tensor =
-            crate::preprocess::to_tensor(image, &prep_state.input, &prep_state.preprocess)?;
-        Ok::<_, ApiError>((tensor, t1 - t0, t1.elapsed()))
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("preprocessing task failed: {e}")))??;
-    state.metrics.decode.observe(decode_time.as_secs_f64());
-    state
-        .metrics
-        .preprocess
-        .observe(preprocess_time.as_secs_f64());
-
     let deadline = started + state.request_timeout;
-    let answer = state
-        .pool
-        .submit(slot, tensor, deadline)
-        .map_err(|e| inference_error(e, state.retry_after_secs, timeout_ms))?;
-    let output = answer
-        .outcome()
+    let done = state
+        .classifier
+        .classify(slot, image, top_k, threshold, deadline)
         .await
-        .map_err(|e| inference_error(e, state.retry_after_secs, timeout_ms))?;
-    state
-        .metrics
-        .queue_wait
-        .observe(output.queue_wait.as_secs_f64());
-    state
-        .metrics
-        .inference
-        .observe(output.inference.as_secs_f64());
-
-    if output.raw.len() != state.labels.len() {
-        return Err(ApiError::Internal(format!(
-            "the model returned {} values for {} labels",
-            output.raw.len(),
-            state.labels.len()
-        )));
-    }
-    let ranked = scoring::rank(&output.raw, &state.labels, state.scores);
-    let label = ranked
-        .first()
-        .map(|p| p.label.clone())
-        .ok_or_else(|| ApiError::Internal("the model returned no scores".into()))?;
-    let predictions = scoring::select(&ranked, top_k, threshold)
+        .map_err(|e| classify_error(e, state.retry_after_secs, timeout_ms))?;
+    let predictions = done
+        .predictions
         .into_iter()
         .map(|p| Prediction {
             index: p.index,
@@ -313,17 +247,17 @@ async fn handle(
     let ms = super::millis;
     Ok(ClassifyResponse {
         request_id: id.to_string(),
-        label,
+        label: done.label,
         predictions,
         model: ModelRef {
             name: state.model.name.clone(),
             version: state.model.version.clone(),
         },
         timings: Timings {
-            decode_ms: ms(decode_time),
-            preprocess_ms: ms(preprocess_time),
-            queue_ms: ms(output.queue_wait),
-            inference_ms: ms(output.inference),
+            decode_ms: ms(done.decode),
+            preprocess_ms: ms(done.preprocess),
+            queue_ms: ms(done.queue),
+            inference_ms: ms(done.inference),
             total_ms: ms(started.elapsed()),
         },
     })
@@ -422,7 +356,7 @@ async fn extract(
     request: Request,
     kind: BodyKind,
     options: &mut RawOptions,
-) -> Result<Source, ApiError> {
+) -> Result<Image, ApiError> {
     let limit = state.max_body_bytes;
     let declared = declared_length(request.headers());
     let (parts, body) = request.into_parts();
@@ -435,7 +369,7 @@ async fn extract(
     if kind == BodyKind::Json {
         return json_source(&bytes, options);
     }
-    Ok(Source::Bytes(bytes))
+    Ok(Image::Bytes(bytes))
 }
 
 /// Query parameters the handler reads.
@@ -472,7 +406,7 @@ impl RawOptions {
 }
 
 /// The part named `image`, plus the text parts `top_k` and `threshold` (each at most once).
-async fn multipart_source(request: Request, options: &mut RawOptions) -> Result<Source, ApiError> {
+async fn multipart_source(request: Request, options: &mut RawOptions) -> Result<Image, ApiError> {
     let malformed = |e: axum::extract::multipart::MultipartError| {
         ApiError::InvalidBody(format!(
             "the multipart body is malformed: {}",
@@ -515,7 +449,7 @@ async fn multipart_source(request: Request, options: &mut RawOptions) -> Result<
     }
     options.top_k = from_body.top_k.or(options.top_k.take());
     options.threshold = from_body.threshold.or(options.threshold.take());
-    image.map(Source::Bytes).ok_or_else(|| {
+    image.map(Image::Bytes).ok_or_else(|| {
         ApiError::InvalidBody(
             "the multipart body has no part named \"image\"; attach the image file as \"image\""
                 .into(),
@@ -539,7 +473,7 @@ const JSON_SHAPE: &str = "a JSON object with one image source (image_base64, pat
 
 /// Reads the JSON body field by field, so that each mistake is answered in plain words that
 /// name the field (a derived deserialiser would answer in its own, Rust-flavoured terms).
-fn json_source(bytes: &[u8], options: &mut RawOptions) -> Result<Source, ApiError> {
+fn json_source(bytes: &[u8], options: &mut RawOptions) -> Result<Image, ApiError> {
     use serde_json::Value;
     let value: Value = serde_json::from_slice(bytes).map_err(|e| {
         ApiError::InvalidBody(format!(
@@ -608,14 +542,14 @@ fn json_source(bytes: &[u8], options: &mut RawOptions) -> Result<Source, ApiErro
         )));
     }
     if let Some(encoded) = image_base64 {
-        return decode_base64(&encoded).map(|bytes| Source::Bytes(bytes.into()));
+        return decode_base64(&encoded).map(|bytes| Image::Bytes(bytes.into()));
     }
     if let Some(path) = path {
-        return Ok(Source::File(PathBuf::from(path)));
+        return Ok(Image::File(PathBuf::from(path)));
     }
     match (image_dir, fname) {
         (Some(dir), Some(fname)) if !fname.is_empty() => {
-            Ok(Source::File(PathBuf::from(dir).join(fname)))
+            Ok(Image::File(PathBuf::from(dir).join(fname)))
         }
         _ => Err(ApiError::InvalidOptions(
             "image_dir and fname must be given together, fname not empty".into(),
@@ -721,6 +655,7 @@ mod tests {
     //! `backend::fake` holding the only worker: no clock decides any verdict.
 
     use std::io::Cursor;
+    use std::sync::Arc;
     use std::time::Duration;
 
     use axum::body::Body;
@@ -729,6 +664,7 @@ mod tests {
 
     use super::*;
     use crate::backend::fake::{FakeFactory, HOLD};
+    use crate::classifier::Classifier;
     use crate::config::{ChannelOrder, HexColour, ResizeFilter, ScoreMode};
     use crate::files::AllowedDirs;
     use crate::http::AppState;
@@ -758,9 +694,33 @@ mod tests {
 
     fn state(pool: Arc<InferencePool>, input: InputSpec) -> SharedState {
         let text = |s: &str| s.to_string();
+        let metrics = Metrics::new();
+        let classifier = Classifier {
+            pool: pool.clone(),
+            labels: vec![text("first"), text("second")],
+            input: input.clone(),
+            preprocess: PreprocessOptions {
+                channel_order: ChannelOrder::Rgb,
+                filter: ResizeFilter::Bilinear,
+                resize: crate::config::ResizeMode::Squash,
+                background: HexColour([255, 255, 255]),
+                max_dimension: 64,
+                max_pixels: 4096,
+                min_decoded_side: 128,
+                budget: Arc::new(crate::preprocess::DecodeBudget::new(
+                    64 << 20,
+                    Duration::ZERO,
+                )),
+            },
+            scores: ScoreMode::Auto,
+            allowed: AllowedDirs::new(&[]).unwrap(),
+            decode_permits: Arc::new(tokio::sync::Semaphore::new(2)),
+            max_file_bytes: 1 << 20,
+            metrics: metrics.clone(),
+        };
         Arc::new(AppState {
             pool,
-            labels: vec![text("first"), text("second")],
+            classifier: Arc::new(classifier),
             model: ModelInfo {
                 name: text("fake"),
                 version: text("0"),
@@ -786,26 +746,9 @@ mod tests {
                 resize_filter: text("bilinear"),
                 scores: text("auto"),
             },
-            input,
-            preprocess: PreprocessOptions {
-                channel_order: ChannelOrder::Rgb,
-                filter: ResizeFilter::Bilinear,
-                resize: crate::config::ResizeMode::Squash,
-                background: HexColour([255, 255, 255]),
-                max_dimension: 64,
-                max_pixels: 4096,
-                min_decoded_side: 128,
-                budget: Arc::new(crate::preprocess::DecodeBudget::new(
-                    64 << 20,
-                    Duration::ZERO,
-                )),
-            },
-            scores: ScoreMode::Auto,
             default_top_k: 2,
             default_threshold: 0.0,
-            allowed: AllowedDirs::new(&[]).unwrap(),
-            decode_permits: Arc::new(tokio::sync::Semaphore::new(2)),
-            metrics: Metrics::new(),
+            metrics,
             request_timeout: Duration::from_secs(3600),
             retry_after_secs: 7,
             max_body_bytes: 1 << 20,

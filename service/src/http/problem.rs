@@ -10,6 +10,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use classify_api::{PROBLEM_JSON, Problem, ProblemType};
 
+use crate::classifier::ClassifyError;
 use crate::files::FileError;
 use crate::inference::InferenceError;
 use crate::preprocess::PreprocessError;
@@ -180,6 +181,16 @@ impl From<FileError> for ApiError {
                 Self::Internal(crate::telemetry::ErrorChain(&io).to_string())
             }
         }
+    }
+}
+
+/// Converts a classifier error; `retry_after` and `timeout_ms` as for [`inference_error`].
+pub(crate) fn classify_error(e: ClassifyError, retry_after: u32, timeout_ms: u64) -> ApiError {
+    match e {
+        ClassifyError::File(e) => e.into(),
+        ClassifyError::Preprocess(e) => e.into(),
+        ClassifyError::Inference(e) => inference_error(e, retry_after, timeout_ms),
+        ClassifyError::Internal(message) => ApiError::Internal(message),
     }
 }
 
