@@ -119,7 +119,9 @@ pub struct OutputInfo {
             `undecodable-image`, `invalid-body`, `path-forbidden`, `file-not-found`, \
             `not-found`, `method-not-allowed`, `payload-too-large`, `image-too-large`, \
             `unsupported-media-type`, `invalid-options`, `not-ready`, `overloaded`, \
-            `deadline-exceeded`, `internal`. Every answer carries `x-request-id`.",
+            `deadline-exceeded`, `internal`, `misdirected-request` (a `Host` not served \
+            here), `origin-forbidden` (a browser origin not allowed). Every answer carries \
+            `x-request-id`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     paths(
@@ -150,4 +152,24 @@ pub fn openapi_json() -> String {
         .expect("the OpenAPI document serialises");
     text.push('\n');
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use classify_api::ProblemType;
+    use utoipa::OpenApi;
+
+    use super::ApiDoc;
+
+    #[test]
+    fn the_document_lists_every_problem_type() {
+        let description = ApiDoc::openapi().info.description.unwrap_or_default();
+        for kind in ProblemType::ALL {
+            assert!(
+                description.contains(&format!("`{}`", kind.slug())),
+                "the OpenAPI description does not list {}",
+                kind.slug()
+            );
+        }
+    }
 }
