@@ -1,9 +1,10 @@
 //! The documents `POST /classify` exchanges, defined once for every side of the wire.
 //!
-//! The service serialises them, the IPC adapter and the tests deserialise them; none of them
-//! keeps a mirror of its own, so a field renamed here is renamed everywhere, and the
-//! committed OpenAPI document (generated from these types by the service, checked by a drift
-//! test) shows the change as a reviewed diff.
+//! The service writes answers and problems with them and documents the request body with
+//! them; the IPC adapter writes its request bodies and reads the answers and problems with
+//! them, and so do the tests. None of them keeps a mirror of its own, so a field renamed here
+//! is renamed everywhere, and the committed OpenAPI document (generated from these types by
+//! the service, checked by a drift test) shows the change as a reviewed diff.
 //!
 //! * [`request`] — the JSON request body: exactly one image source plus the options.
 //! * [`answer`] — the 200 answer: top-1 label, ranked predictions, model, timings.
