@@ -14,11 +14,18 @@
 //!
 //! An explicit path that fails to load is an error, not a reason to fall through: a user who
 //! names a library means that one.
+//!
+//! The walk (the places, their order, first wins, an explicit path is not fallen through, the
+//! "looked at" list) is `native-lib-discovery`'s, shared with `onnx-backend`; what is libdlr's
+//! own is here: a directory means `libdlr.so` inside it, and the system step is a `dlopen` by
+//! bare name, whose real file `dladdr` reports afterwards.
 
 use std::ffi::CStr;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use native_lib_discovery::{self as discovery, Place, Rules, Source, System};
 
 use crate::error::Error;
 use crate::ffi::{self, DlrApi};
@@ -87,32 +94,54 @@ pub struct Candidate {
     pub source: LibrarySource,
 }
 
+/// libdlr's discovery rules: the Python `dlr` wheel's two locations, and the system loader.
+const RULES: Rules = Rules {
+    env_var: LIBRARY_PATH_ENV,
+    python_package_path: "dlr/libdlr.so",
+    python_data_path: Some("dlr/libdlr.so"),
+    system: System::Loader(LIBRARY_FILE_NAME),
+};
+
 impl LibrarySearch {
     /// Every file discovery would try, in order (files that do not exist included, so that a
     /// "not found" error can say exactly where it looked).
     pub fn candidates(&self) -> Vec<Candidate> {
-        let mut out = Vec::new();
-        let mut push = |path: PathBuf, source| out.push(Candidate { path, source });
-        if let Some(explicit) = &self.explicit {
-            push(library_file_in(explicit), LibrarySource::Explicit);
+        self.places()
+            .into_iter()
+            .map(|place| Candidate {
+                path: place.path,
+                source: place.source.into(),
+            })
+            .collect()
+    }
+
+    /// The shared walk's places, each made the library file it means: a directory (the model
+    /// directory, or one named explicitly or by the environment) means `libdlr.so` inside it.
+    fn places(&self) -> Vec<Place> {
+        let mut places =
+            discovery::places(&RULES, self.explicit.as_deref(), self.model_dir.as_deref());
+        for place in &mut places {
+            match place.source {
+                Source::ModelDirectory => place.path.push(LIBRARY_FILE_NAME),
+                Source::Explicit | Source::Environment => {
+                    place.path = library_file_in(&place.path);
+                }
+                Source::PythonPackage | Source::System => {}
+            }
         }
-        if let Some(dir) = &self.model_dir {
-            push(dir.join(LIBRARY_FILE_NAME), LibrarySource::ModelDirectory);
+        places
+    }
+}
+
+impl From<Source> for LibrarySource {
+    fn from(source: Source) -> Self {
+        match source {
+            Source::Explicit => Self::Explicit,
+            Source::ModelDirectory => Self::ModelDirectory,
+            Source::Environment => Self::Environment,
+            Source::PythonPackage => Self::PythonPackage,
+            Source::System => Self::SystemLoader,
         }
-        if let Some(from_env) = std::env::var_os(LIBRARY_PATH_ENV).filter(|v| !v.is_empty()) {
-            push(
-                library_file_in(Path::new(&from_env)),
-                LibrarySource::Environment,
-            );
-        }
-        for path in python_package_locations() {
-            push(path, LibrarySource::PythonPackage);
-        }
-        push(
-            PathBuf::from(LIBRARY_FILE_NAME),
-            LibrarySource::SystemLoader,
-        );
-        out
     }
 }
 
@@ -122,41 +151,6 @@ fn library_file_in(path: &Path) -> PathBuf {
     } else {
         path.to_path_buf()
     }
-}
-
-fn python_package_locations() -> Vec<PathBuf> {
-    let mut prefixes: Vec<PathBuf> = Vec::new();
-    for var in ["VIRTUAL_ENV", "CONDA_PREFIX"] {
-        if let Some(value) = std::env::var_os(var).filter(|v| !v.is_empty()) {
-            prefixes.push(value.into());
-        }
-    }
-    if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-        prefixes.push(Path::new(&home).join(".local"));
-    }
-    prefixes.push("/usr/local".into());
-    prefixes.push("/usr".into());
-
-    let mut out = Vec::new();
-    for prefix in prefixes {
-        // Where the wheel's data files land: `<prefix>/dlr/libdlr.so`.
-        out.push(prefix.join("dlr").join(LIBRARY_FILE_NAME));
-        let Ok(entries) = std::fs::read_dir(prefix.join("lib")) else {
-            continue;
-        };
-        let mut pythons: Vec<PathBuf> = entries
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with("python3"))
-            .map(|e| e.path())
-            .collect();
-        pythons.sort();
-        for python in pythons {
-            for packages in ["site-packages", "dist-packages"] {
-                out.push(python.join(packages).join("dlr").join(LIBRARY_FILE_NAME));
-            }
-        }
-    }
-    out
 }
 
 /// An open libdlr: the resolved C API, which file it came from, and its version.
@@ -185,26 +179,30 @@ impl fmt::Debug for DlrLibrary {
 impl DlrLibrary {
     /// Finds and opens libdlr following the discovery order of this module.
     pub fn discover(search: &LibrarySearch) -> Result<Arc<Self>, Error> {
-        let candidates = search.candidates();
-        for candidate in &candidates {
-            match candidate.source {
-                LibrarySource::SystemLoader => {
-                    // The loader searches its own path list; only a failure to find it falls
-                    // through to the "not found" report.
-                    if let Ok(lib) = Self::open_as(&candidate.path, candidate.source) {
-                        return Ok(lib);
-                    }
-                }
-                LibrarySource::Explicit => return Self::open_as(&candidate.path, candidate.source),
-                _ if candidate.path.is_file() => {
-                    return Self::open_as(&candidate.path, candidate.source);
-                }
-                _ => {}
+        let found = discovery::walk(search.places(), |place| {
+            let source = LibrarySource::from(place.source);
+            match place.source {
+                // The loader searches its own path list; only a failure to find it falls
+                // through to the "not found" report.
+                Source::System => Self::open_as(&place.path, source).ok().map(Ok),
+                // A named library that exists but does not load is an error, not a reason to
+                // look elsewhere.
+                Source::Explicit => place
+                    .path
+                    .exists()
+                    .then(|| Self::open_as(&place.path, source)),
+                _ => place
+                    .path
+                    .is_file()
+                    .then(|| Self::open_as(&place.path, source)),
             }
+        });
+        match found {
+            Ok((opened, _)) => opened,
+            Err(not_found) => Err(Error::LibraryNotFound {
+                searched: not_found.searched,
+            }),
         }
-        Err(Error::LibraryNotFound {
-            searched: candidates.into_iter().map(|c| c.path).collect(),
-        })
     }
 
     /// Opens one specific library file.

@@ -21,6 +21,10 @@
 //! An explicit path that holds no library is an error, not a reason to fall through: a user
 //! who names a library means that one.
 //!
+//! The walk (the places, their order, first wins, the "looked at" list) is
+//! `native-lib-discovery`'s, shared with `dlr-sys`; the versioned file names and the
+//! once-per-process loading are this crate's own.
+//!
 //! **One library per process.** `ort` keeps the loaded library and its environment in process
 //! globals. The first successful [`OnnxRuntime::discover`] decides; later calls get the same
 //! runtime when they resolve to the same file, and [`Error::AlreadyLoaded`] otherwise. A failed
@@ -35,6 +39,8 @@ use std::fmt;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+
+use native_lib_discovery::{self as discovery, Rules, Source, System};
 
 use crate::error::Error;
 
@@ -92,55 +98,62 @@ pub struct Candidate {
 impl Candidate {
     /// The library this place holds, if any.
     pub fn library(&self) -> Option<PathBuf> {
-        if self.path.is_dir() {
-            library_in_dir(&self.path)
-        } else {
-            self.path.is_file().then(|| self.path.clone())
-        }
+        library_at(&self.path)
     }
 }
+
+/// ONNX Runtime's discovery rules: the Python `onnxruntime` package keeps versioned copies
+/// in `onnxruntime/capi`; the system's library directories are looked into rather than asking
+/// the loader (see the module docs).
+const RULES: Rules = Rules {
+    env_var: LIBRARY_PATH_ENV,
+    python_package_path: "onnxruntime/capi",
+    python_data_path: None,
+    system: System::Directories,
+};
 
 impl LibrarySearch {
     /// Every place discovery would look, in order (places that do not exist included, so that
     /// a "not found" error can say exactly where it looked).
     pub fn candidates(&self) -> Vec<Candidate> {
-        let mut out = Vec::new();
-        let mut push = |path: PathBuf, source| out.push(Candidate { path, source });
-        if let Some(explicit) = &self.explicit {
-            push(explicit.clone(), LibrarySource::Explicit);
-        }
-        if let Some(dir) = &self.model_dir {
-            push(dir.clone(), LibrarySource::ModelDirectory);
-        }
-        if let Some(from_env) = std::env::var_os(LIBRARY_PATH_ENV).filter(|v| !v.is_empty()) {
-            push(from_env.into(), LibrarySource::Environment);
-        }
-        for dir in python_package_dirs() {
-            push(dir, LibrarySource::PythonPackage);
-        }
-        for dir in system_library_dirs() {
-            push(dir, LibrarySource::SystemDirectory);
-        }
-        out
+        discovery::places(&RULES, self.explicit.as_deref(), self.model_dir.as_deref())
+            .into_iter()
+            .map(|place| Candidate {
+                path: place.path,
+                source: place.source.into(),
+            })
+            .collect()
     }
 
     /// The library discovery picks, and the rule that found it, without loading it.
     pub fn resolve(&self) -> Result<(PathBuf, LibrarySource), Error> {
-        let candidates = self.candidates();
-        for candidate in &candidates {
-            match candidate.library() {
-                Some(file) => return Ok((file, candidate.source)),
-                None if candidate.source == LibrarySource::Explicit => {
-                    return Err(Error::LibraryNotFound {
-                        searched: vec![candidate.path.clone()],
-                    });
-                }
-                None => {}
-            }
+        let places = discovery::places(&RULES, self.explicit.as_deref(), self.model_dir.as_deref());
+        discovery::walk(places, |place| library_at(&place.path))
+            .map(|(file, place)| (file, place.source.into()))
+            .map_err(|not_found| Error::LibraryNotFound {
+                searched: not_found.searched,
+            })
+    }
+}
+
+impl From<Source> for LibrarySource {
+    fn from(source: Source) -> Self {
+        match source {
+            Source::Explicit => Self::Explicit,
+            Source::ModelDirectory => Self::ModelDirectory,
+            Source::Environment => Self::Environment,
+            Source::PythonPackage => Self::PythonPackage,
+            Source::System => Self::SystemDirectory,
         }
-        Err(Error::LibraryNotFound {
-            searched: candidates.into_iter().map(|c| c.path).collect(),
-        })
+    }
+}
+
+/// The library a place holds, if any: the file itself, or the one a directory holds.
+fn library_at(path: &Path) -> Option<PathBuf> {
+    if path.is_dir() {
+        library_in_dir(path)
+    } else {
+        path.is_file().then(|| path.to_path_buf())
     }
 }
 
@@ -177,56 +190,6 @@ fn version_in_file_name(name: &str) -> Option<(u32, u32, u32)> {
 fn version_of_file(path: &Path) -> Option<(u32, u32, u32)> {
     let named = |p: &Path| version_in_file_name(p.file_name()?.to_str()?);
     named(path).or_else(|| named(&std::fs::canonicalize(path).ok()?))
-}
-
-fn python_package_dirs() -> Vec<PathBuf> {
-    let mut prefixes: Vec<PathBuf> = Vec::new();
-    for var in ["VIRTUAL_ENV", "CONDA_PREFIX"] {
-        if let Some(value) = std::env::var_os(var).filter(|v| !v.is_empty()) {
-            prefixes.push(value.into());
-        }
-    }
-    if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-        prefixes.push(Path::new(&home).join(".local"));
-    }
-    prefixes.push("/usr/local".into());
-    prefixes.push("/usr".into());
-
-    let mut out = Vec::new();
-    for prefix in prefixes {
-        let Ok(entries) = std::fs::read_dir(prefix.join("lib")) else {
-            continue;
-        };
-        let mut pythons: Vec<PathBuf> = entries
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with("python3"))
-            .map(|e| e.path())
-            .collect();
-        pythons.sort();
-        for python in pythons {
-            for packages in ["site-packages", "dist-packages"] {
-                out.push(python.join(packages).join("onnxruntime").join("capi"));
-            }
-        }
-    }
-    out
-}
-
-fn system_library_dirs() -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::env::var_os("LD_LIBRARY_PATH")
-        .map(|v| {
-            std::env::split_paths(&v)
-                .filter(|p| !p.as_os_str().is_empty())
-                .collect()
-        })
-        .unwrap_or_default();
-    let multiarch = format!("{}-linux-gnu", std::env::consts::ARCH);
-    out.push("/usr/local/lib".into());
-    out.push(Path::new("/usr/lib").join(&multiarch));
-    out.push("/usr/lib".into());
-    out.push(Path::new("/lib").join(&multiarch));
-    out.push("/lib".into());
-    out
 }
 
 /// The loaded ONNX Runtime: which file, found how, and its version.
