@@ -161,7 +161,7 @@ pub struct ClassifyDirAndName {
     #[schema(example = "/tmp/images")]
     pub image_dir: String,
     /// File name inside `image_dir`.
-    #[schema(example = "pelican.jpeg")]
+    #[schema(example = "pelican.jpeg", min_length = 1)]
     pub fname: String,
     /// Number of predictions to return (larger than the class count returns all).
     #[serde(default)]
@@ -176,6 +176,8 @@ pub struct ClassifyDirAndName {
 // Only for the OpenAPI document, like `ClassifyJsonSchema`.
 /// Multipart body of `POST /classify`: the image file, plus the options.
 #[derive(Debug, Serialize, ToSchema)]
+// Makes the document say what the handler does: a part with any other name is refused (422).
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct ClassifyMultipart {
     /// The image file (JPEG, PNG, WebP, BMP or GIF).

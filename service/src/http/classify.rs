@@ -332,8 +332,8 @@ fn validate_options(
         None => default_top_k,
         // The documented schema is an int32 of at least 1; anything past it is refused rather
         // than silently clamped, so a client learns its value was out of range.
-        Some(text) => match text.trim().parse::<i32>() {
-            Ok(n) if n >= 1 => n as usize,
+        Some(text) => match whole_number(text.trim()) {
+            Some(n) if n >= 1 => n as usize,
             _ => {
                 return Err(ApiError::InvalidOptions(format!(
                     "top_k must be a whole number from 1 to {}, got {text:?}",
@@ -354,6 +354,18 @@ fn validate_options(
         },
     };
     Ok((top_k, threshold))
+}
+
+/// An int32 written as JSON Schema counts integers: `3` and also `3.0` or `3e0`, since a
+/// number with no fractional part is an integer there (and clients that only have doubles,
+/// JavaScript's among them, may write it so).
+fn whole_number(text: &str) -> Option<i32> {
+    if let Ok(n) = text.parse::<i32>() {
+        return Some(n);
+    }
+    let x = text.parse::<f64>().ok()?;
+    let integral = x.is_finite() && x.fract() == 0.0;
+    (integral && x >= f64::from(i32::MIN) && x <= f64::from(i32::MAX)).then_some(x as i32)
 }
 
 /// How the body is to be read, from its Content-Type.
@@ -717,6 +729,25 @@ mod tests {
     use crate::inference::{InferencePool, PoolOptions};
     use crate::metrics::Metrics;
     use crate::preprocess::{InputDType, InputSpec, Layout, PreprocessOptions};
+
+    #[test]
+    fn top_k_is_an_int32_as_json_schema_counts_integers() {
+        for (text, n) in [("3", 3), ("3.0", 3), ("3e0", 3), ("2147483647.0", i32::MAX)] {
+            assert_eq!(whole_number(text), Some(n), "{text}");
+        }
+        for text in [
+            "2.5",
+            "2147483648",
+            "2147483648.0",
+            "1e10",
+            "NaN",
+            "inf",
+            "",
+            "three",
+        ] {
+            assert_eq!(whole_number(text), None, "{text}");
+        }
+    }
 
     fn state(pool: Arc<InferencePool>, input: InputSpec) -> SharedState {
         let text = |s: &str| s.to_string();
