@@ -14,7 +14,8 @@
 //! a file because it is `dlopen`ed, and the graph and metadata are small. The mapped way is
 //! used only where it is unambiguous — a TVM graph model with exactly one file of each kind
 //! and a libdlr that exports the entry point; anything else (a Relay VM model, several
-//! candidate files whose choice is libdlr's) is left to `CreateDLRModel`.
+//! candidate files whose choice is libdlr's, a params file that cannot be mapped) is left to
+//! `CreateDLRModel`.
 
 use std::ffi::{CString, c_void};
 use std::path::Path;
@@ -47,26 +48,17 @@ pub(crate) fn create_handle(
 ) -> Result<DlrModelHandle, Error> {
     let mut handle: DlrModelHandle = std::ptr::null_mut();
     let from_elems = library.api().create_model_from_model_elem;
-    let (status, call) = match (loading, from_elems, single_graph_model(parts)) {
+    let mapped = match (loading, from_elems, single_graph_model(parts)) {
         (ParamsLoading::Mapped, Some(create), Some(files)) => {
+            map_params(files.params).map(|params| (create, files, params))
+        }
+        _ => None,
+    };
+    let (status, call) = match mapped {
+        Some((create, files, params)) => {
             let graph = c_path(files.graph)?;
             let kernels = c_path(files.kernels)?;
             let meta = files.meta.map(c_path).transpose()?;
-            let file =
-                std::fs::File::open(files.params).map_err(|source| Error::ModelFileUnreadable {
-                    path: files.params.to_path_buf(),
-                    source,
-                })?;
-            // SAFETY: the mapping is read-only and private, and lives until libdlr returns;
-            // libdlr only reads it during the call (the graph runtime copies every tensor out).
-            // A model file changed by another process while it is being loaded is outside
-            // what any loader can defend against; model directories are deployed artifacts.
-            let params = unsafe { memmap2::MmapOptions::new().map_copy_read_only(&file) }.map_err(
-                |source| Error::ModelFileUnreadable {
-                    path: files.params.to_path_buf(),
-                    source,
-                },
-            )?;
             // libdlr reads the parameters front to back once: let the kernel read ahead and
             // drop pages behind. Only a hint, so its failure changes nothing.
             let _ = params.advise(memmap2::Advice::Sequential);
@@ -95,7 +87,7 @@ pub(crate) fn create_handle(
             let status = unsafe { create(&mut handle, elems.as_ptr(), elems.len(), DEVICE_CPU, 0) };
             (status, "CreateDLRModelFromModelElem")
         }
-        _ => {
+        None => {
             let dir = c_path(model_dir)?;
             // SAFETY: `handle` is a valid out-pointer; `dir` is NUL-terminated and outlives
             // the call.
@@ -108,6 +100,19 @@ pub(crate) fn create_handle(
         return Err(library.last_error(call));
     }
     Ok(handle)
+}
+
+/// Maps the params file read-only, or `None` when it cannot be: then libdlr reads the file
+/// itself, and reports whatever is really wrong with it (a file system that cannot map, say,
+/// is not an error).
+fn map_params(path: &Path) -> Option<memmap2::Mmap> {
+    let file = std::fs::File::open(path).ok()?;
+    // SAFETY: the mapping is read-only and private, and is dropped as soon as libdlr returns
+    // from creating the handle; libdlr only reads it during that call (the graph runtime
+    // copies every tensor out). A model file truncated or rewritten by another process while
+    // it is being loaded is outside what any loader can defend against; model directories are
+    // deployed artifacts, replaced by moving in a new directory.
+    unsafe { memmap2::MmapOptions::new().map_copy_read_only(&file) }.ok()
 }
 
 /// The files of a TVM graph model when the directory names each part unambiguously.
