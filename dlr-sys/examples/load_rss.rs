@@ -77,8 +77,8 @@ fn parent(dir: &str, rounds: usize) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     println!(
-        "{:<12} {:>13} {:>13} {:>13} {:>16} {:>10}",
-        "way", "VmHWM before", "VmHWM after", "load rise", "peak anon", "load ms"
+        "{:<12} {:>13} {:>13} {:>13} {:>13} {:>13} {:>8}",
+        "way", "VmHWM before", "VmHWM after", "load rise", "peak anon", "anon after", "load ms"
     );
     let mut rises = Vec::new();
     for (way, figures) in &results {
@@ -90,11 +90,12 @@ fn parent(dir: &str, rounds: usize) -> Result<(), Box<dyn std::error::Error>> {
         let rise = median(1) - median(0);
         rises.push((median(1), rise, median(2)));
         println!(
-            "{way:<12} {:>10.1} MB {:>10.1} MB {:>10.1} MB {:>13.1} MB {:>10.0}",
+            "{way:<12} {:>10.1} MB {:>10.1} MB {:>10.1} MB {:>10.1} MB {:>10.1} MB {:>8.0}",
             median(0),
             median(1),
             rise,
             median(2),
+            median(3),
             median(4)
         );
     }
