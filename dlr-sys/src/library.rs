@@ -25,7 +25,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use native_lib_discovery::{self as discovery, Place, Rules, Source, System};
+use native_lib_discovery::{self as discovery, Rules, Source, System};
 
 use crate::error::Error;
 use crate::ffi::{self, DlrApi};
@@ -49,50 +49,12 @@ pub const LIBRARY_FILE_NAME: &str = "libdlr.so";
 /// Environment variable naming a `libdlr.so` file or a directory that holds one.
 pub const LIBRARY_PATH_ENV: &str = "DLR_LIBRARY_PATH";
 
-/// Where to look for `libdlr.so`, in addition to the fixed places.
-#[derive(Debug, Clone, Default)]
-pub struct LibrarySearch {
-    /// A library file or a directory holding one, given by configuration or the command line.
-    pub explicit: Option<PathBuf>,
-    /// The model directory, which may carry its own copy.
-    pub model_dir: Option<PathBuf>,
-}
-
-/// Which discovery rule produced a candidate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LibrarySource {
-    /// Named by configuration.
-    Explicit,
-    /// Found inside the model directory.
-    ModelDirectory,
-    /// Named by `DLR_LIBRARY_PATH`.
-    Environment,
-    /// Installed by the Python `dlr` package.
-    PythonPackage,
-    /// Resolved by the system's dynamic loader.
-    SystemLoader,
-}
-
-impl fmt::Display for LibrarySource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Explicit => "explicit path",
-            Self::ModelDirectory => "model directory",
-            Self::Environment => LIBRARY_PATH_ENV,
-            Self::PythonPackage => "Python dlr package",
-            Self::SystemLoader => "system loader",
-        })
-    }
-}
-
-/// One place discovery considered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Candidate {
-    /// The file path, or the bare file name for the system loader.
-    pub path: PathBuf,
-    /// The rule that proposed it.
-    pub source: LibrarySource,
-}
+/// Where to look for `libdlr.so` besides the fixed places (the explicit path and the model
+/// directory); which rule found a library; one place discovery considered (a file path, or
+/// the bare file name for the system loader). The shared discovery walk's own types.
+pub use native_lib_discovery::{
+    Place as Candidate, Search as LibrarySearch, Source as LibrarySource,
+};
 
 /// libdlr's discovery rules: the Python `dlr` wheel's two locations, and the system loader.
 const RULES: Rules = Rules {
@@ -102,47 +64,22 @@ const RULES: Rules = Rules {
     system: System::Loader(LIBRARY_FILE_NAME),
 };
 
-impl LibrarySearch {
-    /// Every file discovery would try, in order (files that do not exist included, so that a
-    /// "not found" error can say exactly where it looked).
-    pub fn candidates(&self) -> Vec<Candidate> {
-        self.places()
-            .into_iter()
-            .map(|place| Candidate {
-                path: place.path,
-                source: place.source.into(),
-            })
-            .collect()
-    }
-
-    /// The shared walk's places, each made the library file it means: a directory (the model
-    /// directory, or one named explicitly or by the environment) means `libdlr.so` inside it.
-    fn places(&self) -> Vec<Place> {
-        let mut places =
-            discovery::places(&RULES, self.explicit.as_deref(), self.model_dir.as_deref());
-        for place in &mut places {
-            match place.source {
-                Source::ModelDirectory => place.path.push(LIBRARY_FILE_NAME),
-                Source::Explicit | Source::Environment => {
-                    place.path = library_file_in(&place.path);
-                }
-                Source::PythonPackage | Source::System => {}
+/// Every file discovery would try, in order (files that do not exist included, so that a "not
+/// found" error can say exactly where it looked): the shared walk's places, each made the
+/// library file it means — a directory (the model directory, or one named explicitly or by
+/// the environment) means `libdlr.so` inside it.
+pub fn candidates(search: &LibrarySearch) -> Vec<Candidate> {
+    let mut places = search.places(&RULES);
+    for place in &mut places {
+        match place.source {
+            Source::ModelDirectory => place.path.push(LIBRARY_FILE_NAME),
+            Source::Explicit | Source::Environment => {
+                place.path = library_file_in(&place.path);
             }
-        }
-        places
-    }
-}
-
-impl From<Source> for LibrarySource {
-    fn from(source: Source) -> Self {
-        match source {
-            Source::Explicit => Self::Explicit,
-            Source::ModelDirectory => Self::ModelDirectory,
-            Source::Environment => Self::Environment,
-            Source::PythonPackage => Self::PythonPackage,
-            Source::System => Self::SystemLoader,
+            Source::PythonPackage | Source::System => {}
         }
     }
+    places
 }
 
 fn library_file_in(path: &Path) -> PathBuf {
@@ -179,9 +116,9 @@ impl fmt::Debug for DlrLibrary {
 impl DlrLibrary {
     /// Finds and opens libdlr following the discovery order of this module.
     pub fn discover(search: &LibrarySearch) -> Result<Arc<Self>, Error> {
-        let found = discovery::walk(search.places(), |place| {
-            let source = LibrarySource::from(place.source);
-            match place.source {
+        let found = discovery::walk(candidates(search), |place| {
+            let source = place.source;
+            match source {
                 // The loader searches its own path list; only a failure to find it falls
                 // through to the "not found" report.
                 Source::System => Self::open_as(&place.path, source).ok().map(Ok),
@@ -211,7 +148,7 @@ impl DlrLibrary {
     }
 
     fn open_as(path: &Path, source: LibrarySource) -> Result<Arc<Self>, Error> {
-        if source != LibrarySource::SystemLoader && !path.exists() {
+        if source != LibrarySource::System && !path.exists() {
             return Err(Error::LibraryNotFound {
                 searched: vec![path.to_path_buf()],
             });
@@ -242,7 +179,7 @@ impl DlrLibrary {
         let version = unsafe { CStr::from_ptr(version_ptr) }
             .to_string_lossy()
             .into_owned();
-        let path = if source == LibrarySource::SystemLoader {
+        let path = if source == LibrarySource::System {
             loaded_file_of(&api).unwrap_or_else(|| path.to_path_buf())
         } else {
             path.to_path_buf()
@@ -359,13 +296,13 @@ mod tests {
             explicit: Some("/opt/custom/libdlr.so".into()),
             model_dir: Some("/models/resnet".into()),
         };
-        let candidates = search.candidates();
+        let candidates = candidates(&search);
         assert_eq!(candidates[0].path, Path::new("/opt/custom/libdlr.so"));
         assert_eq!(candidates[0].source, LibrarySource::Explicit);
         assert_eq!(candidates[1].path, Path::new("/models/resnet/libdlr.so"));
         assert_eq!(candidates[1].source, LibrarySource::ModelDirectory);
         let last = candidates.last().unwrap();
-        assert_eq!(last.source, LibrarySource::SystemLoader);
+        assert_eq!(last.source, LibrarySource::System);
         assert!(
             candidates
                 .iter()
@@ -380,7 +317,7 @@ mod tests {
             explicit: Some(dir.clone()),
             model_dir: None,
         };
-        assert_eq!(search.candidates()[0].path, dir.join(LIBRARY_FILE_NAME));
+        assert_eq!(candidates(&search)[0].path, dir.join(LIBRARY_FILE_NAME));
     }
 
     #[test]

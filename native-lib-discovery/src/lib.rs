@@ -2,7 +2,7 @@
 //! (libdlr) and `onnx-backend` (ONNX Runtime) share.
 //!
 //! Both backends open their runtime from a path chosen at run time, never by linking, and look
-//! in the same places in the same order ([`places`]):
+//! in the same places in the same order ([`Search::places`]):
 //!
 //! 1. an explicit path from configuration (a file, or a directory holding the library);
 //! 2. the model directory (a model may ship the runtime it was compiled or validated with);
@@ -41,6 +41,57 @@ pub enum Source {
     System,
 }
 
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Explicit => "explicit path",
+            Self::ModelDirectory => "model directory",
+            Self::Environment => "environment variable",
+            Self::PythonPackage => "Python package",
+            Self::System => "system",
+        })
+    }
+}
+
+/// Where to look, in addition to the fixed places.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Search {
+    /// A library file or a directory holding one, given by configuration or the command line.
+    pub explicit: Option<PathBuf>,
+    /// The model directory, which may carry its own copy.
+    pub model_dir: Option<PathBuf>,
+}
+
+impl Search {
+    /// Every place discovery would look under `rules`, in order, whether or not it exists (so
+    /// that a "not found" error can say exactly where it looked).
+    pub fn places(&self, rules: &Rules) -> Vec<Place> {
+        let mut out = Vec::new();
+        let mut push = |path: PathBuf, source| out.push(Place { path, source });
+        if let Some(explicit) = &self.explicit {
+            push(explicit.clone(), Source::Explicit);
+        }
+        if let Some(dir) = &self.model_dir {
+            push(dir.clone(), Source::ModelDirectory);
+        }
+        if let Some(from_env) = std::env::var_os(rules.env_var).filter(|v| !v.is_empty()) {
+            push(from_env.into(), Source::Environment);
+        }
+        for path in python_package_places(rules) {
+            push(path, Source::PythonPackage);
+        }
+        match rules.system {
+            System::Loader(name) => push(PathBuf::from(name), Source::System),
+            System::Directories => {
+                for dir in system_library_dirs() {
+                    push(dir, Source::System);
+                }
+            }
+        }
+        out
+    }
+}
+
 /// One place discovery considers: a file, a directory, or (for [`System::Loader`]) a bare
 /// file name for the dynamic loader.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,34 +127,6 @@ pub struct Rules {
     pub python_data_path: Option<&'static str>,
     /// The system rule.
     pub system: System,
-}
-
-/// Every place discovery would look, in order, whether or not it exists (so that a "not
-/// found" error can say exactly where it looked).
-pub fn places(rules: &Rules, explicit: Option<&Path>, model_dir: Option<&Path>) -> Vec<Place> {
-    let mut out = Vec::new();
-    let mut push = |path: PathBuf, source| out.push(Place { path, source });
-    if let Some(explicit) = explicit {
-        push(explicit.to_path_buf(), Source::Explicit);
-    }
-    if let Some(dir) = model_dir {
-        push(dir.to_path_buf(), Source::ModelDirectory);
-    }
-    if let Some(from_env) = std::env::var_os(rules.env_var).filter(|v| !v.is_empty()) {
-        push(from_env.into(), Source::Environment);
-    }
-    for path in python_package_places(rules) {
-        push(path, Source::PythonPackage);
-    }
-    match rules.system {
-        System::Loader(name) => push(PathBuf::from(name), Source::System),
-        System::Directories => {
-            for dir in system_library_dirs() {
-                push(dir, Source::System);
-            }
-        }
-    }
-    out
 }
 
 /// The prefixes a Python package may be installed under, most specific first.
@@ -223,11 +246,11 @@ mod tests {
 
     #[test]
     fn places_follow_the_documented_order() {
-        let places = places(
-            &LOADER,
-            Some(Path::new("/opt/x")),
-            Some(Path::new("/models/m")),
-        );
+        let search = Search {
+            explicit: Some("/opt/x".into()),
+            model_dir: Some("/models/m".into()),
+        };
+        let places = search.places(&LOADER);
         assert_eq!(places[0].path, Path::new("/opt/x"));
         assert_eq!(places[0].source, Source::Explicit);
         assert_eq!(places[1].path, Path::new("/models/m"));
@@ -260,7 +283,7 @@ mod tests {
             python_data_path: None,
             ..LOADER
         };
-        let places = places(&rules, None, None);
+        let places = Search::default().places(&rules);
         let first_system = places
             .iter()
             .position(|p| p.source == Source::System)

@@ -35,12 +35,11 @@
 //! older library whose name carries no version (reported as [`Error::LibraryLoad`]), and
 //! accepts newer ones (the C API is backward compatible).
 
-use std::fmt;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use native_lib_discovery::{self as discovery, Rules, Source, System};
+use native_lib_discovery::{self as discovery, Rules, System};
 
 use crate::error::Error;
 
@@ -50,57 +49,12 @@ pub const LIBRARY_FILE_NAME: &str = "libonnxruntime.so";
 /// Environment variable naming a `libonnxruntime.so*` file or a directory that holds one.
 pub const LIBRARY_PATH_ENV: &str = "ONNXRUNTIME_LIBRARY_PATH";
 
-/// Where to look for ONNX Runtime, in addition to the fixed places.
-#[derive(Debug, Clone, Default)]
-pub struct LibrarySearch {
-    /// A library file or a directory holding one, given by configuration or the command line.
-    pub explicit: Option<PathBuf>,
-    /// The model directory, which may carry its own copy.
-    pub model_dir: Option<PathBuf>,
-}
-
-/// Which discovery rule produced a place.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LibrarySource {
-    /// Named by configuration.
-    Explicit,
-    /// Found inside the model directory.
-    ModelDirectory,
-    /// Named by `ONNXRUNTIME_LIBRARY_PATH`.
-    Environment,
-    /// Installed by the Python `onnxruntime` package.
-    PythonPackage,
-    /// A system library directory.
-    SystemDirectory,
-}
-
-impl fmt::Display for LibrarySource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Explicit => "explicit path",
-            Self::ModelDirectory => "model directory",
-            Self::Environment => LIBRARY_PATH_ENV,
-            Self::PythonPackage => "Python onnxruntime package",
-            Self::SystemDirectory => "system library directory",
-        })
-    }
-}
-
-/// One place discovery considers: a library file, or a directory to look into.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Candidate {
-    /// The file or directory.
-    pub path: PathBuf,
-    /// The rule that proposed it.
-    pub source: LibrarySource,
-}
-
-impl Candidate {
-    /// The library this place holds, if any.
-    pub fn library(&self) -> Option<PathBuf> {
-        library_at(&self.path)
-    }
-}
+/// Where to look for ONNX Runtime besides the fixed places (the explicit path and the model
+/// directory); which rule found the library; one place discovery considers (a library file or
+/// a directory to look into). The shared discovery walk's own types.
+pub use native_lib_discovery::{
+    Place as Candidate, Search as LibrarySearch, Source as LibrarySource,
+};
 
 /// ONNX Runtime's discovery rules: the Python `onnxruntime` package keeps versioned copies
 /// in `onnxruntime/capi`; the system's library directories are looked into rather than asking
@@ -112,40 +66,19 @@ const RULES: Rules = Rules {
     system: System::Directories,
 };
 
-impl LibrarySearch {
-    /// Every place discovery would look, in order (places that do not exist included, so that
-    /// a "not found" error can say exactly where it looked).
-    pub fn candidates(&self) -> Vec<Candidate> {
-        discovery::places(&RULES, self.explicit.as_deref(), self.model_dir.as_deref())
-            .into_iter()
-            .map(|place| Candidate {
-                path: place.path,
-                source: place.source.into(),
-            })
-            .collect()
-    }
-
-    /// The library discovery picks, and the rule that found it, without loading it.
-    pub fn resolve(&self) -> Result<(PathBuf, LibrarySource), Error> {
-        let places = discovery::places(&RULES, self.explicit.as_deref(), self.model_dir.as_deref());
-        discovery::walk(places, |place| library_at(&place.path))
-            .map(|(file, place)| (file, place.source.into()))
-            .map_err(|not_found| Error::LibraryNotFound {
-                searched: not_found.searched,
-            })
-    }
+/// Every place discovery would look, in order (places that do not exist included, so that a
+/// "not found" error can say exactly where it looked).
+pub fn candidates(search: &LibrarySearch) -> Vec<Candidate> {
+    search.places(&RULES)
 }
 
-impl From<Source> for LibrarySource {
-    fn from(source: Source) -> Self {
-        match source {
-            Source::Explicit => Self::Explicit,
-            Source::ModelDirectory => Self::ModelDirectory,
-            Source::Environment => Self::Environment,
-            Source::PythonPackage => Self::PythonPackage,
-            Source::System => Self::SystemDirectory,
-        }
-    }
+/// The library discovery picks, and the rule that found it, without loading it.
+pub fn resolve(search: &LibrarySearch) -> Result<(PathBuf, LibrarySource), Error> {
+    discovery::walk(candidates(search), |place| library_at(&place.path))
+        .map(|(file, place)| (file, place.source))
+        .map_err(|not_found| Error::LibraryNotFound {
+            searched: not_found.searched,
+        })
 }
 
 /// The library a place holds, if any: the file itself, or the one a directory holds.
@@ -215,7 +148,7 @@ impl OnnxRuntime {
     /// Finds ONNX Runtime by this module's discovery order and loads it, or returns the
     /// runtime this process already loaded from the same file.
     pub fn discover(search: &LibrarySearch) -> Result<Arc<Self>, Error> {
-        let (path, source) = search.resolve()?;
+        let (path, source) = resolve(search)?;
         Self::load(path, source)
     }
 
@@ -347,7 +280,7 @@ mod tests {
             explicit: Some("/opt/ort/libonnxruntime.so".into()),
             model_dir: Some("/models/effnet".into()),
         };
-        let candidates = search.candidates();
+        let candidates = candidates(&search);
         assert_eq!(candidates[0].path, Path::new("/opt/ort/libonnxruntime.so"));
         assert_eq!(candidates[0].source, LibrarySource::Explicit);
         assert_eq!(candidates[1].path, Path::new("/models/effnet"));
@@ -355,12 +288,12 @@ mod tests {
         let sources: Vec<_> = candidates.iter().map(|c| c.source).collect();
         let first_system = sources
             .iter()
-            .position(|s| *s == LibrarySource::SystemDirectory)
+            .position(|s| *s == LibrarySource::System)
             .unwrap();
         assert!(
             sources[first_system..]
                 .iter()
-                .all(|s| *s == LibrarySource::SystemDirectory)
+                .all(|s| *s == LibrarySource::System)
         );
         assert!(candidates.iter().any(|c| c.path == Path::new("/usr/lib")));
     }
@@ -406,7 +339,7 @@ mod tests {
             explicit: Some(dir.clone()),
             model_dir: None,
         };
-        let err = search.resolve().unwrap_err();
+        let err = resolve(&search).unwrap_err();
         assert!(matches!(err, Error::LibraryNotFound { .. }), "{err}");
         let text = err.to_string();
         assert!(text.contains(&dir.display().to_string()), "{text}");
@@ -422,7 +355,7 @@ mod tests {
             explicit: None,
             model_dir: Some(dir.clone()),
         };
-        let (path, source) = search.resolve().unwrap();
+        let (path, source) = resolve(&search).unwrap();
         assert_eq!(path, dir.join("libonnxruntime.so.1.22.1"));
         assert_eq!(source, LibrarySource::ModelDirectory);
         std::fs::remove_dir_all(&dir).unwrap();
