@@ -213,17 +213,14 @@ async fn handle(
     started: Instant,
 ) -> Result<ClassifyResponse, ApiError> {
     let timeout_ms = state.request_timeout.as_millis() as u64;
-    let mut options = query_options(request.uri().query())?;
-    // A value in the body wins over the query's, but a query value out of its documented
-    // range is still the client's mistake: refused, not silently ignored.
-    validate_options(&options, state.default_top_k, state.default_threshold)?;
-    let kind = body_kind(request.headers())?;
-    // Admission before work: a request refused for load costs neither a body read nor a
-    // decode. The slot is given back if anything below fails.
-    let slot = state
-        .pool
-        .reserve()
-        .map_err(|e| inference_error(e, state.retry_after_secs, timeout_ms))?;
+    let (mut options, kind, slot) = match admit(&state, &request) {
+        Ok(admitted) => admitted,
+        Err(e) => {
+            let declared = declared_length(request.headers());
+            discard_body(request.into_body(), state.max_body_bytes, declared).await;
+            return Err(e);
+        }
+    };
     let image = extract(&state, request, kind, &mut options).await?;
     let (top_k, threshold) =
         validate_options(&options, state.default_top_k, state.default_threshold)?;
@@ -351,6 +348,50 @@ fn body_kind(headers: &HeaderMap) -> Result<BodyKind, ApiError> {
 }
 
 /// Reads the body in the form its Content-Type announces.
+/// Everything decided from the request line and headers alone: the query's options, the body's
+/// kind and — admission before work — an inference slot, so that a request refused for load
+/// costs no decode. The slot is given back if anything after this fails.
+fn admit(
+    state: &SharedState,
+    request: &Request,
+) -> Result<(RawOptions, BodyKind, crate::inference::Slot), ApiError> {
+    let options = query_options(request.uri().query())?;
+    // A value in the body wins over the query's, but a query value out of its documented
+    // range is still the client's mistake: refused, not silently ignored.
+    validate_options(&options, state.default_top_k, state.default_threshold)?;
+    let kind = body_kind(request.headers())?;
+    let timeout_ms = state.request_timeout.as_millis() as u64;
+    let slot = state
+        .pool
+        .reserve()
+        .map_err(|e| inference_error(e, state.retry_after_secs, timeout_ms))?;
+    Ok((options, kind, slot))
+}
+
+/// Reads and drops the body of a request refused from its headers (load, options, media
+/// type) before the answer goes out — up to twice the body limit, like an oversized body,
+/// never decoded. HTTP/1.1 clients that write the whole request before reading the answer
+/// (Python's `http.client`, many small embedded ones) would otherwise write into a closed
+/// connection and see a broken pipe instead of the 503, and the connection could not be
+/// reused. Past the bound hyper closes the connection, as before.
+async fn discard_body(body: axum::body::Body, limit: usize, declared: Option<u64>) {
+    use http_body_util::BodyExt;
+    let drain_limit = limit.saturating_mul(2) as u64;
+    if declared.is_some_and(|size| size > drain_limit) {
+        return;
+    }
+    let mut body = body;
+    let mut seen: u64 = 0;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Ok(data) = frame.into_data() {
+            seen += data.len() as u64;
+            if seen > drain_limit {
+                return;
+            }
+        }
+    }
+}
+
 async fn extract(
     state: &SharedState,
     request: Request,
