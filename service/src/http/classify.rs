@@ -9,8 +9,9 @@
 //!
 //! Options `top_k` and `threshold` come from the query string; values in a JSON or multipart
 //! body take precedence. The whole request — reading the body, decoding, waiting for a worker,
-//! inference — runs under one deadline; decoding and preprocessing run on the blocking pool
-//! (bounded by a semaphore) so they overlap inference of other requests.
+//! inference — runs under one deadline. Everything after the body is read (file read, decode,
+//! inference, ranking) is `crate::classifier`'s; this handler maps its errors to problems and
+//! its result to the `classify-api` answer.
 
 use std::path::PathBuf;
 use std::time::Instant;
