@@ -6,8 +6,9 @@
 //! the service uses its configured default.
 //!
 //! The service itself does not deserialise into these types: it reads the body field by field
-//! so that each mistake gets an answer naming the field. They are its contract for clients, and
-//! the source of the request schemas in its OpenAPI document.
+//! so that each mistake gets an answer naming the field (and takes `top_k` written as `3.0`,
+//! which JSON Schema counts as an integer; these types, when reading, do not). They are its
+//! contract for clients, and the source of the request schemas in its OpenAPI document.
 
 use serde::{Deserialize, Serialize};
 
