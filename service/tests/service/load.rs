@@ -61,15 +61,20 @@ fn send(app: &TestApp) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Respo
     tokio::spawn(request.send())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn full_queue_answers_503_at_once() {
-    let gate = Gate::new();
+/// The service with its only worker held by the gate and its only queue slot taken: provably
+/// full, whatever the machine's speed.
+struct FullQueue {
+    app: TestApp,
+    held: tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>,
+    queued: tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>,
+}
+
+async fn full_queue(gate: &Gate, config: Config) -> FullQueue {
     let app = gated(
-        &gate,
+        gate,
         Config {
             queue_capacity: 1,
-            retry_after_secs: 2,
-            ..config("colour")
+            ..config
         },
     )
     .await;
@@ -78,6 +83,35 @@ async fn full_queue_answers_503_at_once() {
     gate.wait_held().await;
     let queued = send(&app);
     wait_queue_depth(&app, 1).await;
+    FullQueue { app, held, queued }
+}
+
+impl FullQueue {
+    /// Opens the gate; the held and the queued request are both answered.
+    async fn release(self, gate: &Gate) -> TestApp {
+        gate.open();
+        for request in [self.held, self.queued] {
+            assert_eq!(
+                expect_ok(request.await.unwrap().unwrap()).await.label,
+                "red"
+            );
+        }
+        self.app
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_queue_answers_503_at_once() {
+    let gate = Gate::new();
+    let full = full_queue(
+        &gate,
+        Config {
+            retry_after_secs: 2,
+            ..config("colour")
+        },
+    )
+    .await;
+    let app = &full.app;
     // The worker is held and the queue is full: these can only be answered by admission.
     for _ in 0..3 {
         let response = app.post_raw(png(RED), "image/png", "").await;
@@ -85,13 +119,7 @@ async fn full_queue_answers_503_at_once() {
         assert_eq!(response.headers()["retry-after"], "2");
         expect_problem(response, 503, "overloaded").await;
     }
-    gate.open();
-    for request in [held, queued] {
-        assert_eq!(
-            expect_ok(request.await.unwrap().unwrap()).await.label,
-            "red"
-        );
-    }
+    let app = full.release(&gate).await;
     let metrics = app.get_text("/metrics").await;
     assert!(
         metrics.contains(
@@ -110,21 +138,8 @@ async fn a_shed_request_is_answered_to_a_client_still_writing_and_its_connection
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
     let gate = Gate::new();
-    let app = gated(
-        &gate,
-        Config {
-            queue_capacity: 1,
-            ..config("colour")
-        },
-    )
-    .await;
-    gate.close();
-    let held = send(&app);
-    gate.wait_held().await;
-    let queued = send(&app);
-    wait_queue_depth(&app, 1).await;
-
-    let address = app.base.trim_start_matches("http://");
+    let full = full_queue(&gate, config("colour")).await;
+    let address = full.app.base.trim_start_matches("http://");
     let stream = tokio::net::TcpStream::connect(address).await.unwrap();
     let (reader, mut writer) = stream.into_split();
     let mut reader = BufReader::new(reader);
@@ -174,11 +189,7 @@ async fn a_shed_request_is_answered_to_a_client_still_writing_and_its_connection
         "same connection: {health}"
     );
 
-    gate.open();
-    for request in [held, queued] {
-        assert_eq!(request.await.unwrap().unwrap().status(), 200);
-    }
-    app.stop().await;
+    full.release(&gate).await.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
