@@ -13,7 +13,7 @@ pub enum Error {
     /// No `libdlr.so` at any of the places discovery tried.
     #[error(
         "libdlr.so not found; looked at: {}. {LIBRARY_HINT}",
-        display_paths(searched)
+        native_lib_discovery::PathList(searched)
     )]
     LibraryNotFound {
         /// Every path tried, in order.
@@ -131,14 +131,6 @@ const LIBRARY_HINT: &str = "Point at a libdlr.so built for this machine with the
     device the variant.DLR component installs DLR 1.6.0 in its virtual environment; on \
     x86_64 `pip install dlr==1.6.0` carries one (`cargo xtask setup` extracts it into \
     generated/libdlr/)";
-
-fn display_paths(paths: &[PathBuf]) -> String {
-    paths
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 fn permission_hint(source: &std::io::Error) -> &'static str {
     if source.kind() == std::io::ErrorKind::PermissionDenied {

@@ -14,11 +14,18 @@
 //!
 //! An explicit path that fails to load is an error, not a reason to fall through: a user who
 //! names a library means that one.
+//!
+//! The walk (the places, their order, first wins, an explicit path is not fallen through, the
+//! "looked at" list) is `native-lib-discovery`'s, shared with `onnx-backend`; what is libdlr's
+//! own is here: a directory means `libdlr.so` inside it, and the system step is a `dlopen` by
+//! bare name, whose real file `dladdr` reports afterwards.
 
 use std::ffi::CStr;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use native_lib_discovery::{self as discovery, Rules, Source, System};
 
 use crate::error::Error;
 use crate::ffi::{self, DlrApi};
@@ -42,78 +49,37 @@ pub const LIBRARY_FILE_NAME: &str = "libdlr.so";
 /// Environment variable naming a `libdlr.so` file or a directory that holds one.
 pub const LIBRARY_PATH_ENV: &str = "DLR_LIBRARY_PATH";
 
-/// Where to look for `libdlr.so`, in addition to the fixed places.
-#[derive(Debug, Clone, Default)]
-pub struct LibrarySearch {
-    /// A library file or a directory holding one, given by configuration or the command line.
-    pub explicit: Option<PathBuf>,
-    /// The model directory, which may carry its own copy.
-    pub model_dir: Option<PathBuf>,
-}
+/// Where to look for `libdlr.so` besides the fixed places (the explicit path and the model
+/// directory); which rule found a library; one place discovery considered (a file path, or
+/// the bare file name for the system loader). The shared discovery walk's own types.
+pub use native_lib_discovery::{
+    Place as Candidate, Search as LibrarySearch, Source as LibrarySource,
+};
 
-/// Which discovery rule produced a candidate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LibrarySource {
-    /// Named by configuration.
-    Explicit,
-    /// Found inside the model directory.
-    ModelDirectory,
-    /// Named by `DLR_LIBRARY_PATH`.
-    Environment,
-    /// Installed by the Python `dlr` package.
-    PythonPackage,
-    /// Resolved by the system's dynamic loader.
-    SystemLoader,
-}
+/// libdlr's discovery rules: the Python `dlr` wheel's two locations, and the system loader.
+const RULES: Rules = Rules {
+    env_var: LIBRARY_PATH_ENV,
+    python_package_path: "dlr/libdlr.so",
+    python_data_path: Some("dlr/libdlr.so"),
+    system: System::Loader(LIBRARY_FILE_NAME),
+};
 
-impl fmt::Display for LibrarySource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Explicit => "explicit path",
-            Self::ModelDirectory => "model directory",
-            Self::Environment => LIBRARY_PATH_ENV,
-            Self::PythonPackage => "Python dlr package",
-            Self::SystemLoader => "system loader",
-        })
+/// Every file discovery would try, in order (files that do not exist included, so that a "not
+/// found" error can say exactly where it looked): the shared walk's places, each made the
+/// library file it means — a directory (the model directory, or one named explicitly or by
+/// the environment) means `libdlr.so` inside it.
+pub fn candidates(search: &LibrarySearch) -> Vec<Candidate> {
+    let mut places = search.places(&RULES);
+    for place in &mut places {
+        match place.source {
+            Source::ModelDirectory => place.path.push(LIBRARY_FILE_NAME),
+            Source::Explicit | Source::Environment => {
+                place.path = library_file_in(&place.path);
+            }
+            Source::PythonPackage | Source::System => {}
+        }
     }
-}
-
-/// One place discovery considered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Candidate {
-    /// The file path, or the bare file name for the system loader.
-    pub path: PathBuf,
-    /// The rule that proposed it.
-    pub source: LibrarySource,
-}
-
-impl LibrarySearch {
-    /// Every file discovery would try, in order (files that do not exist included, so that a
-    /// "not found" error can say exactly where it looked).
-    pub fn candidates(&self) -> Vec<Candidate> {
-        let mut out = Vec::new();
-        let mut push = |path: PathBuf, source| out.push(Candidate { path, source });
-        if let Some(explicit) = &self.explicit {
-            push(library_file_in(explicit), LibrarySource::Explicit);
-        }
-        if let Some(dir) = &self.model_dir {
-            push(dir.join(LIBRARY_FILE_NAME), LibrarySource::ModelDirectory);
-        }
-        if let Some(from_env) = std::env::var_os(LIBRARY_PATH_ENV).filter(|v| !v.is_empty()) {
-            push(
-                library_file_in(Path::new(&from_env)),
-                LibrarySource::Environment,
-            );
-        }
-        for path in python_package_locations() {
-            push(path, LibrarySource::PythonPackage);
-        }
-        push(
-            PathBuf::from(LIBRARY_FILE_NAME),
-            LibrarySource::SystemLoader,
-        );
-        out
-    }
+    places
 }
 
 fn library_file_in(path: &Path) -> PathBuf {
@@ -122,41 +88,6 @@ fn library_file_in(path: &Path) -> PathBuf {
     } else {
         path.to_path_buf()
     }
-}
-
-fn python_package_locations() -> Vec<PathBuf> {
-    let mut prefixes: Vec<PathBuf> = Vec::new();
-    for var in ["VIRTUAL_ENV", "CONDA_PREFIX"] {
-        if let Some(value) = std::env::var_os(var).filter(|v| !v.is_empty()) {
-            prefixes.push(value.into());
-        }
-    }
-    if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-        prefixes.push(Path::new(&home).join(".local"));
-    }
-    prefixes.push("/usr/local".into());
-    prefixes.push("/usr".into());
-
-    let mut out = Vec::new();
-    for prefix in prefixes {
-        // Where the wheel's data files land: `<prefix>/dlr/libdlr.so`.
-        out.push(prefix.join("dlr").join(LIBRARY_FILE_NAME));
-        let Ok(entries) = std::fs::read_dir(prefix.join("lib")) else {
-            continue;
-        };
-        let mut pythons: Vec<PathBuf> = entries
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with("python3"))
-            .map(|e| e.path())
-            .collect();
-        pythons.sort();
-        for python in pythons {
-            for packages in ["site-packages", "dist-packages"] {
-                out.push(python.join(packages).join("dlr").join(LIBRARY_FILE_NAME));
-            }
-        }
-    }
-    out
 }
 
 /// An open libdlr: the resolved C API, which file it came from, and its version.
@@ -185,26 +116,30 @@ impl fmt::Debug for DlrLibrary {
 impl DlrLibrary {
     /// Finds and opens libdlr following the discovery order of this module.
     pub fn discover(search: &LibrarySearch) -> Result<Arc<Self>, Error> {
-        let candidates = search.candidates();
-        for candidate in &candidates {
-            match candidate.source {
-                LibrarySource::SystemLoader => {
-                    // The loader searches its own path list; only a failure to find it falls
-                    // through to the "not found" report.
-                    if let Ok(lib) = Self::open_as(&candidate.path, candidate.source) {
-                        return Ok(lib);
-                    }
-                }
-                LibrarySource::Explicit => return Self::open_as(&candidate.path, candidate.source),
-                _ if candidate.path.is_file() => {
-                    return Self::open_as(&candidate.path, candidate.source);
-                }
-                _ => {}
+        let found = discovery::walk(candidates(search), |place| {
+            let source = place.source;
+            match source {
+                // The loader searches its own path list; only a failure to find it falls
+                // through to the "not found" report.
+                Source::System => Self::open_as(&place.path, source).ok().map(Ok),
+                // A named library that exists but does not load is an error, not a reason to
+                // look elsewhere.
+                Source::Explicit => place
+                    .path
+                    .exists()
+                    .then(|| Self::open_as(&place.path, source)),
+                _ => place
+                    .path
+                    .is_file()
+                    .then(|| Self::open_as(&place.path, source)),
             }
+        });
+        match found {
+            Ok((opened, _)) => opened,
+            Err(not_found) => Err(Error::LibraryNotFound {
+                searched: not_found.searched,
+            }),
         }
-        Err(Error::LibraryNotFound {
-            searched: candidates.into_iter().map(|c| c.path).collect(),
-        })
     }
 
     /// Opens one specific library file.
@@ -213,7 +148,7 @@ impl DlrLibrary {
     }
 
     fn open_as(path: &Path, source: LibrarySource) -> Result<Arc<Self>, Error> {
-        if source != LibrarySource::SystemLoader && !path.exists() {
+        if source != LibrarySource::System && !path.exists() {
             return Err(Error::LibraryNotFound {
                 searched: vec![path.to_path_buf()],
             });
@@ -244,7 +179,7 @@ impl DlrLibrary {
         let version = unsafe { CStr::from_ptr(version_ptr) }
             .to_string_lossy()
             .into_owned();
-        let path = if source == LibrarySource::SystemLoader {
+        let path = if source == LibrarySource::System {
             loaded_file_of(&api).unwrap_or_else(|| path.to_path_buf())
         } else {
             path.to_path_buf()
@@ -361,13 +296,13 @@ mod tests {
             explicit: Some("/opt/custom/libdlr.so".into()),
             model_dir: Some("/models/resnet".into()),
         };
-        let candidates = search.candidates();
+        let candidates = candidates(&search);
         assert_eq!(candidates[0].path, Path::new("/opt/custom/libdlr.so"));
         assert_eq!(candidates[0].source, LibrarySource::Explicit);
         assert_eq!(candidates[1].path, Path::new("/models/resnet/libdlr.so"));
         assert_eq!(candidates[1].source, LibrarySource::ModelDirectory);
         let last = candidates.last().unwrap();
-        assert_eq!(last.source, LibrarySource::SystemLoader);
+        assert_eq!(last.source, LibrarySource::System);
         assert!(
             candidates
                 .iter()
@@ -382,7 +317,7 @@ mod tests {
             explicit: Some(dir.clone()),
             model_dir: None,
         };
-        assert_eq!(search.candidates()[0].path, dir.join(LIBRARY_FILE_NAME));
+        assert_eq!(candidates(&search)[0].path, dir.join(LIBRARY_FILE_NAME));
     }
 
     #[test]

@@ -18,8 +18,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::Error;
-use crate::ffi::{DEVICE_CPU, DlrModelHandle};
+use crate::ffi::DlrModelHandle;
 use crate::library::{DlrLibrary, LibrarySearch};
+use crate::loading::{ParamsLoading, create_handle};
 use crate::metadata::{CompiledMeta, ModelMetadata, TensorInfo, element_count};
 use crate::tensor::{DType, Input, Output, OutputData};
 
@@ -62,12 +63,18 @@ impl Model {
     /// Loads the model in `model_dir`, finding libdlr by the discovery order (the options'
     /// explicit library first, then the model directory's own copy, ...).
     pub fn load(model_dir: &Path, options: &ModelOptions) -> Result<Self, Error> {
-        check_model_dir(model_dir)?;
+        let parts = model_parts(model_dir)?;
         let library = DlrLibrary::discover(&LibrarySearch {
             explicit: options.library_path.clone(),
             model_dir: Some(model_dir.to_path_buf()),
         })?;
-        Self::load_checked(library, model_dir, options)
+        Self::load_checked(
+            library,
+            model_dir,
+            &parts,
+            options,
+            ParamsLoading::default(),
+        )
     }
 
     /// Loads the model in `model_dir` with an already open library (`library_path` in the
@@ -77,15 +84,28 @@ impl Model {
         model_dir: &Path,
         options: &ModelOptions,
     ) -> Result<Self, Error> {
-        check_model_dir(model_dir)?;
-        Self::load_checked(library, model_dir, options)
+        Self::load_with_params(library, model_dir, options, ParamsLoading::default())
+    }
+
+    /// [`Self::load_with`], choosing how libdlr gets the parameters (the default,
+    /// [`ParamsLoading::Mapped`], keeps peak memory while loading lowest).
+    pub fn load_with_params(
+        library: Arc<DlrLibrary>,
+        model_dir: &Path,
+        options: &ModelOptions,
+        params: ParamsLoading,
+    ) -> Result<Self, Error> {
+        let parts = model_parts(model_dir)?;
+        Self::load_checked(library, model_dir, &parts, options, params)
     }
 
     /// Loads a model whose directory passed [`check_model_dir`].
     fn load_checked(
         library: Arc<DlrLibrary>,
         model_dir: &Path,
+        parts: &ModelParts,
         options: &ModelOptions,
+        params: ParamsLoading,
     ) -> Result<Self, Error> {
         let threads = match options.threads {
             None => crate::available_cpus(),
@@ -95,20 +115,11 @@ impl Model {
             }
             Some(n) => n,
         };
-        let compiled_meta = read_compiled_meta(model_dir)?;
-        let dir = c_path(model_dir)?;
-
-        let mut handle: DlrModelHandle = std::ptr::null_mut();
-        {
+        let compiled_meta = read_compiled_meta(parts)?;
+        let handle = {
             let _guard = library.lifecycle_lock();
-            // SAFETY: `handle` is a valid out-pointer; `dir` is NUL-terminated and outlives
-            // the call.
-            let status =
-                unsafe { (library.api().create_model)(&mut handle, dir.as_ptr(), DEVICE_CPU, 0) };
-            if status != 0 || handle.is_null() {
-                return Err(library.last_error("CreateDLRModel"));
-            }
-        }
+            create_handle(&library, model_dir, parts, params)?
+        };
         // From here on `Drop` deletes the handle, whatever fails next.
         let mut model = Model {
             metadata: ModelMetadata {
@@ -415,6 +426,21 @@ pub(crate) fn c_path(path: &Path) -> Result<CString, Error> {
 /// Checks what can be checked before libdlr sees the directory: it exists, and it holds a
 /// readable kernel library, params file and graph (or a Relay VM executable).
 pub fn check_model_dir(dir: &Path) -> Result<(), Error> {
+    model_parts(dir).map(|_| ())
+}
+
+/// The files of a model directory, by kind, each list sorted (what [`check_model_dir`] checks,
+/// kept for loading).
+#[derive(Debug, Default)]
+pub(crate) struct ModelParts {
+    pub(crate) kernels: Vec<PathBuf>,
+    pub(crate) relay_vm: Vec<PathBuf>,
+    pub(crate) params: Vec<PathBuf>,
+    pub(crate) graphs: Vec<PathBuf>,
+    pub(crate) metas: Vec<PathBuf>,
+}
+
+pub(crate) fn model_parts(dir: &Path) -> Result<ModelParts, Error> {
     if !dir.is_dir() {
         return Err(Error::ModelDirMissing(dir.to_path_buf()));
     }
@@ -428,26 +454,30 @@ pub fn check_model_dir(dir: &Path) -> Result<(), Error> {
         .filter(|p| p.is_file())
         .collect();
     files.sort();
-    let with_ext = |ext: &str| -> Vec<&PathBuf> {
+    let with_ext = |ext: &str| -> Vec<PathBuf> {
         files
             .iter()
             .filter(|p| p.extension().is_some_and(|e| e == ext))
             .filter(|p| p.file_name().is_some_and(|n| n != crate::LIBRARY_FILE_NAME))
+            .cloned()
             .collect()
     };
-    let kernels = with_ext("so");
-    let relay_vm = with_ext("ro");
-    let params = with_ext("params");
-    let graphs = with_ext("json");
+    let parts = ModelParts {
+        kernels: with_ext("so"),
+        relay_vm: with_ext("ro"),
+        params: with_ext("params"),
+        graphs: with_ext("json"),
+        metas: with_ext("meta"),
+    };
     let mut missing = Vec::new();
-    if kernels.is_empty() {
+    if parts.kernels.is_empty() {
         missing.push("a compiled kernel library (*.so other than libdlr.so)");
     }
-    if relay_vm.is_empty() {
-        if params.is_empty() {
+    if parts.relay_vm.is_empty() {
+        if parts.params.is_empty() {
             missing.push("a parameters file (*.params)");
         }
-        if graphs.is_empty() {
+        if parts.graphs.is_empty() {
             missing.push("a graph file (*.json)");
         }
     }
@@ -457,38 +487,30 @@ pub fn check_model_dir(dir: &Path) -> Result<(), Error> {
             missing,
         });
     }
-    for file in kernels
-        .into_iter()
-        .chain(relay_vm)
-        .chain(params)
-        .chain(graphs)
+    for file in parts
+        .kernels
+        .iter()
+        .chain(&parts.relay_vm)
+        .chain(&parts.params)
+        .chain(&parts.graphs)
     {
         std::fs::File::open(file).map_err(|source| Error::ModelFileUnreadable {
             path: file.clone(),
             source,
         })?;
     }
-    Ok(())
+    Ok(parts)
 }
 
-fn read_compiled_meta(dir: &Path) -> Result<Option<CompiledMeta>, Error> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+fn read_compiled_meta(parts: &ModelParts) -> Result<Option<CompiledMeta>, Error> {
+    let Some(path) = parts.metas.first() else {
         return Ok(None);
     };
-    let mut metas: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "meta"))
-        .collect();
-    metas.sort();
-    let Some(path) = metas.into_iter().next() else {
-        return Ok(None);
-    };
-    let text = std::fs::read_to_string(&path).map_err(|source| Error::ModelFileUnreadable {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::ModelFileUnreadable {
         path: path.clone(),
         source,
     })?;
-    CompiledMeta::parse(&path, &text).map(Some)
+    CompiledMeta::parse(path, &text).map(Some)
 }
 
 #[cfg(test)]

@@ -211,7 +211,7 @@ fn corrupt_files_are_dlr_errors_with_a_one_line_message() {
     let Error::Dlr { call, message } = &err else {
         panic!("expected a DLR error, got {err}");
     };
-    assert_eq!(*call, "CreateDLRModel");
+    assert_eq!(*call, "CreateDLRModelFromModelElem");
     assert!(
         !message.is_empty() && !message.contains('\n'),
         "{message:?}"

@@ -14,8 +14,10 @@
 //! Liveness probes (`{"classify_adapter_liveness_probe": "<id>"}`, see [`probe_id`]) share the
 //! request topic but are never answered.
 
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+pub use classify_api::Prediction;
+use classify_api::{ClassifyBase64, ClassifyDirAndName, ClassifyJson, ClassifyPath};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::pubsub::Payload;
 
@@ -142,28 +144,30 @@ pub struct ClassifyRequest {
 }
 
 impl ClassifyRequest {
-    /// The JSON body of `POST /classify`.
-    pub fn service_body(&self) -> Value {
-        let mut body = Map::new();
+    /// The JSON body of `POST /classify`; options the sender left out are not sent, so the
+    /// service's configured defaults apply.
+    pub fn service_body(&self) -> ClassifyJson {
+        let (top_k, threshold) = (self.top_k, self.threshold);
         match &self.source {
             ImageSource::DirFile { image_dir, fname } => {
-                body.insert("image_dir".into(), image_dir.clone().into());
-                body.insert("fname".into(), fname.clone().into());
+                ClassifyJson::DirAndName(ClassifyDirAndName {
+                    image_dir: image_dir.clone(),
+                    fname: fname.clone(),
+                    top_k,
+                    threshold,
+                })
             }
-            ImageSource::Path(p) => {
-                body.insert("path".into(), p.clone().into());
-            }
-            ImageSource::Base64(b) => {
-                body.insert("image_base64".into(), b.clone().into());
-            }
+            ImageSource::Path(path) => ClassifyJson::Path(ClassifyPath {
+                path: path.clone(),
+                top_k,
+                threshold,
+            }),
+            ImageSource::Base64(image_base64) => ClassifyJson::Base64(ClassifyBase64 {
+                image_base64: image_base64.clone(),
+                top_k,
+                threshold,
+            }),
         }
-        if let Some(k) = self.top_k {
-            body.insert("top_k".into(), k.into());
-        }
-        if let Some(t) = self.threshold {
-            body.insert("threshold".into(), t.into());
-        }
-        Value::Object(body)
     }
 }
 
@@ -332,19 +336,6 @@ pub struct ReplyError {
     pub message: String,
 }
 
-/// One prediction, as the service sent it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Prediction {
-    /// Class index in the model's output.
-    pub index: u64,
-    /// Class label.
-    pub label: String,
-    /// Probability in [0, 1].
-    pub probability: f64,
-    /// The model's raw output for the class.
-    pub logit: f64,
-}
-
 /// A reply document.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Reply {
@@ -433,8 +424,17 @@ mod tests {
         );
         assert_eq!(r.request_id.len(), 36);
         assert_eq!(
-            r.service_body(),
+            serde_json::to_value(r.service_body()).unwrap(),
             json!({"image_dir":"/img","fname":"a.jpg"})
+        );
+        let with_options = parse_request(
+            &bin(r#"{"path":"/img/a.jpg","top_k":3,"threshold":0.25,"request_id":"r"}"#),
+            "local/inference",
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::to_value(with_options.service_body()).unwrap(),
+            json!({"path":"/img/a.jpg","top_k":3,"threshold":0.25})
         );
     }
 

@@ -1,10 +1,12 @@
 //! HTTP client of the classification service (`POST /classify`) and its error mapping.
 //!
-//! The service's answers are read as typed documents: [`ClassifyAnswer`] for a 200, [`Problem`]
-//! (RFC 9457) for an error. A problem's `type` (`urn:classify-service:problem:<slug>`, the
-//! service's stable contract) decides the reply's [`ErrorCode`]; only a type this adapter does
-//! not know falls back to the HTTP status. Every failure — refused connection, problem, unreadable
-//! answer — becomes a [`ServiceFailure`], so the adapter can always answer.
+//! The service's answers are read as the service's own wire types (the `classify-api` crate):
+//! [`ClassifyResponse`] for a 200, [`Problem`] (RFC 9457) for an error. A problem's `type` (a
+//! [`ProblemType`], the service's stable contract) decides the reply's [`ErrorCode`]; only a
+//! type this adapter does not know falls back to the HTTP status. Every failure — refused
+//! connection, problem, unreadable answer — becomes a [`ServiceFailure`], so the adapter can
+//! always answer. Answers are parsed with serde_json's `float_roundtrip` (this crate's
+//! dependency), so the predictions' numbers are passed on digit for digit.
 //!
 //! **Start-up race.** Greengrass counts the service RUNNING as soon as its process starts, so the
 //! adapter may get requests before the service listens or has loaded its model. A refused
@@ -13,37 +15,11 @@
 
 use std::time::Duration;
 
+use classify_api::{ClassifyResponse, Problem, ProblemType};
 use reqwest::StatusCode;
-use serde::Deserialize;
 use tokio::time::Instant;
 
-use crate::messages::{ClassifyRequest, ErrorCode, Prediction};
-
-/// Prefix of the service's problem types.
-pub const PROBLEM_TYPE_PREFIX: &str = "urn:classify-service:problem:";
-
-/// A successful classification: the part of the service's 200 answer the adapter forwards.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct ClassifyAnswer {
-    /// Top-1 label of the model (independent of `top_k` and `threshold`).
-    pub label: String,
-    /// Up to `top_k` predictions, most probable first.
-    pub predictions: Vec<Prediction>,
-}
-
-/// The service's RFC 9457 error document (fields the adapter uses).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Problem {
-    /// Stable problem type, `urn:classify-service:problem:<slug>`.
-    #[serde(rename = "type")]
-    pub type_: String,
-    /// Short summary of the problem kind.
-    #[serde(default)]
-    pub title: String,
-    /// What went wrong with this request.
-    #[serde(default)]
-    pub detail: String,
-}
+use crate::messages::{ClassifyRequest, ErrorCode};
 
 /// A failed classification.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,7 +64,7 @@ impl ServiceClient {
         &self,
         request: &ClassifyRequest,
         deadline: Instant,
-    ) -> Result<ClassifyAnswer, ServiceFailure> {
+    ) -> Result<ClassifyResponse, ServiceFailure> {
         let mut pause = Duration::from_millis(50);
         loop {
             match self.classify(request).await {
@@ -106,7 +82,7 @@ impl ServiceClient {
     pub async fn classify(
         &self,
         request: &ClassifyRequest,
-    ) -> Result<ClassifyAnswer, ServiceFailure> {
+    ) -> Result<ClassifyResponse, ServiceFailure> {
         let response = self
             .http
             .post(&self.classify_url)
@@ -135,7 +111,7 @@ impl ServiceClient {
             retryable: false,
         })?;
         if status == StatusCode::OK {
-            return serde_json::from_slice::<ClassifyAnswer>(&body).map_err(|e| ServiceFailure {
+            return serde_json::from_slice::<ClassifyResponse>(&body).map_err(|e| ServiceFailure {
                 code: ErrorCode::ServiceError,
                 message: format!("invalid answer from the service: {e}"),
                 retryable: false,
@@ -148,11 +124,9 @@ impl ServiceClient {
 /// The failure for a non-200 answer: by problem type, else by status.
 fn failure_for(status: StatusCode, body: &[u8]) -> ServiceFailure {
     let problem = serde_json::from_slice::<Problem>(body).ok();
-    let slug = problem
-        .as_ref()
-        .and_then(|p| p.type_.strip_prefix(PROBLEM_TYPE_PREFIX));
-    let code = slug
-        .and_then(code_for_problem)
+    let kind = problem.as_ref().and_then(Problem::kind);
+    let code = kind
+        .map(code_for_problem)
         .unwrap_or_else(|| code_for_status(status));
     let text = problem.as_ref().and_then(|p| {
         [&p.detail, &p.title]
@@ -160,8 +134,8 @@ fn failure_for(status: StatusCode, body: &[u8]) -> ServiceFailure {
             .find(|s| !s.is_empty())
             .cloned()
     });
-    let message = match (slug, text) {
-        (Some("not-found" | "method-not-allowed"), Some(t)) => format!(
+    let message = match (kind, text) {
+        (Some(ProblemType::NotFound | ProblemType::MethodNotAllowed), Some(t)) => format!(
             "the service at the configured --service-url does not offer POST /classify ({t})"
         ),
         (_, Some(t)) => t,
@@ -170,29 +144,33 @@ fn failure_for(status: StatusCode, body: &[u8]) -> ServiceFailure {
     ServiceFailure {
         code,
         message,
-        retryable: slug == Some("not-ready"),
+        retryable: kind == Some(ProblemType::NotReady),
     }
 }
 
-/// Maps a problem type slug of the service to a reply code; `None` for a slug this adapter
-/// does not know (the status decides then).
-pub fn code_for_problem(slug: &str) -> Option<ErrorCode> {
-    Some(match slug {
-        "undecodable-image" => ErrorCode::InvalidImage,
+/// Maps a problem type of the service to a reply code. Exhaustive on purpose: a kind added to
+/// the service's table does not compile here until it has a code.
+pub fn code_for_problem(kind: ProblemType) -> ErrorCode {
+    match kind {
+        ProblemType::UndecodableImage => ErrorCode::InvalidImage,
         // The adapter builds the body itself: what the service cannot read is the request's
         // own content (e.g. image_base64 that is not base64).
-        "invalid-body" => ErrorCode::MalformedRequest,
-        "path-forbidden" => ErrorCode::ForbiddenPath,
-        "file-not-found" => ErrorCode::NotFound,
-        // A missing route or method means a wrong --service-url, not a missing image.
-        "not-found" | "method-not-allowed" | "internal" => ErrorCode::ServiceError,
-        "payload-too-large" | "image-too-large" => ErrorCode::ImageTooLarge,
-        "unsupported-media-type" => ErrorCode::UnsupportedMediaType,
-        "invalid-options" => ErrorCode::InvalidOptions,
-        "not-ready" | "overloaded" => ErrorCode::ServiceUnavailable,
-        "deadline-exceeded" => ErrorCode::ServiceTimeout,
-        _ => return None,
-    })
+        ProblemType::InvalidBody => ErrorCode::MalformedRequest,
+        ProblemType::PathForbidden => ErrorCode::ForbiddenPath,
+        ProblemType::FileNotFound => ErrorCode::NotFound,
+        // A missing route or method means a wrong --service-url, not a missing image; a refused
+        // host or origin is the service's configuration, not the request.
+        ProblemType::NotFound
+        | ProblemType::MethodNotAllowed
+        | ProblemType::Internal
+        | ProblemType::MisdirectedRequest
+        | ProblemType::OriginForbidden => ErrorCode::ServiceError,
+        ProblemType::PayloadTooLarge | ProblemType::ImageTooLarge => ErrorCode::ImageTooLarge,
+        ProblemType::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
+        ProblemType::InvalidOptions => ErrorCode::InvalidOptions,
+        ProblemType::NotReady | ProblemType::Overloaded => ErrorCode::ServiceUnavailable,
+        ProblemType::DeadlineExceeded => ErrorCode::ServiceTimeout,
+    }
 }
 
 /// Maps an HTTP error status of the service to a reply code (for unknown problem types).
@@ -226,7 +204,7 @@ mod tests {
     use super::*;
 
     fn problem(slug: &str, status: u16) -> Vec<u8> {
-        serde_json::json!({"type": format!("{PROBLEM_TYPE_PREFIX}{slug}"), "title": "t",
+        serde_json::json!({"type": format!("{}{slug}", classify_api::TYPE_PREFIX), "title": "t",
                            "status": status, "detail": "d"})
         .to_string()
         .into_bytes()
@@ -242,6 +220,9 @@ mod tests {
             ("payload-too-large", 413, ErrorCode::ImageTooLarge),
             ("not-ready", 503, ErrorCode::ServiceUnavailable),
             ("deadline-exceeded", 504, ErrorCode::ServiceTimeout),
+            // A refused host or origin is the service's configuration, not the request's path.
+            ("origin-forbidden", 403, ErrorCode::ServiceError),
+            ("misdirected-request", 421, ErrorCode::ServiceError),
             // Unknown types fall back to the status.
             ("something-new", 403, ErrorCode::ForbiddenPath),
             ("something-new", 418, ErrorCode::ServiceError),

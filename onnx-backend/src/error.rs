@@ -12,7 +12,7 @@ pub enum Error {
         "ONNX Runtime library (libonnxruntime.so*) not found; looked at: {}. Fix: run `cargo \
          xtask setup` (development), pass --onnx-library PATH, set {env} to the library file \
          or its directory, or `pip install onnxruntime=={version}`",
-        display_paths(searched),
+        native_lib_discovery::PathList(searched),
         env = crate::LIBRARY_PATH_ENV,
         version = crate::WHEEL_VERSION
     )]
@@ -112,14 +112,6 @@ impl Error {
             message: error.message().to_string(),
         }
     }
-}
-
-fn display_paths(paths: &[PathBuf]) -> String {
-    paths
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn permission_hint(error: &std::io::Error) -> &'static str {

@@ -21,6 +21,10 @@
 //! An explicit path that holds no library is an error, not a reason to fall through: a user
 //! who names a library means that one.
 //!
+//! The walk (the places, their order, first wins, the "looked at" list) is
+//! `native-lib-discovery`'s, shared with `dlr-sys`; the versioned file names and the
+//! once-per-process loading are this crate's own.
+//!
 //! **One library per process.** `ort` keeps the loaded library and its environment in process
 //! globals. The first successful [`OnnxRuntime::discover`] decides; later calls get the same
 //! runtime when they resolve to the same file, and [`Error::AlreadyLoaded`] otherwise. A failed
@@ -31,10 +35,11 @@
 //! older library whose name carries no version (reported as [`Error::LibraryLoad`]), and
 //! accepts newer ones (the C API is backward compatible).
 
-use std::fmt;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+
+use native_lib_discovery::{self as discovery, Rules, System};
 
 use crate::error::Error;
 
@@ -44,103 +49,44 @@ pub const LIBRARY_FILE_NAME: &str = "libonnxruntime.so";
 /// Environment variable naming a `libonnxruntime.so*` file or a directory that holds one.
 pub const LIBRARY_PATH_ENV: &str = "ONNXRUNTIME_LIBRARY_PATH";
 
-/// Where to look for ONNX Runtime, in addition to the fixed places.
-#[derive(Debug, Clone, Default)]
-pub struct LibrarySearch {
-    /// A library file or a directory holding one, given by configuration or the command line.
-    pub explicit: Option<PathBuf>,
-    /// The model directory, which may carry its own copy.
-    pub model_dir: Option<PathBuf>,
+/// Where to look for ONNX Runtime besides the fixed places (the explicit path and the model
+/// directory); which rule found the library; one place discovery considers (a library file or
+/// a directory to look into). The shared discovery walk's own types.
+pub use native_lib_discovery::{
+    Place as Candidate, Search as LibrarySearch, Source as LibrarySource,
+};
+
+/// ONNX Runtime's discovery rules: the Python `onnxruntime` package keeps versioned copies
+/// in `onnxruntime/capi`; the system's library directories are looked into rather than asking
+/// the loader (see the module docs).
+const RULES: Rules = Rules {
+    env_var: LIBRARY_PATH_ENV,
+    python_package_path: "onnxruntime/capi",
+    python_data_path: None,
+    system: System::Directories,
+};
+
+/// Every place discovery would look, in order (places that do not exist included, so that a
+/// "not found" error can say exactly where it looked).
+pub fn candidates(search: &LibrarySearch) -> Vec<Candidate> {
+    search.places(&RULES)
 }
 
-/// Which discovery rule produced a place.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LibrarySource {
-    /// Named by configuration.
-    Explicit,
-    /// Found inside the model directory.
-    ModelDirectory,
-    /// Named by `ONNXRUNTIME_LIBRARY_PATH`.
-    Environment,
-    /// Installed by the Python `onnxruntime` package.
-    PythonPackage,
-    /// A system library directory.
-    SystemDirectory,
-}
-
-impl fmt::Display for LibrarySource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Explicit => "explicit path",
-            Self::ModelDirectory => "model directory",
-            Self::Environment => LIBRARY_PATH_ENV,
-            Self::PythonPackage => "Python onnxruntime package",
-            Self::SystemDirectory => "system library directory",
+/// The library discovery picks, and the rule that found it, without loading it.
+pub fn resolve(search: &LibrarySearch) -> Result<(PathBuf, LibrarySource), Error> {
+    discovery::walk(candidates(search), |place| library_at(&place.path))
+        .map(|(file, place)| (file, place.source))
+        .map_err(|not_found| Error::LibraryNotFound {
+            searched: not_found.searched,
         })
-    }
 }
 
-/// One place discovery considers: a library file, or a directory to look into.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Candidate {
-    /// The file or directory.
-    pub path: PathBuf,
-    /// The rule that proposed it.
-    pub source: LibrarySource,
-}
-
-impl Candidate {
-    /// The library this place holds, if any.
-    pub fn library(&self) -> Option<PathBuf> {
-        if self.path.is_dir() {
-            library_in_dir(&self.path)
-        } else {
-            self.path.is_file().then(|| self.path.clone())
-        }
-    }
-}
-
-impl LibrarySearch {
-    /// Every place discovery would look, in order (places that do not exist included, so that
-    /// a "not found" error can say exactly where it looked).
-    pub fn candidates(&self) -> Vec<Candidate> {
-        let mut out = Vec::new();
-        let mut push = |path: PathBuf, source| out.push(Candidate { path, source });
-        if let Some(explicit) = &self.explicit {
-            push(explicit.clone(), LibrarySource::Explicit);
-        }
-        if let Some(dir) = &self.model_dir {
-            push(dir.clone(), LibrarySource::ModelDirectory);
-        }
-        if let Some(from_env) = std::env::var_os(LIBRARY_PATH_ENV).filter(|v| !v.is_empty()) {
-            push(from_env.into(), LibrarySource::Environment);
-        }
-        for dir in python_package_dirs() {
-            push(dir, LibrarySource::PythonPackage);
-        }
-        for dir in system_library_dirs() {
-            push(dir, LibrarySource::SystemDirectory);
-        }
-        out
-    }
-
-    /// The library discovery picks, and the rule that found it, without loading it.
-    pub fn resolve(&self) -> Result<(PathBuf, LibrarySource), Error> {
-        let candidates = self.candidates();
-        for candidate in &candidates {
-            match candidate.library() {
-                Some(file) => return Ok((file, candidate.source)),
-                None if candidate.source == LibrarySource::Explicit => {
-                    return Err(Error::LibraryNotFound {
-                        searched: vec![candidate.path.clone()],
-                    });
-                }
-                None => {}
-            }
-        }
-        Err(Error::LibraryNotFound {
-            searched: candidates.into_iter().map(|c| c.path).collect(),
-        })
+/// The library a place holds, if any: the file itself, or the one a directory holds.
+fn library_at(path: &Path) -> Option<PathBuf> {
+    if path.is_dir() {
+        library_in_dir(path)
+    } else {
+        path.is_file().then(|| path.to_path_buf())
     }
 }
 
@@ -179,56 +125,6 @@ fn version_of_file(path: &Path) -> Option<(u32, u32, u32)> {
     named(path).or_else(|| named(&std::fs::canonicalize(path).ok()?))
 }
 
-fn python_package_dirs() -> Vec<PathBuf> {
-    let mut prefixes: Vec<PathBuf> = Vec::new();
-    for var in ["VIRTUAL_ENV", "CONDA_PREFIX"] {
-        if let Some(value) = std::env::var_os(var).filter(|v| !v.is_empty()) {
-            prefixes.push(value.into());
-        }
-    }
-    if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-        prefixes.push(Path::new(&home).join(".local"));
-    }
-    prefixes.push("/usr/local".into());
-    prefixes.push("/usr".into());
-
-    let mut out = Vec::new();
-    for prefix in prefixes {
-        let Ok(entries) = std::fs::read_dir(prefix.join("lib")) else {
-            continue;
-        };
-        let mut pythons: Vec<PathBuf> = entries
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with("python3"))
-            .map(|e| e.path())
-            .collect();
-        pythons.sort();
-        for python in pythons {
-            for packages in ["site-packages", "dist-packages"] {
-                out.push(python.join(packages).join("onnxruntime").join("capi"));
-            }
-        }
-    }
-    out
-}
-
-fn system_library_dirs() -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::env::var_os("LD_LIBRARY_PATH")
-        .map(|v| {
-            std::env::split_paths(&v)
-                .filter(|p| !p.as_os_str().is_empty())
-                .collect()
-        })
-        .unwrap_or_default();
-    let multiarch = format!("{}-linux-gnu", std::env::consts::ARCH);
-    out.push("/usr/local/lib".into());
-    out.push(Path::new("/usr/lib").join(&multiarch));
-    out.push("/usr/lib".into());
-    out.push(Path::new("/lib").join(&multiarch));
-    out.push("/lib".into());
-    out
-}
-
 /// The loaded ONNX Runtime: which file, found how, and its version.
 #[derive(Debug)]
 pub struct OnnxRuntime {
@@ -252,7 +148,7 @@ impl OnnxRuntime {
     /// Finds ONNX Runtime by this module's discovery order and loads it, or returns the
     /// runtime this process already loaded from the same file.
     pub fn discover(search: &LibrarySearch) -> Result<Arc<Self>, Error> {
-        let (path, source) = search.resolve()?;
+        let (path, source) = resolve(search)?;
         Self::load(path, source)
     }
 
@@ -384,7 +280,7 @@ mod tests {
             explicit: Some("/opt/ort/libonnxruntime.so".into()),
             model_dir: Some("/models/effnet".into()),
         };
-        let candidates = search.candidates();
+        let candidates = candidates(&search);
         assert_eq!(candidates[0].path, Path::new("/opt/ort/libonnxruntime.so"));
         assert_eq!(candidates[0].source, LibrarySource::Explicit);
         assert_eq!(candidates[1].path, Path::new("/models/effnet"));
@@ -392,12 +288,12 @@ mod tests {
         let sources: Vec<_> = candidates.iter().map(|c| c.source).collect();
         let first_system = sources
             .iter()
-            .position(|s| *s == LibrarySource::SystemDirectory)
+            .position(|s| *s == LibrarySource::System)
             .unwrap();
         assert!(
             sources[first_system..]
                 .iter()
-                .all(|s| *s == LibrarySource::SystemDirectory)
+                .all(|s| *s == LibrarySource::System)
         );
         assert!(candidates.iter().any(|c| c.path == Path::new("/usr/lib")));
     }
@@ -443,7 +339,7 @@ mod tests {
             explicit: Some(dir.clone()),
             model_dir: None,
         };
-        let err = search.resolve().unwrap_err();
+        let err = resolve(&search).unwrap_err();
         assert!(matches!(err, Error::LibraryNotFound { .. }), "{err}");
         let text = err.to_string();
         assert!(text.contains(&dir.display().to_string()), "{text}");
@@ -459,7 +355,7 @@ mod tests {
             explicit: None,
             model_dir: Some(dir.clone()),
         };
-        let (path, source) = search.resolve().unwrap();
+        let (path, source) = resolve(&search).unwrap();
         assert_eq!(path, dir.join("libonnxruntime.so.1.22.1"));
         assert_eq!(source, LibrarySource::ModelDirectory);
         std::fs::remove_dir_all(&dir).unwrap();

@@ -2,9 +2,10 @@
 """Soak test: the release service at capacity for a fixed time; RSS must stay flat and every
 request must get exactly one answer.
 
-Starts `target/release/classify-service --demo` on a free loopback port (nothing else is ever
-contacted), keeps `--clients` connections (default: workers + queue capacity + 2, so the queue
-is always full and some requests are shed) posting the sample images in a loop, and samples
+Starts `target/release/classify-service` with the real EfficientNet-Lite0 (`--model-dir`; so
+that inference, not decoding, is what limits throughput and the queue really fills; `demo` for
+the embedded colour model) on a free loopback port (nothing else is ever contacted), keeps `--clients` connections (default: workers + queue capacity + 2, so the queue
+is always full and some requests are shed) posting the sample images and photos (`generated/samples`, recursively) in a loop, and samples
 the service's RSS from /proc every 5 s. Passes when:
   * every request got an HTTP answer: 200, or 503 with Retry-After (documented load shedding);
     no connection error, no other status;
@@ -48,18 +49,24 @@ def main():
     ap.add_argument("--queue", type=int, default=8)
     ap.add_argument("--clients", type=int, default=0)
     ap.add_argument("--binary", default=os.path.join(ROOT, "target/release/classify-service"))
+    ap.add_argument("--model-dir", default=os.path.join(ROOT, "generated/models/efficientnet-lite0"),
+                    help="model directory to serve, or `demo` for the embedded colour model")
     args = ap.parse_args()
     clients = args.clients or args.workers + args.queue + 2
     samples = os.path.join(ROOT, "generated/samples")
     images = []
-    for name in sorted(os.listdir(samples)):
-        kind = "image/png" if name.endswith(".png") else "image/jpeg"
-        with open(os.path.join(samples, name), "rb") as f:
-            images.append((kind, f.read()))
+    kinds = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
+    for folder, _, names in sorted(os.walk(samples)):
+        for name in sorted(names):
+            kind = kinds.get(os.path.splitext(name)[1].lower())
+            if kind:
+                with open(os.path.join(folder, name), "rb") as f:
+                    images.append((kind, f.read()))
+    model = ["--demo"] if args.model_dir == "demo" else ["--model-dir", args.model_dir]
     port = free_port()
     env = dict(os.environ, DLR_LIBRARY_PATH=os.path.join(ROOT, "generated/libdlr/libdlr.so"))
     service = subprocess.Popen(
-        [args.binary, "--demo", "--listen", f"127.0.0.1:{port}", "--workers", str(args.workers),
+        [args.binary, *model, "--listen", f"127.0.0.1:{port}", "--workers", str(args.workers),
          "--queue-capacity", str(args.queue), "--log-filter", "error"],
         env=env)
     try:
@@ -117,7 +124,8 @@ def main():
         allowed = max(early * 0.10, 16 * 1024)
         flat = late - early <= allowed
         answered = counts["bad"] == 0 and counts["errors"] == 0
-        summary = dict(seconds=args.seconds, clients=clients, workers=args.workers,
+        summary = dict(seconds=args.seconds, model=os.path.basename(args.model_dir),
+                       images=len(images), clients=clients, workers=args.workers,
                        queue=args.queue, **counts,
                        rps=round((counts["ok"] + counts["shed"]) / args.seconds, 1),
                        rss_early_mib=round(early / 1024, 1), rss_late_mib=round(late / 1024, 1),

@@ -17,12 +17,15 @@
 //! * `inference` — the worker pool on dedicated threads, admission, the bounded queue,
 //!   readiness;
 //! * [`scoring`] — softmax (or not), ranking, `top_k` / `threshold`;
+//! * `classifier` — one image through file read, decode, the pool and ranking, whatever
+//!   transport brought it (the HTTP handler only maps its errors);
 //! * [`files`] — file references confined to allowed directories;
 //! * [`http`] — routes, extractors, problem+json errors, OpenAPI and Swagger UI;
 //! * `server` — the accept loop: header-read timeout, connection cap, graceful drain;
 //! * [`metrics`] — Prometheus text exposition; [`telemetry`] — `tracing` set-up.
 
 pub mod backend;
+pub(crate) mod classifier;
 pub mod config;
 pub mod demo;
 pub mod files;
@@ -499,10 +502,10 @@ fn prepare(config: &Config) -> Result<(LocatedModel, http::SharedState), Error> 
         },
     );
     let min_decoded_side = input.width.max(input.height).saturating_mul(2);
-    let state = Arc::new(http::AppState {
-        pool: Arc::new(pool),
+    let pool = Arc::new(pool);
+    let classifier = classifier::Classifier {
+        pool: pool.clone(),
         labels,
-        model,
         input,
         preprocess: PreprocessOptions {
             channel_order: config.channel_order,
@@ -518,12 +521,19 @@ fn prepare(config: &Config) -> Result<(LocatedModel, http::SharedState), Error> 
             )),
         },
         scores: config.scores,
-        default_top_k: config.top_k,
-        default_threshold: config.threshold,
         allowed,
         decode_permits: Arc::new(tokio::sync::Semaphore::new(
             config.effective_decode_concurrency(),
         )),
+        max_file_bytes: config.max_body_bytes,
+        metrics: metrics.clone(),
+    };
+    let state = Arc::new(http::AppState {
+        pool,
+        classifier: Arc::new(classifier),
+        model,
+        default_top_k: config.top_k,
+        default_threshold: config.threshold,
         metrics,
         request_timeout: Duration::from_millis(config.request_timeout_ms),
         retry_after_secs: config.retry_after_secs,

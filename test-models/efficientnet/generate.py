@@ -48,7 +48,7 @@ def digest(*parts):
 
 
 def sources_digest(extra):
-    files = sorted(HERE.glob("*.py")) + [HERE / "kernels.c"]
+    files = sorted(HERE.glob("*.py")) + [HERE / "kernels.c", HERE.parent / "kernels" / "packed_func.h"]
     return digest(*(f.read_bytes() for f in files), *extra)
 
 

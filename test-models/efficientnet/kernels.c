@@ -20,43 +20,7 @@
 #include <stdint.h>
 #include <string.h>
 
-typedef union {
-  int64_t v_int64;
-  double v_float64;
-  void *v_handle;
-  const char *v_str;
-} TVMValue;
-
-typedef struct {
-  int32_t device_type;
-  int32_t device_id;
-} DLDevice;
-
-typedef struct {
-  uint8_t code;
-  uint8_t bits;
-  uint16_t lanes;
-} DLDataType;
-
-typedef struct {
-  void *data;
-  DLDevice device;
-  int32_t ndim;
-  DLDataType dtype;
-  int64_t *shape;
-  int64_t *strides;
-  uint64_t byte_offset;
-} DLTensor;
-
-#define KERNEL(name)                                                           \
-  int name(TVMValue *args, int *type_codes, int num_args, TVMValue *ret,       \
-           int *ret_type_code, void *resource)
-
-#define UNUSED_KERNEL_ARGS                                                     \
-  (void)type_codes;                                                            \
-  (void)ret;                                                                   \
-  (void)ret_type_code;                                                         \
-  (void)resource
+#include "../kernels/packed_func.h"
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define HOT __attribute__((target_clones("arch=x86-64-v3", "default")))
@@ -64,13 +28,8 @@ typedef struct {
 #define HOT
 #endif
 
-static DLTensor *tensor(TVMValue *args, int i) {
-  return (DLTensor *)args[i].v_handle;
-}
-
 static float *floats(TVMValue *args, int i) {
-  DLTensor *t = tensor(args, i);
-  return (float *)((char *)t->data + t->byte_offset);
+  return (float *)data_of(tensor(args, i));
 }
 
 static int is_f32(const DLTensor *t) {

@@ -13,51 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef union {
-  int64_t v_int64;
-  double v_float64;
-  void *v_handle;
-  const char *v_str;
-} TVMValue;
-
-typedef struct {
-  int32_t device_type;
-  int32_t device_id;
-} DLDevice;
-
-typedef struct {
-  uint8_t code;
-  uint8_t bits;
-  uint16_t lanes;
-} DLDataType;
-
-typedef struct {
-  void *data;
-  DLDevice device;
-  int32_t ndim;
-  DLDataType dtype;
-  int64_t *shape;
-  int64_t *strides;
-  uint64_t byte_offset;
-} DLTensor;
-
-#define KERNEL(name)                                                           \
-  int name(TVMValue *args, int *type_codes, int num_args, TVMValue *ret,       \
-           int *ret_type_code, void *resource)
-
-#define UNUSED_KERNEL_ARGS                                                     \
-  (void)type_codes;                                                            \
-  (void)ret;                                                                   \
-  (void)ret_type_code;                                                         \
-  (void)resource
-
-static DLTensor *tensor(TVMValue *args, int i) {
-  return (DLTensor *)args[i].v_handle;
-}
-
-static void *data_of(const DLTensor *t) {
-  return (char *)t->data + t->byte_offset;
-}
+/* Guarded here too: in KERNEL_SOURCE the header is already prepended and there is no file to
+ * include. */
+#ifndef PACKED_FUNC_H
+#include "packed_func.h"
+#endif
 
 /* in: [1,H,W,3] pixels, mean: [3], std: [3] -> out: [1,3,H,W] float32 */
 #define NORMALIZE_NHWC(name, pixel_t)                                          \

@@ -9,8 +9,13 @@ use crate::spec::{
     CLASSES, ColourModel, INPUT_NAME, Layout, MEAN, STD, dense_weights, synset_text,
 };
 
-/// The C source of every kernel the generated models call (`kernels/colour.c`).
-pub const KERNEL_SOURCE: &str = include_str!("../kernels/colour.c");
+/// The C source of every kernel the generated models call (`kernels/colour.c`), as one
+/// self-contained file: the packed-function ABI header it shares with the real model's kernels
+/// (`kernels/packed_func.h`) comes first, so it compiles wherever it is written.
+pub const KERNEL_SOURCE: &str = concat!(
+    include_str!("../kernels/packed_func.h"),
+    include_str!("../kernels/colour.c")
+);
 
 /// The gate kernel of the `gated` model (`kernels/gate.c`), compiled into the same library.
 pub const GATE_KERNEL_SOURCE: &str = include_str!("../kernels/gate.c");

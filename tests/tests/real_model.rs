@@ -18,9 +18,9 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use classify_api::ClassifyResponse;
 use classify_service::backend::{Tensor, TensorDesc};
 use classify_service::config::{LayoutChoice, ResizeFilter, ResizeMode};
-use classify_service::http::api::ClassifyResponse;
 use classify_service::preprocess::{self, InputSpec, PreprocessOptions};
 use classify_service::{Application, Config};
 use dlr_test_models::paths;

@@ -5,6 +5,9 @@
 //! * In the service, only the HTTP layer (`service/src/http/` and the accept loop
 //!   `service/src/server.rs`) names the HTTP stack: `axum`, `hyper`, `tower_http`, `utoipa`,
 //!   `StatusCode`. Lower layers return their own error enums; `http::problem` maps them.
+//! * The shared wire types (`api/`) name `utoipa` only in derives gated on their `openapi`
+//!   feature, and nothing else of the stack; the IPC adapter, their client, neither names
+//!   `axum` or `utoipa` nor turns that feature on.
 //!
 //! Comments and string literals are blanked before searching, so prose about `unsafe` or a
 //! doc line that mentions axum does not count; code in `#[cfg(test)]` modules does.
@@ -218,6 +221,70 @@ fn only_the_http_layer_knows_the_http_stack() {
         found.join("\n")
     );
     assert!(in_http > 0, "the scan finds the HTTP layer's own uses");
+}
+
+/// The only form in which `api/src` may name utoipa: a derive that exists with the feature only.
+const GATED_DERIVE: &str = "#[cfg_attr(feature = \"openapi\", derive(utoipa::";
+
+#[test]
+fn the_wire_types_name_utoipa_only_behind_their_openapi_feature() {
+    let mut files = Vec::new();
+    rust_files(&root().join("api/src"), &mut files);
+    let mut found = Vec::new();
+    let mut gated = 0;
+    for file in &files {
+        let source = std::fs::read_to_string(file).unwrap();
+        let raw: Vec<&str> = source.lines().collect();
+        let code = code_only(&source);
+        for word in HTTP_STACK {
+            for line in lines_with_word(&code, word) {
+                if *word == "utoipa" && raw[line - 1].trim_start().starts_with(GATED_DERIVE) {
+                    gated += 1;
+                } else {
+                    found.push(format!("{}:{line}: {word}", relative(file)));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "the wire types must build with serde alone (utoipa only as `{GATED_DERIVE}...))]`):\n{}",
+        found.join("\n")
+    );
+    assert!(gated > 0, "the scan finds the gated schema derives");
+}
+
+#[test]
+fn the_adapter_reads_the_wire_types_without_the_http_server_stack() {
+    let mut files = Vec::new();
+    rust_files(&root().join("ipc-adapter/src"), &mut files);
+    // reqwest re-exports `StatusCode`: the adapter is an HTTP client and may name it.
+    let (found, _) = occurrences(&files, &["axum", "utoipa", "tower_http"], |_| false);
+    assert!(
+        found.is_empty(),
+        "the adapter names the service's HTTP stack:\n{}",
+        found.join("\n")
+    );
+    let manifest = std::fs::read_to_string(root().join("ipc-adapter/Cargo.toml")).unwrap();
+    let dependencies = manifest
+        .split("[dependencies]")
+        .nth(1)
+        .and_then(|rest| rest.split("\n[").next())
+        .expect("ipc-adapter/Cargo.toml has [dependencies]");
+    let api = dependencies
+        .lines()
+        .find(|line| line.starts_with("classify-api"))
+        .expect("the adapter depends on classify-api");
+    assert!(
+        !api.contains("openapi"),
+        "the adapter turns on the schemas: {api}"
+    );
+    for stack in ["axum", "utoipa"] {
+        assert!(
+            !dependencies.lines().any(|line| line.starts_with(stack)),
+            "the adapter depends on {stack}"
+        );
+    }
 }
 
 #[test]

@@ -19,17 +19,13 @@ async fn official_client_publishes_and_receives_binary_and_json() {
     for flavour in FLAVOURS {
         let dir = tempfile::tempdir().unwrap();
         let emu = start_emulator(dir.path(), flavour).await;
-        let PythonRun {
-            ok,
-            output: out,
-            stderr: err,
-        } = run_python(
+        python_scenario(
             emu.socket_path(),
             REQUESTER,
             &["roundtrip", "--topic", "local/result"],
+            flavour,
         )
         .await;
-        assert!(ok, "{flavour:?}: {out}\n{err}");
         emu.shutdown().await;
     }
 }
@@ -39,17 +35,13 @@ async fn official_client_sees_receive_mode_per_flavour() {
     for (flavour, expected) in [(Flavour::Classic, 0), (Flavour::Lite, 1)] {
         let dir = tempfile::tempdir().unwrap();
         let emu = start_emulator(dir.path(), flavour).await;
-        let PythonRun {
-            ok,
-            output: out,
-            stderr: err,
-        } = run_python(
+        let out = python_scenario(
             emu.socket_path(),
             REQUESTER,
             &["own-messages", "--topic", "local/result"],
+            flavour,
         )
         .await;
-        assert!(ok, "{out}\n{err}");
         assert_eq!(out["received_own"], expected, "{flavour:?}");
         emu.shutdown().await;
     }
@@ -61,17 +53,13 @@ async fn official_client_gets_unauthorized_error() {
         let dir = tempfile::tempdir().unwrap();
         let emu = start_emulator(dir.path(), flavour).await;
         for op in ["publish", "subscribe"] {
-            let PythonRun {
-                ok,
-                output: out,
-                stderr: err,
-            } = run_python(
+            let out = python_scenario(
                 emu.socket_path(),
                 REQUESTER,
                 &["unauthorized", "--operation", op, "--topic", "secret/topic"],
+                (flavour, op),
             )
             .await;
-            assert!(ok, "{flavour:?} {op}: {out}\n{err}");
             if flavour == Flavour::Classic {
                 // Classic sends `message`, which the Python model reads.
                 assert!(
@@ -89,12 +77,7 @@ async fn official_client_connect_with_bad_token_fails() {
     for flavour in FLAVOURS {
         let dir = tempfile::tempdir().unwrap();
         let emu = start_emulator(dir.path(), flavour).await;
-        let PythonRun {
-            ok,
-            output: out,
-            stderr: err,
-        } = run_python(emu.socket_path(), "not-a-component", &["rejected"]).await;
-        assert!(ok, "{flavour:?}: {out}\n{err}");
+        python_scenario(emu.socket_path(), "not-a-component", &["rejected"], flavour).await;
         emu.shutdown().await;
     }
 }
@@ -155,11 +138,7 @@ async fn seed_requester_flow_through_emulator_adapter_and_service() {
             let mut config = adapter_config(emu.socket_path(), &stub.url, flavour);
             config.reply_format = format;
             let running = start_adapter(config).await;
-            let PythonRun {
-                ok,
-                output: out,
-                stderr: err,
-            } = run_python(
+            let out = python_scenario(
                 emu.socket_path(),
                 REQUESTER,
                 &[
@@ -169,9 +148,9 @@ async fn seed_requester_flow_through_emulator_adapter_and_service() {
                     "--fname",
                     "pelican.jpeg",
                 ],
+                (flavour, format),
             )
             .await;
-            assert!(ok, "{flavour:?} {format:?}: {out}\n{err}");
             assert_eq!(out["reply"]["kind"], "binary");
             let text = out["reply"]["message"].as_str().unwrap();
             match format {
@@ -201,13 +180,13 @@ async fn official_client_as_a_json_requester_gets_every_reply_on_both_nuclei() {
         let dir = tempfile::tempdir().unwrap();
         let emu = start_emulator(dir.path(), flavour).await;
         let running = start_adapter(adapter_config(emu.socket_path(), &stub.url, flavour)).await;
-        let PythonRun { ok, output, stderr } = run_python(
+        let output = python_scenario(
             emu.socket_path(),
             REQUESTER,
             &["json-requests", "--count", "3", "--fname", "red.png"],
+            flavour,
         )
         .await;
-        assert!(ok, "{flavour:?}: {output}\n{stderr}");
         let replies = output["replies"].as_array().unwrap();
         assert_eq!(replies.len(), 3, "{flavour:?}: {output}");
         for (i, reply) in replies.iter().enumerate() {

@@ -12,6 +12,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use classify_api::{
+    ClassifyResponse, ModelRef, PROBLEM_JSON, Prediction, Problem, ProblemType, Timings,
+};
 use classify_ipc_adapter::acl::AccessControl;
 use classify_ipc_adapter::adapter::{Adapter, AdapterError};
 use classify_ipc_adapter::client::{ClientConfig, IpcClient, Subscription};
@@ -19,7 +22,7 @@ use classify_ipc_adapter::config::{AdapterConfig, Flavour};
 use classify_ipc_adapter::emulator::{self, EmulatorConfig, EmulatorHandle};
 use classify_ipc_adapter::pubsub::{Payload, SubscriptionEvent};
 use dlr_test_models::paths;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -48,18 +51,56 @@ impl Drop for StubService {
     }
 }
 
-/// A problem document as the service writes it; `slug` None gives `about:blank`.
-fn problem(status: StatusCode, slug: Option<&str>, detail: &str) -> Response {
-    let type_ = slug.map_or("about:blank".to_owned(), |s| {
-        format!("urn:classify-service:problem:{s}")
-    });
-    let body = json!({"type": type_, "title": status.canonical_reason(), "status": status.as_u16(), "detail": detail});
-    let mut r = (status, body.to_string()).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        "application/problem+json".parse().unwrap(),
-    );
+/// A problem document written with the service's own types; `kind` None gives `about:blank`
+/// (a problem type the adapter cannot know).
+fn problem(status: StatusCode, kind: Option<ProblemType>, detail: &str) -> Response {
+    let document = match kind {
+        Some(kind) => {
+            assert_eq!(kind.status(), status.as_u16(), "{kind:?}");
+            Problem::new(kind, detail, None)
+        }
+        None => Problem {
+            type_: "about:blank".into(),
+            title: status.canonical_reason().unwrap_or_default().into(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            request_id: None,
+        },
+    };
+    let mut r = (status, Json(document)).into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, PROBLEM_JSON.parse().unwrap());
     r
+}
+
+/// A 200 answer written with the service's own type; the top-1 label is the first prediction's.
+fn answer(request_id: &str, predictions: Vec<Prediction>) -> Response {
+    Json(ClassifyResponse {
+        request_id: request_id.into(),
+        label: predictions[0].label.clone(),
+        predictions,
+        model: ModelRef {
+            name: "stub".into(),
+            version: "0".into(),
+        },
+        timings: Timings {
+            decode_ms: 0.0,
+            preprocess_ms: 0.0,
+            queue_ms: 0.0,
+            inference_ms: 0.0,
+            total_ms: 0.0,
+        },
+    })
+    .into_response()
+}
+
+fn prediction(index: usize, label: String, probability: f64, logit: f64) -> Prediction {
+    Prediction {
+        index,
+        label,
+        probability,
+        logit,
+    }
 }
 
 async fn classify(
@@ -85,14 +126,14 @@ async fn classify(
     if stem.starts_with("missing") {
         return problem(
             StatusCode::NOT_FOUND,
-            Some("file-not-found"),
+            Some(ProblemType::FileNotFound),
             &format!("no such file: {name}"),
         );
     }
     if stem.starts_with("busy") {
         let mut r = problem(
             StatusCode::SERVICE_UNAVAILABLE,
-            Some("overloaded"),
+            Some(ProblemType::Overloaded),
             "queue full",
         );
         r.headers_mut()
@@ -104,67 +145,75 @@ async fn classify(
         if attempts <= 2 {
             return problem(
                 StatusCode::SERVICE_UNAVAILABLE,
-                Some("not-ready"),
+                Some(ProblemType::NotReady),
                 "model warming up",
             );
         }
     }
     if stem.starts_with("broken") {
-        return problem(StatusCode::INTERNAL_SERVER_ERROR, Some("internal"), "boom");
+        return problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Some(ProblemType::Internal),
+            "boom",
+        );
     }
     if stem.starts_with("bad") {
         return problem(
             StatusCode::BAD_REQUEST,
-            Some("undecodable-image"),
+            Some(ProblemType::UndecodableImage),
             "cannot decode image",
         );
     }
     if stem.starts_with("garbled") {
-        return problem(StatusCode::BAD_REQUEST, Some("invalid-body"), "not base64");
+        return problem(
+            StatusCode::BAD_REQUEST,
+            Some(ProblemType::InvalidBody),
+            "not base64",
+        );
     }
     if stem.starts_with("wrongroute") {
-        return problem(StatusCode::NOT_FOUND, Some("not-found"), "no route");
+        return problem(
+            StatusCode::NOT_FOUND,
+            Some(ProblemType::NotFound),
+            "no route",
+        );
     }
     if stem.starts_with("teapot") {
         return problem(StatusCode::FORBIDDEN, None, "outside");
     }
     if stem.starts_with("digits") {
-        let preds: Vec<Value> = digits_numbers()
+        let preds = digits_numbers()
             .iter()
             .enumerate()
             .map(|(i, n)| {
-                let p: Value = serde_json::from_str(n).unwrap();
-                json!({"index": i, "label": format!("c{i}"), "probability": p, "logit": p})
+                let p: f64 = serde_json::from_str(n).unwrap();
+                prediction(i, format!("c{i}"), p, p)
             })
             .collect();
-        return Json(json!({"request_id": "x", "label": "c0", "predictions": preds}))
-            .into_response();
+        return answer("x", preds);
     }
     if stem.starts_with("slow") {
         tokio::time::sleep(Duration::from_millis(1500)).await;
     }
     if stem.starts_with("many") {
-        let preds: Vec<Value> = (0..400)
-            .map(|i| json!({"index": i, "label": format!("label-{i}"), "probability": 0.001, "logit": 0.1}))
+        let preds = (0..400)
+            .map(|i| prediction(i, format!("label-{i}"), 0.001, 0.1))
             .collect();
-        return Json(json!({"request_id": "x", "label": "label-0", "predictions": preds}))
-            .into_response();
+        return answer("x", preds);
     }
     let top_k = body.get("top_k").and_then(Value::as_u64).unwrap_or(2);
-    let preds: Vec<Value> = (0..top_k.min(5))
+    let preds = (0..top_k.min(5) as usize)
         .map(|i| {
-            let label = if i == 0 { stem.clone() } else { format!("other{i}") };
-            json!({"index": i, "label": label, "probability": 0.9 / (i + 1) as f64, "logit": 3.0 - i as f64})
+            let label = if i == 0 {
+                stem.clone()
+            } else {
+                format!("other{i}")
+            };
+            prediction(i, label, 0.9 / (i + 1) as f64, 3.0 - i as f64)
         })
         .collect();
-    Json(json!({
-        "request_id": headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or(""),
-        "label": stem,
-        "predictions": preds,
-        "model": {"name": "stub", "version": "0"},
-        "timings": {"decode_ms": 0, "preprocess_ms": 0, "queue_ms": 0, "inference_ms": 0, "total_ms": 0}
-    }))
-    .into_response()
+    let request_id = headers.get("x-request-id").and_then(|v| v.to_str().ok());
+    answer(request_id.unwrap_or(""), preds)
 }
 
 /// Numbers with 16–17 significant digits, as the service prints probabilities (shortest
@@ -353,18 +402,15 @@ pub fn python_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/ipc_client.py")
 }
 
-/// What a run of the Python driver produced.
-pub struct PythonRun {
-    /// Whether it exited 0.
-    pub ok: bool,
-    /// Its last stdout line, parsed as JSON (the scenario's result).
-    pub output: Value,
-    /// Its stderr, for failure messages.
-    pub stderr: String,
-}
-
-/// Runs a scenario of the Python driver.
-pub async fn run_python(socket: &Path, token: &str, args: &[&str]) -> PythonRun {
+/// Runs a scenario of the Python driver as `token` and expects it to exit 0 (every scenario
+/// checks its own outcome and says so in its exit status); returns its last stdout line, the
+/// scenario's result, parsed as JSON. `case` names the test case in a failure.
+pub async fn python_scenario(
+    socket: &Path,
+    token: &str,
+    args: &[&str],
+    case: impl std::fmt::Debug,
+) -> Value {
     let mut cmd = tokio::process::Command::new(python());
     cmd.arg(python_script())
         .args(args)
@@ -382,13 +428,13 @@ pub async fn run_python(socket: &Path, token: &str, args: &[&str]) -> PythonRun 
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let last = stdout.lines().last().unwrap_or("null");
-    let output =
+    let output: Value =
         serde_json::from_str(last).unwrap_or_else(|_| panic!("bad output: {stdout}\n{stderr}"));
-    PythonRun {
-        ok: out.status.success(),
-        output,
-        stderr,
-    }
+    assert!(
+        out.status.success(),
+        "{case:?} {args:?}: {output}\n{stderr}"
+    );
+    output
 }
 
 /// Polls `f` until true or [`WAIT`] passes.

@@ -1,181 +1,24 @@
-//! Wire types of the HTTP API and the OpenAPI 3.1 document generated from them.
+//! The OpenAPI 3.1 document, and the wire types only the service's own endpoints use.
 //!
-//! These shapes are a contract other components code against (the IPC adapter, the
-//! end-to-end tests); the committed `openapi/openapi.json` is checked against [`ApiDoc`] by a
-//! test, so any change here shows up as a reviewed diff of that file.
+//! What `POST /classify` exchanges (request body, answer, problem documents) is defined once in
+//! the `classify-api` crate, shared with the IPC adapter and the tests; its `openapi` feature
+//! gives those types their schemas here. This module adds the schemas of bodies that are not
+//! JSON (raw image, multipart) and the documents of `/healthz`, `/readyz` and `/v1/model`. The
+//! committed `openapi/openapi.json` is checked against [`ApiDoc`] by a test, so any change to a
+//! wire type shows up as a reviewed diff of that file.
 
+use classify_api::{
+    ClassifyBase64, ClassifyDirAndName, ClassifyJson, ClassifyPath, ClassifyResponse, ModelRef,
+    Prediction, Problem, Timings,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
-use super::problem::Problem;
-use crate::scoring::Prediction;
-
-/// A successful classification.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[schema(example = json!({
-    "request_id": "9b2c0f4e-3d1a-4c8e-9f57-2a6a1c0d7e11",
-    "label": "red",
-    "predictions": [
-        {"index": 2, "label": "red", "probability": 0.726, "logit": 0.692},
-        {"index": 7, "label": "orange", "probability": 0.118, "logit": -1.124}
-    ],
-    "model": {"name": "colour-demo", "version": "0.1.0"},
-    "timings": {"decode_ms": 0.291, "preprocess_ms": 0.418, "queue_ms": 0.031,
-                "inference_ms": 0.254, "total_ms": 1.203}
-}))]
-pub struct ClassifyResponse {
-    /// The request's id (`x-request-id` if given, else a UUID).
-    pub request_id: String,
-    /// The model's top-1 label (independent of `top_k` and `threshold`).
-    pub label: String,
-    /// Up to `top_k` classes with probability ≥ `threshold`, most probable first.
-    pub predictions: Vec<PredictionSchema>,
-    /// The model that answered.
-    pub model: ModelRef,
-    /// Where the time went, in milliseconds.
-    pub timings: Timings,
-}
-
-/// One class of the answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[schema(as = Prediction)]
-pub struct PredictionSchema {
-    /// Class index in the model's output.
-    #[schema(example = 2)]
-    pub index: usize,
-    /// The class label.
-    #[schema(example = "red")]
-    pub label: String,
-    /// Probability from 0 to 1 (softmax of the logits unless the model outputs probabilities).
-    #[schema(minimum = 0.0, maximum = 1.0, example = 0.726)]
-    pub probability: f64,
-    /// The model's raw output for this class (a logit for logit models).
-    #[schema(example = 0.692)]
-    pub logit: f64,
-}
-
-impl From<Prediction> for PredictionSchema {
-    fn from(p: Prediction) -> Self {
-        Self {
-            index: p.index,
-            label: p.label,
-            probability: p.probability,
-            logit: p.logit,
-        }
-    }
-}
-
-/// Model name and version.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ModelRef {
-    /// Model name (directory name unless configured).
-    #[schema(example = "colour-demo")]
-    pub name: String,
-    /// Model version (ModelStore version unless configured).
-    #[schema(example = "0.1.0")]
-    pub version: String,
-}
-
-/// Time spent per stage, in milliseconds rounded to the microsecond.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Timings {
-    /// Decoding the image (incl. orientation, alpha, grayscale).
-    #[schema(example = 0.291)]
-    pub decode_ms: f64,
-    /// Resizing and laying out the tensor.
-    #[schema(example = 0.418)]
-    pub preprocess_ms: f64,
-    /// Waiting for a model worker.
-    #[schema(example = 0.031)]
-    pub queue_ms: f64,
-    /// Running the model.
-    #[schema(example = 0.254)]
-    pub inference_ms: f64,
-    /// Whole request, from the first byte handled to the answer.
-    #[schema(example = 1.203)]
-    pub total_ms: f64,
-}
-
-/// A tiny red PNG, so that the prefilled JSON example in Swagger UI classifies as is.
-pub const EXAMPLE_PNG_BASE64: &str = "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAEUlEQVR42mO4IyKHFTEMLQkAj85DgTY7KIkAAAAASUVORK5CYII=";
-
-// Only for the OpenAPI document: the handler reads JSON field by field so that every mistake
-// gets a plain answer naming the field.
-/// JSON body of `POST /classify`: exactly one image source, plus the options.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(untagged)]
-#[allow(dead_code)]
-#[schema(as = ClassifyJson)]
-pub enum ClassifyJsonSchema {
-    /// The image itself, base64-encoded.
-    Base64(ClassifyBase64),
-    /// An image file inside a directory the service was started with (`--allowed-dir`).
-    Path(ClassifyPath),
-    /// A directory and a file name in it, inside an allowed directory.
-    DirAndName(ClassifyDirAndName),
-}
-
-/// The image itself, base64-encoded.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-pub struct ClassifyBase64 {
-    /// The image, base64 (standard alphabet; a `data:image/...;base64,` prefix is accepted).
-    #[schema(example = json!(EXAMPLE_PNG_BASE64))]
-    pub image_base64: String,
-    /// Number of predictions to return (larger than the class count returns all).
-    #[serde(default)]
-    #[schema(minimum = 1, example = 3)]
-    pub top_k: u32,
-    /// Minimum probability of returned predictions.
-    #[serde(default)]
-    #[schema(minimum = 0.0, maximum = 1.0, example = 0.0)]
-    pub threshold: f64,
-}
-
-/// An image file by absolute path, inside an allowed directory.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-pub struct ClassifyPath {
-    /// Absolute path of the image file.
-    #[schema(example = "/tmp/images/pelican.jpeg")]
-    pub path: String,
-    /// Number of predictions to return (larger than the class count returns all).
-    #[serde(default)]
-    #[schema(minimum = 1, example = 3)]
-    pub top_k: u32,
-    /// Minimum probability of returned predictions.
-    #[serde(default)]
-    #[schema(minimum = 0.0, maximum = 1.0, example = 0.0)]
-    pub threshold: f64,
-}
-
-/// A directory and a file name in it (the form the original Greengrass sample used), inside
-/// an allowed directory.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-pub struct ClassifyDirAndName {
-    /// Absolute path of the directory.
-    #[schema(example = "/tmp/images")]
-    pub image_dir: String,
-    /// File name inside `image_dir`.
-    #[schema(example = "pelican.jpeg")]
-    pub fname: String,
-    /// Number of predictions to return (larger than the class count returns all).
-    #[serde(default)]
-    #[schema(minimum = 1, example = 3)]
-    pub top_k: u32,
-    /// Minimum probability of returned predictions.
-    #[serde(default)]
-    #[schema(minimum = 0.0, maximum = 1.0, example = 0.0)]
-    pub threshold: f64,
-}
-
-// Only for the OpenAPI document, like `ClassifyJsonSchema`.
+// Only for the OpenAPI document: the handler reads multipart bodies part by part.
 /// Multipart body of `POST /classify`: the image file, plus the options.
 #[derive(Debug, Serialize, ToSchema)]
+// Makes the document say what the handler does: a part with any other name is refused (422).
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct ClassifyMultipart {
     /// The image file (JPEG, PNG, WebP, BMP or GIF).
@@ -276,7 +119,9 @@ pub struct OutputInfo {
             `undecodable-image`, `invalid-body`, `path-forbidden`, `file-not-found`, \
             `not-found`, `method-not-allowed`, `payload-too-large`, `image-too-large`, \
             `unsupported-media-type`, `invalid-options`, `not-ready`, `overloaded`, \
-            `deadline-exceeded`, `internal`. Every answer carries `x-request-id`.",
+            `deadline-exceeded`, `internal`, `misdirected-request` (a `Host` not served \
+            here), `origin-forbidden` (a browser origin not allowed). Every answer carries \
+            `x-request-id`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     paths(
@@ -287,7 +132,7 @@ pub struct OutputInfo {
         super::model,
     ),
     components(schemas(
-        ClassifyResponse, PredictionSchema, ModelRef, Timings, ClassifyJsonSchema,
+        ClassifyResponse, Prediction, ModelRef, Timings, ClassifyJson,
         ClassifyBase64, ClassifyPath, ClassifyDirAndName, ClassifyMultipart, ImageBytes, Health, ModelInfo, InputInfo, OutputInfo, Problem,
     )),
     tags(
@@ -307,4 +152,24 @@ pub fn openapi_json() -> String {
         .expect("the OpenAPI document serialises");
     text.push('\n');
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use classify_api::ProblemType;
+    use utoipa::OpenApi;
+
+    use super::ApiDoc;
+
+    #[test]
+    fn the_document_lists_every_problem_type() {
+        let description = ApiDoc::openapi().info.description.unwrap_or_default();
+        for kind in ProblemType::ALL {
+            assert!(
+                description.contains(&format!("`{}`", kind.slug())),
+                "the OpenAPI description does not list {}",
+                kind.slug()
+            );
+        }
+    }
 }

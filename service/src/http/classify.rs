@@ -9,11 +9,11 @@
 //!
 //! Options `top_k` and `threshold` come from the query string; values in a JSON or multipart
 //! body take precedence. The whole request — reading the body, decoding, waiting for a worker,
-//! inference — runs under one deadline; decoding and preprocessing run on the blocking pool
-//! (bounded by a semaphore) so they overlap inference of other requests.
+//! inference — runs under one deadline. Everything after the body is read (file read, decode,
+//! inference, ranking) is `crate::classifier`'s; this handler maps its errors to problems and
+//! its result to the `classify-api` answer.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Json;
@@ -23,10 +23,11 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 
-use super::api::{ClassifyResponse, ModelRef, Timings};
-use super::problem::{ApiError, inference_error};
+use classify_api::{ClassifyResponse, ModelRef, Prediction, Timings};
+
+use super::problem::{ApiError, classify_error, inference_error};
 use super::{RequestId, SharedState};
-use crate::scoring;
+use crate::classifier::Image;
 
 /// Raw media types accepted as an image body.
 const IMAGE_TYPES: [&str; 6] = [
@@ -66,12 +67,6 @@ pub struct RequestIdHeader {
     request_id: Option<String>,
 }
 
-/// Where the image comes from.
-enum Source {
-    Bytes(Bytes),
-    File(PathBuf),
-}
-
 /// Options as given (text from query or multipart, numbers from JSON), validated later.
 #[derive(Default)]
 struct RawOptions {
@@ -101,7 +96,7 @@ struct RawOptions {
             (ImageBytes = "image/bmp"), (ImageBytes = "image/gif"),
             (ImageBytes = "application/octet-stream"),
             (ClassifyMultipart = "multipart/form-data"),
-            (ClassifyJsonSchema = "application/json", examples(
+            (ClassifyJson = "application/json", examples(
                 ("base64" = (summary = "The image in base64",
                     value = json!({"image_base64": EXAMPLE_PNG_BASE64, "top_k": 3}))),
                 ("path" = (summary = "A file inside an allowed directory (on a device, /tmp/images by default)",
@@ -209,8 +204,8 @@ pub async fn classify(State(state): State<SharedState>, request: Request) -> Res
 }
 
 // Only for the OpenAPI attribute above.
-use super::api::{ClassifyJsonSchema, ClassifyMultipart, EXAMPLE_PNG_BASE64, ImageBytes};
-use super::problem::Problem;
+use super::api::{ClassifyMultipart, ImageBytes};
+use classify_api::{ClassifyJson, EXAMPLE_PNG_BASE64, Problem};
 
 async fn handle(
     state: SharedState,
@@ -219,105 +214,48 @@ async fn handle(
     started: Instant,
 ) -> Result<ClassifyResponse, ApiError> {
     let timeout_ms = state.request_timeout.as_millis() as u64;
-    let mut options = query_options(request.uri().query())?;
-    // A value in the body wins over the query's, but a query value out of its documented
-    // range is still the client's mistake: refused, not silently ignored.
-    validate_options(&options, state.default_top_k, state.default_threshold)?;
-    let kind = body_kind(request.headers())?;
-    // Admission before work: a request refused for load costs neither a body read nor a
-    // decode. The slot is given back if anything below fails.
-    let slot = state
-        .pool
-        .reserve()
-        .map_err(|e| inference_error(e, state.retry_after_secs, timeout_ms))?;
-    let source = extract(&state, request, kind, &mut options).await?;
+    let (mut options, kind, slot) = match admit(&state, &request) {
+        Ok(admitted) => admitted,
+        Err(e) => {
+            let declared = declared_length(request.headers());
+            discard_body(request.into_body(), state.max_body_bytes, declared).await;
+            return Err(e);
+        }
+    };
+    let image = extract(&state, request, kind, &mut options).await?;
     let (top_k, threshold) =
         validate_options(&options, state.default_top_k, state.default_threshold)?;
 
-    let bytes = match source {
-        Source::Bytes(bytes) => bytes,
-        Source::File(path) => {
-            let state = state.clone();
-            let limit = state.max_body_bytes;
-            tokio::task::spawn_blocking(move || state.allowed.read(&path, limit))
-                .await
-                .map_err(|e| ApiError::Internal(format!("file read task: {e}")))??
-                .into()
-        }
-    };
-
-    // The permit moves into the blocking task: if the deadline fires first, the decode still
-    // counts against the bound until it really finishes.
-    let permit = Arc::clone(&state.decode_permits)
-        .acquire_owned()
-        .await
-        .map_err(|_| ApiError::Internal("decode semaphore closed".into()))?;
-    let prep_state = state.clone();
-    let (tensor, decode_time, preprocess_time) = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        let t0 = Instant::now();
-        let image = crate::preprocess::decode(&bytes, &prep_state.preprocess)?;
-        let t1 = Instant::now();
-        let tensor =
-            crate::preprocess::to_tensor(image, &prep_state.input, &prep_state.preprocess)?;
-        Ok::<_, ApiError>((tensor, t1 - t0, t1.elapsed()))
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("preprocessing task failed: {e}")))??;
-    state.metrics.decode.observe(decode_time.as_secs_f64());
-    state
-        .metrics
-        .preprocess
-        .observe(preprocess_time.as_secs_f64());
-
     let deadline = started + state.request_timeout;
-    let answer = state
-        .pool
-        .submit(slot, tensor, deadline)
-        .map_err(|e| inference_error(e, state.retry_after_secs, timeout_ms))?;
-    let output = answer
-        .outcome()
+    let done = state
+        .classifier
+        .classify(slot, image, top_k, threshold, deadline)
         .await
-        .map_err(|e| inference_error(e, state.retry_after_secs, timeout_ms))?;
-    state
-        .metrics
-        .queue_wait
-        .observe(output.queue_wait.as_secs_f64());
-    state
-        .metrics
-        .inference
-        .observe(output.inference.as_secs_f64());
-
-    if output.raw.len() != state.labels.len() {
-        return Err(ApiError::Internal(format!(
-            "the model returned {} values for {} labels",
-            output.raw.len(),
-            state.labels.len()
-        )));
-    }
-    let ranked = scoring::rank(&output.raw, &state.labels, state.scores);
-    let label = ranked
-        .first()
-        .map(|p| p.label.clone())
-        .ok_or_else(|| ApiError::Internal("the model returned no scores".into()))?;
-    let predictions = scoring::select(&ranked, top_k, threshold)
+        .map_err(|e| classify_error(e, state.retry_after_secs, timeout_ms))?;
+    let predictions = done
+        .predictions
         .into_iter()
-        .map(Into::into)
+        .map(|p| Prediction {
+            index: p.index,
+            label: p.label,
+            probability: p.probability,
+            logit: p.logit,
+        })
         .collect();
     let ms = super::millis;
     Ok(ClassifyResponse {
         request_id: id.to_string(),
-        label,
+        label: done.label,
         predictions,
         model: ModelRef {
             name: state.model.name.clone(),
             version: state.model.version.clone(),
         },
         timings: Timings {
-            decode_ms: ms(decode_time),
-            preprocess_ms: ms(preprocess_time),
-            queue_ms: ms(output.queue_wait),
-            inference_ms: ms(output.inference),
+            decode_ms: ms(done.decode),
+            preprocess_ms: ms(done.preprocess),
+            queue_ms: ms(done.queue),
+            inference_ms: ms(done.inference),
             total_ms: ms(started.elapsed()),
         },
     })
@@ -332,8 +270,8 @@ fn validate_options(
         None => default_top_k,
         // The documented schema is an int32 of at least 1; anything past it is refused rather
         // than silently clamped, so a client learns its value was out of range.
-        Some(text) => match text.trim().parse::<i32>() {
-            Ok(n) if n >= 1 => n as usize,
+        Some(text) => match whole_number(text.trim()) {
+            Some(n) if n >= 1 => n as usize,
             _ => {
                 return Err(ApiError::InvalidOptions(format!(
                     "top_k must be a whole number from 1 to {}, got {text:?}",
@@ -354,6 +292,18 @@ fn validate_options(
         },
     };
     Ok((top_k, threshold))
+}
+
+/// An int32 written as JSON Schema counts integers: `3` and also `3.0` or `3e0`, since a
+/// number with no fractional part is an integer there (and clients that only have doubles,
+/// JavaScript's among them, may write it so).
+fn whole_number(text: &str) -> Option<i32> {
+    if let Ok(n) = text.parse::<i32>() {
+        return Some(n);
+    }
+    let x = text.parse::<f64>().ok()?;
+    let integral = x.is_finite() && x.fract() == 0.0;
+    (integral && x >= f64::from(i32::MIN) && x <= f64::from(i32::MAX)).then_some(x as i32)
 }
 
 /// How the body is to be read, from its Content-Type.
@@ -399,12 +349,56 @@ fn body_kind(headers: &HeaderMap) -> Result<BodyKind, ApiError> {
 }
 
 /// Reads the body in the form its Content-Type announces.
+/// Everything decided from the request line and headers alone: the query's options, the body's
+/// kind and — admission before work — an inference slot, so that a request refused for load
+/// costs no decode. The slot is given back if anything after this fails.
+fn admit(
+    state: &SharedState,
+    request: &Request,
+) -> Result<(RawOptions, BodyKind, crate::inference::Slot), ApiError> {
+    let options = query_options(request.uri().query())?;
+    // A value in the body wins over the query's, but a query value out of its documented
+    // range is still the client's mistake: refused, not silently ignored.
+    validate_options(&options, state.default_top_k, state.default_threshold)?;
+    let kind = body_kind(request.headers())?;
+    let timeout_ms = state.request_timeout.as_millis() as u64;
+    let slot = state
+        .pool
+        .reserve()
+        .map_err(|e| inference_error(e, state.retry_after_secs, timeout_ms))?;
+    Ok((options, kind, slot))
+}
+
+/// Reads and drops the body of a request refused from its headers (load, options, media
+/// type) before the answer goes out — up to twice the body limit, like an oversized body,
+/// never decoded. HTTP/1.1 clients that write the whole request before reading the answer
+/// (Python's `http.client`, many small embedded ones) would otherwise write into a closed
+/// connection and see a broken pipe instead of the 503, and the connection could not be
+/// reused. Past the bound hyper closes the connection, as before.
+async fn discard_body(body: axum::body::Body, limit: usize, declared: Option<u64>) {
+    use http_body_util::BodyExt;
+    let drain_limit = limit.saturating_mul(2) as u64;
+    if declared.is_some_and(|size| size > drain_limit) {
+        return;
+    }
+    let mut body = body;
+    let mut seen: u64 = 0;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Ok(data) = frame.into_data() {
+            seen += data.len() as u64;
+            if seen > drain_limit {
+                return;
+            }
+        }
+    }
+}
+
 async fn extract(
     state: &SharedState,
     request: Request,
     kind: BodyKind,
     options: &mut RawOptions,
-) -> Result<Source, ApiError> {
+) -> Result<Image, ApiError> {
     let limit = state.max_body_bytes;
     let declared = declared_length(request.headers());
     let (parts, body) = request.into_parts();
@@ -417,7 +411,7 @@ async fn extract(
     if kind == BodyKind::Json {
         return json_source(&bytes, options);
     }
-    Ok(Source::Bytes(bytes))
+    Ok(Image::Bytes(bytes))
 }
 
 /// Query parameters the handler reads.
@@ -454,7 +448,7 @@ impl RawOptions {
 }
 
 /// The part named `image`, plus the text parts `top_k` and `threshold` (each at most once).
-async fn multipart_source(request: Request, options: &mut RawOptions) -> Result<Source, ApiError> {
+async fn multipart_source(request: Request, options: &mut RawOptions) -> Result<Image, ApiError> {
     let malformed = |e: axum::extract::multipart::MultipartError| {
         ApiError::InvalidBody(format!(
             "the multipart body is malformed: {}",
@@ -497,7 +491,7 @@ async fn multipart_source(request: Request, options: &mut RawOptions) -> Result<
     }
     options.top_k = from_body.top_k.or(options.top_k.take());
     options.threshold = from_body.threshold.or(options.threshold.take());
-    image.map(Source::Bytes).ok_or_else(|| {
+    image.map(Image::Bytes).ok_or_else(|| {
         ApiError::InvalidBody(
             "the multipart body has no part named \"image\"; attach the image file as \"image\""
                 .into(),
@@ -521,7 +515,7 @@ const JSON_SHAPE: &str = "a JSON object with one image source (image_base64, pat
 
 /// Reads the JSON body field by field, so that each mistake is answered in plain words that
 /// name the field (a derived deserialiser would answer in its own, Rust-flavoured terms).
-fn json_source(bytes: &[u8], options: &mut RawOptions) -> Result<Source, ApiError> {
+fn json_source(bytes: &[u8], options: &mut RawOptions) -> Result<Image, ApiError> {
     use serde_json::Value;
     let value: Value = serde_json::from_slice(bytes).map_err(|e| {
         ApiError::InvalidBody(format!(
@@ -590,14 +584,14 @@ fn json_source(bytes: &[u8], options: &mut RawOptions) -> Result<Source, ApiErro
         )));
     }
     if let Some(encoded) = image_base64 {
-        return decode_base64(&encoded).map(|bytes| Source::Bytes(bytes.into()));
+        return decode_base64(&encoded).map(|bytes| Image::Bytes(bytes.into()));
     }
     if let Some(path) = path {
-        return Ok(Source::File(PathBuf::from(path)));
+        return Ok(Image::File(PathBuf::from(path)));
     }
     match (image_dir, fname) {
         (Some(dir), Some(fname)) if !fname.is_empty() => {
-            Ok(Source::File(PathBuf::from(dir).join(fname)))
+            Ok(Image::File(PathBuf::from(dir).join(fname)))
         }
         _ => Err(ApiError::InvalidOptions(
             "image_dir and fname must be given together, fname not empty".into(),
@@ -703,13 +697,16 @@ mod tests {
     //! `backend::fake` holding the only worker: no clock decides any verdict.
 
     use std::io::Cursor;
+    use std::sync::Arc;
     use std::time::Duration;
 
     use axum::body::Body;
+    use classify_api::ProblemType;
     use tower::ServiceExt;
 
     use super::*;
     use crate::backend::fake::{FakeFactory, HOLD};
+    use crate::classifier::Classifier;
     use crate::config::{ChannelOrder, HexColour, ResizeFilter, ScoreMode};
     use crate::files::AllowedDirs;
     use crate::http::AppState;
@@ -718,11 +715,54 @@ mod tests {
     use crate::metrics::Metrics;
     use crate::preprocess::{InputDType, InputSpec, Layout, PreprocessOptions};
 
+    #[test]
+    fn top_k_is_an_int32_as_json_schema_counts_integers() {
+        for (text, n) in [("3", 3), ("3.0", 3), ("3e0", 3), ("2147483647.0", i32::MAX)] {
+            assert_eq!(whole_number(text), Some(n), "{text}");
+        }
+        for text in [
+            "2.5",
+            "2147483648",
+            "2147483648.0",
+            "1e10",
+            "NaN",
+            "inf",
+            "",
+            "three",
+        ] {
+            assert_eq!(whole_number(text), None, "{text}");
+        }
+    }
+
     fn state(pool: Arc<InferencePool>, input: InputSpec) -> SharedState {
         let text = |s: &str| s.to_string();
+        let metrics = Metrics::new();
+        let classifier = Classifier {
+            pool: pool.clone(),
+            labels: vec![text("first"), text("second")],
+            input: input.clone(),
+            preprocess: PreprocessOptions {
+                channel_order: ChannelOrder::Rgb,
+                filter: ResizeFilter::Bilinear,
+                resize: crate::config::ResizeMode::Squash,
+                background: HexColour([255, 255, 255]),
+                max_dimension: 64,
+                max_pixels: 4096,
+                min_decoded_side: 128,
+                budget: Arc::new(crate::preprocess::DecodeBudget::new(
+                    64 << 20,
+                    Duration::ZERO,
+                )),
+            },
+            scores: ScoreMode::Auto,
+            allowed: AllowedDirs::new(&[]).unwrap(),
+            decode_permits: Arc::new(tokio::sync::Semaphore::new(2)),
+            max_file_bytes: 1 << 20,
+            metrics: metrics.clone(),
+        };
         Arc::new(AppState {
             pool,
-            labels: vec![text("first"), text("second")],
+            classifier: Arc::new(classifier),
             model: ModelInfo {
                 name: text("fake"),
                 version: text("0"),
@@ -748,26 +788,9 @@ mod tests {
                 resize_filter: text("bilinear"),
                 scores: text("auto"),
             },
-            input,
-            preprocess: PreprocessOptions {
-                channel_order: ChannelOrder::Rgb,
-                filter: ResizeFilter::Bilinear,
-                resize: crate::config::ResizeMode::Squash,
-                background: HexColour([255, 255, 255]),
-                max_dimension: 64,
-                max_pixels: 4096,
-                min_decoded_side: 128,
-                budget: Arc::new(crate::preprocess::DecodeBudget::new(
-                    64 << 20,
-                    Duration::ZERO,
-                )),
-            },
-            scores: ScoreMode::Auto,
             default_top_k: 2,
             default_threshold: 0.0,
-            allowed: AllowedDirs::new(&[]).unwrap(),
-            decode_permits: Arc::new(tokio::sync::Semaphore::new(2)),
-            metrics: Metrics::new(),
+            metrics,
             request_timeout: Duration::from_secs(3600),
             retry_after_secs: 7,
             max_body_bytes: 1 << 20,
@@ -790,12 +813,12 @@ mod tests {
             .unwrap()
     }
 
-    async fn problem_type(response: Response) -> String {
+    async fn problem_kind(response: Response) -> Option<ProblemType> {
         let body = axum::body::to_bytes(response.into_body(), 1 << 16)
             .await
             .unwrap();
-        let problem: super::super::problem::Problem = serde_json::from_slice(&body).unwrap();
-        problem.type_
+        let problem: classify_api::Problem = serde_json::from_slice(&body).unwrap();
+        problem.kind()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -840,10 +863,7 @@ mod tests {
             .unwrap();
         assert_eq!(garbage.status(), 503);
         assert_eq!(garbage.headers()[header::RETRY_AFTER], "7");
-        assert_eq!(
-            problem_type(garbage).await,
-            "urn:classify-service:problem:overloaded"
-        );
+        assert_eq!(problem_kind(garbage).await, Some(ProblemType::Overloaded));
         let file = app
             .clone()
             .oneshot(post(r#"{"path": "/etc/passwd"}"#, "application/json"))
@@ -860,8 +880,8 @@ mod tests {
             .unwrap();
         assert_eq!(undecodable.status(), 400);
         assert_eq!(
-            problem_type(undecodable).await,
-            "urn:classify-service:problem:undecodable-image"
+            problem_kind(undecodable).await,
+            Some(ProblemType::UndecodableImage)
         );
 
         controls.gate.send(()).unwrap();

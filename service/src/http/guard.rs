@@ -26,14 +26,15 @@ use std::time::Duration;
 use axum::Json;
 use axum::Router;
 use axum::extract::Request;
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::REQUEST_ID_HEADER;
-use super::problem::{PROBLEM_JSON, Problem, TYPE_PREFIX};
+use super::problem::status_of;
 use crate::metrics::{Metrics, method_label};
+use classify_api::{PROBLEM_JSON, Problem, ProblemType};
 
 /// The accepted hosts and origins.
 #[derive(Debug, Clone, Default)]
@@ -130,9 +131,7 @@ async fn guard(
         return refuse(
             metrics,
             request.method(),
-            StatusCode::MISDIRECTED_REQUEST,
-            "misdirected-request",
-            "This server does not serve that host",
+            ProblemType::MisdirectedRequest,
             format!(
                 "Host {host:?} is not served here; use localhost or an IP address, or add the \
                  name to allowed_hosts"
@@ -146,9 +145,7 @@ async fn guard(
             return refuse(
                 metrics,
                 request.method(),
-                StatusCode::FORBIDDEN,
-                "origin-forbidden",
-                "Cross-origin requests from this origin are not allowed",
+                ProblemType::OriginForbidden,
                 format!(
                     "requests from origin {origin:?} are not allowed; add it to cors_origins to \
                      let a web page on it call the service"
@@ -159,26 +156,14 @@ async fn guard(
     next.run(request).await
 }
 
-fn refuse(
-    metrics: &Metrics,
-    method: &Method,
-    status: StatusCode,
-    slug: &str,
-    title: &str,
-    detail: String,
-) -> Response {
+fn refuse(metrics: &Metrics, method: &Method, kind: ProblemType, detail: String) -> Response {
+    let status = status_of(kind);
     metrics
         .requests
         .with_label_values(&["rejected", method_label(method), status.as_str()])
         .inc();
     let id = uuid::Uuid::new_v4().to_string();
-    let problem = Problem {
-        type_: format!("{TYPE_PREFIX}{slug}"),
-        title: title.into(),
-        status: status.as_u16(),
-        detail,
-        request_id: Some(id.clone()),
-    };
+    let problem = Problem::new(kind, detail, Some(id.clone()));
     let mut response = (status, Json(problem)).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));

@@ -5,7 +5,8 @@
 //!   echoed on every response), per-route request counting, a body-size limit, and
 //!   `CatchPanicLayer` as the last line of defence so even a bug answers once with a 500
 //!   problem document.
-//! * `classify` holds `POST /classify` and its input extraction; [`problem`] the error type;
+//! * `classify` holds `POST /classify`: its input forms and options, handed to the
+//!   transport-independent `crate::classifier`; [`problem`] the error type;
 //!   [`api`] the response schemas and the OpenAPI document; the small read-only endpoints live
 //!   here.
 
@@ -27,15 +28,12 @@ use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use tokio::sync::Semaphore;
 use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
 
-use crate::config::ScoreMode;
-use crate::files::AllowedDirs;
+use crate::classifier::Classifier;
 use crate::inference::{InferencePool, Readiness};
 use crate::metrics::Metrics;
-use crate::preprocess::{InputSpec, PreprocessOptions};
 use api::{Health, ModelInfo};
 use problem::ApiError;
 
@@ -49,26 +47,17 @@ pub struct RequestId(pub String);
 /// Everything handlers share.
 #[derive(Debug)]
 pub(crate) struct AppState {
-    /// The model workers.
+    /// The model workers: admission (`reserve`) and readiness; the same pool the classifier
+    /// submits to.
     pub(crate) pool: Arc<InferencePool>,
-    /// One label per output class.
-    pub(crate) labels: Vec<String>,
+    /// Everything between an image and ranked classes.
+    pub(crate) classifier: Arc<Classifier>,
     /// What `/v1/model` reports (and name/version for answers).
     pub(crate) model: ModelInfo,
-    /// The model's input.
-    pub(crate) input: InputSpec,
-    /// Decode and layout settings.
-    pub(crate) preprocess: PreprocessOptions,
-    /// How to read the output.
-    pub(crate) scores: ScoreMode,
     /// `top_k` when a request gives none.
     pub(crate) default_top_k: usize,
     /// `threshold` when a request gives none.
     pub(crate) default_threshold: f64,
-    /// Where file references may point.
-    pub(crate) allowed: AllowedDirs,
-    /// Bounds concurrent decodes on the blocking pool.
-    pub(crate) decode_permits: Arc<Semaphore>,
     /// This application's registry (not process-global, so test servers count separately).
     pub(crate) metrics: Metrics,
     /// Per-request deadline.
@@ -205,7 +194,7 @@ pub(crate) async fn healthz() -> Json<Health> {
     responses(
         (status = 200, description = "Ready to classify", body = Health,
          example = json!({"status": "ready"})),
-        (status = 503, description = "Not ready; `detail` says why", body = problem::Problem,
+        (status = 503, description = "Not ready; `detail` says why", body = classify_api::Problem,
          content_type = "application/problem+json",
          headers(("Retry-After" = u32, description = "Seconds to wait")),
          example = json!({"type": "urn:classify-service:problem:not-ready",
@@ -281,7 +270,7 @@ mod tests {
         assert_eq!(response.status(), 500);
         assert_eq!(
             response.headers()[header::CONTENT_TYPE],
-            problem::PROBLEM_JSON
+            classify_api::PROBLEM_JSON
         );
         let body = axum::body::to_bytes(response.into_body(), 1 << 16)
             .await

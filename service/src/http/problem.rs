@@ -1,46 +1,19 @@
 //! The HTTP boundary's one error type and its RFC 9457 `application/problem+json` form.
 //!
-//! Every failure a client can see is an [`ApiError`] variant with a fixed status and a stable
-//! `type` URI (`urn:classify-service:problem:<slug>`, listed in [`ApiError::slug`]); clients
-//! branch on `type`, humans read `detail`. Internal errors are logged with the request id and
-//! answered with a generic detail: nothing about files, libraries or DLR leaks.
+//! Every failure a client can see is an [`ApiError`] variant of one [`ProblemType`] (the table
+//! of slugs, statuses and titles in `classify-api`, shared with the clients); clients branch on
+//! the problem's `type`, humans read `detail`. Internal errors are logged with the request id
+//! and answered with a generic detail: nothing about files, libraries or DLR leaks.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use classify_api::{PROBLEM_JSON, Problem, ProblemType};
 
+use crate::classifier::ClassifyError;
 use crate::files::FileError;
 use crate::inference::InferenceError;
 use crate::preprocess::PreprocessError;
-
-/// Media type of problem documents.
-pub const PROBLEM_JSON: &str = "application/problem+json";
-
-/// Prefix of every problem `type`.
-pub const TYPE_PREFIX: &str = "urn:classify-service:problem:";
-
-/// An RFC 9457 problem document.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct Problem {
-    /// Stable identifier of the problem kind, e.g. `urn:classify-service:problem:overloaded`.
-    #[serde(rename = "type")]
-    #[schema(example = "urn:classify-service:problem:invalid-options")]
-    pub type_: String,
-    /// Short summary of the problem kind.
-    #[schema(example = "Invalid options")]
-    pub title: String,
-    /// HTTP status code, the same as the response's.
-    #[schema(value_type = u32, minimum = 400, maximum = 599, example = 422)]
-    pub status: u16,
-    /// What went wrong with this request, naming the field and what is accepted.
-    #[schema(example = "top_k must be a whole number from 1 to 2147483647, got \"0\"")]
-    pub detail: String,
-    /// The request's id (from `x-request-id` or generated).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = String, example = "9b2c0f4e-3d1a-4c8e-9f57-2a6a1c0d7e11")]
-    pub request_id: Option<String>,
-}
 
 /// Everything that can go wrong while answering a request.
 #[derive(Debug, thiserror::Error)]
@@ -100,59 +73,29 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The kind of problem: its `type`, status and title.
+    pub fn kind(&self) -> ProblemType {
+        match self {
+            Self::UndecodableImage(_) => ProblemType::UndecodableImage,
+            Self::InvalidBody(_) => ProblemType::InvalidBody,
+            Self::PathForbidden(_) => ProblemType::PathForbidden,
+            Self::FileNotFound(_) => ProblemType::FileNotFound,
+            Self::RouteNotFound(_) => ProblemType::NotFound,
+            Self::MethodNotAllowed(_) => ProblemType::MethodNotAllowed,
+            Self::PayloadTooLarge(_) => ProblemType::PayloadTooLarge,
+            Self::ImageTooLarge(_) => ProblemType::ImageTooLarge,
+            Self::UnsupportedMediaType(_) => ProblemType::UnsupportedMediaType,
+            Self::InvalidOptions(_) => ProblemType::InvalidOptions,
+            Self::NotReady { .. } => ProblemType::NotReady,
+            Self::Overloaded { .. } => ProblemType::Overloaded,
+            Self::DeadlineExceeded(_) => ProblemType::DeadlineExceeded,
+            Self::Internal(_) => ProblemType::Internal,
+        }
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
-        match self {
-            Self::UndecodableImage(_) | Self::InvalidBody(_) => StatusCode::BAD_REQUEST,
-            Self::PathForbidden(_) => StatusCode::FORBIDDEN,
-            Self::FileNotFound(_) | Self::RouteNotFound(_) => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Self::PayloadTooLarge(_) | Self::ImageTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::InvalidOptions(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::NotReady { .. } | Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    /// The last part of the stable `type` URI.
-    pub fn slug(&self) -> &'static str {
-        match self {
-            Self::UndecodableImage(_) => "undecodable-image",
-            Self::InvalidBody(_) => "invalid-body",
-            Self::PathForbidden(_) => "path-forbidden",
-            Self::FileNotFound(_) => "file-not-found",
-            Self::RouteNotFound(_) => "not-found",
-            Self::MethodNotAllowed(_) => "method-not-allowed",
-            Self::PayloadTooLarge(_) => "payload-too-large",
-            Self::ImageTooLarge(_) => "image-too-large",
-            Self::UnsupportedMediaType(_) => "unsupported-media-type",
-            Self::InvalidOptions(_) => "invalid-options",
-            Self::NotReady { .. } => "not-ready",
-            Self::Overloaded { .. } => "overloaded",
-            Self::DeadlineExceeded(_) => "deadline-exceeded",
-            Self::Internal(_) => "internal",
-        }
-    }
-
-    fn title(&self) -> &'static str {
-        match self {
-            Self::UndecodableImage(_) => "The image cannot be decoded",
-            Self::InvalidBody(_) => "The request body is malformed",
-            Self::PathForbidden(_) => "The path is outside the allowed directories",
-            Self::FileNotFound(_) => "The file does not exist",
-            Self::RouteNotFound(_) => "Not found",
-            Self::MethodNotAllowed(_) => "Method not allowed",
-            Self::PayloadTooLarge(_) => "The request is too large",
-            Self::ImageTooLarge(_) => "The image is too large",
-            Self::UnsupportedMediaType(_) => "Unsupported media type",
-            Self::InvalidOptions(_) => "Invalid options",
-            Self::NotReady { .. } => "The model is not ready",
-            Self::Overloaded { .. } => "The service is overloaded",
-            Self::DeadlineExceeded(_) => "The request took too long",
-            Self::Internal(_) => "Internal server error",
-        }
+        status_of(self.kind())
     }
 
     /// The problem document for this error.
@@ -165,13 +108,7 @@ impl ApiError {
             }
             other => other.to_string(),
         };
-        Problem {
-            type_: format!("{TYPE_PREFIX}{}", self.slug()),
-            title: self.title().into(),
-            status: self.status().as_u16(),
-            detail,
-            request_id: request_id.map(str::to_string),
-        }
+        Problem::new(self.kind(), detail, request_id.map(str::to_string))
     }
 
     /// The full response: problem body, status and `Retry-After` for 503.
@@ -203,6 +140,12 @@ impl ApiError {
         }
         response
     }
+}
+
+/// The status of every answer of `kind`.
+pub fn status_of(kind: ProblemType) -> StatusCode {
+    // The table's statuses are constants from 400 to 599 (a unit test reads each one).
+    StatusCode::from_u16(kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 impl IntoResponse for ApiError {
@@ -241,6 +184,16 @@ impl From<FileError> for ApiError {
     }
 }
 
+/// Converts a classifier error; `retry_after` and `timeout_ms` as for [`inference_error`].
+pub(crate) fn classify_error(e: ClassifyError, retry_after: u32, timeout_ms: u64) -> ApiError {
+    match e {
+        ClassifyError::File(e) => e.into(),
+        ClassifyError::Preprocess(e) => e.into(),
+        ClassifyError::Inference(e) => inference_error(e, retry_after, timeout_ms),
+        ClassifyError::Internal(message) => ApiError::Internal(message),
+    }
+}
+
 /// Converts a worker-pool error; the pool does not know HTTP, so retry hints come from here.
 pub fn inference_error(e: InferenceError, retry_after: u32, timeout_ms: u64) -> ApiError {
     match e {
@@ -273,8 +226,20 @@ mod tests {
             .problem(Some("r1"));
         assert_eq!(problem.status, 500);
         assert!(!problem.detail.contains("secret"), "{}", problem.detail);
-        assert_eq!(problem.type_, "urn:classify-service:problem:internal");
+        assert_eq!(problem.kind(), Some(ProblemType::Internal));
         assert_eq!(problem.request_id.as_deref(), Some("r1"));
+    }
+
+    #[test]
+    fn every_problem_kind_has_a_valid_error_status() {
+        for &kind in ProblemType::ALL {
+            let status = StatusCode::from_u16(kind.status()).expect("a valid status");
+            assert!(
+                status.is_client_error() || status.is_server_error(),
+                "{kind:?}"
+            );
+            assert_eq!(status_of(kind), status);
+        }
     }
 
     #[test]

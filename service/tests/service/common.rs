@@ -4,8 +4,7 @@ use std::io::Cursor;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use classify_service::http::api::ClassifyResponse;
-use classify_service::http::problem::Problem;
+use classify_api::{ClassifyResponse, Problem, ProblemType};
 use classify_service::{Application, Config, Readiness};
 use image::{DynamicImage, ImageFormat, RgbImage};
 use tokio::sync::{oneshot, watch};
@@ -193,13 +192,12 @@ pub async fn expect_problem(response: reqwest::Response, status: u16, slug: &str
     assert_eq!(got, status, "{text}");
     assert_eq!(content_type, "application/problem+json", "{text}");
     let problem: Problem = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
-    assert_eq!(
-        problem.type_,
-        format!("urn:classify-service:problem:{slug}"),
-        "{text}"
-    );
+    let kind = ProblemType::from_slug(slug).unwrap_or_else(|| panic!("no problem type {slug}"));
+    assert_eq!(problem.kind(), Some(kind), "{text}");
+    assert_eq!(kind.status(), status, "the table's status for {slug}");
     assert_eq!(problem.status, status);
-    assert!(!problem.title.is_empty() && !problem.detail.is_empty());
+    assert_eq!(problem.title, kind.title());
+    assert!(!problem.detail.is_empty());
     assert_eq!(
         problem.request_id, header_id,
         "body and header carry the same request id"

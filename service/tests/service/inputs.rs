@@ -233,6 +233,13 @@ const REFUSALS: &[Refusal] = &[
         says: &["top_k must be a whole number from 1 to 2147483647", "\"0\""],
     },
     Refusal {
+        query: "?top_k=2.5",
+        body: Body::Png,
+        status: 422,
+        slug: "invalid-options",
+        says: &["top_k must be a whole number", "\"2.5\""],
+    },
+    Refusal {
         query: "?threshold=2",
         body: Body::Png,
         status: 422,

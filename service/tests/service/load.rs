@@ -61,15 +61,20 @@ fn send(app: &TestApp) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Respo
     tokio::spawn(request.send())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn full_queue_answers_503_at_once() {
-    let gate = Gate::new();
+/// The service with its only worker held by the gate and its only queue slot taken: provably
+/// full, whatever the machine's speed.
+struct FullQueue {
+    app: TestApp,
+    held: tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>,
+    queued: tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>,
+}
+
+async fn full_queue(gate: &Gate, config: Config) -> FullQueue {
     let app = gated(
-        &gate,
+        gate,
         Config {
             queue_capacity: 1,
-            retry_after_secs: 2,
-            ..config("colour")
+            ..config
         },
     )
     .await;
@@ -78,6 +83,35 @@ async fn full_queue_answers_503_at_once() {
     gate.wait_held().await;
     let queued = send(&app);
     wait_queue_depth(&app, 1).await;
+    FullQueue { app, held, queued }
+}
+
+impl FullQueue {
+    /// Opens the gate; the held and the queued request are both answered.
+    async fn release(self, gate: &Gate) -> TestApp {
+        gate.open();
+        for request in [self.held, self.queued] {
+            assert_eq!(
+                expect_ok(request.await.unwrap().unwrap()).await.label,
+                "red"
+            );
+        }
+        self.app
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_queue_answers_503_at_once() {
+    let gate = Gate::new();
+    let full = full_queue(
+        &gate,
+        Config {
+            retry_after_secs: 2,
+            ..config("colour")
+        },
+    )
+    .await;
+    let app = &full.app;
     // The worker is held and the queue is full: these can only be answered by admission.
     for _ in 0..3 {
         let response = app.post_raw(png(RED), "image/png", "").await;
@@ -85,13 +119,7 @@ async fn full_queue_answers_503_at_once() {
         assert_eq!(response.headers()["retry-after"], "2");
         expect_problem(response, 503, "overloaded").await;
     }
-    gate.open();
-    for request in [held, queued] {
-        assert_eq!(
-            expect_ok(request.await.unwrap().unwrap()).await.label,
-            "red"
-        );
-    }
+    let app = full.release(&gate).await;
     let metrics = app.get_text("/metrics").await;
     assert!(
         metrics.contains(
@@ -100,6 +128,68 @@ async fn full_queue_answers_503_at_once() {
         "{metrics}"
     );
     app.stop().await;
+}
+
+/// A client that writes its whole request before reading (as Python's `http.client` does)
+/// must get the 503, not a broken pipe, and keep its connection: the refused body is read and
+/// dropped before the answer goes out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shed_request_is_answered_to_a_client_still_writing_and_its_connection_stays_open() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+    let gate = Gate::new();
+    let full = full_queue(&gate, config("colour")).await;
+    let address = full.app.base.trim_start_matches("http://");
+    let stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let (reader, mut writer) = stream.into_split();
+    let mut reader = BufReader::new(reader);
+    // Far more than the socket buffers hold: the server must read it for the write to finish.
+    let body = vec![0u8; 4 << 20];
+    let head = format!(
+        "POST /classify HTTP/1.1\r\nHost: {address}\r\nContent-Type: image/png\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    writer.write_all(head.as_bytes()).await.unwrap();
+    writer
+        .write_all(&body)
+        .await
+        .expect("the whole body was written: the refused request's body was read");
+
+    async fn status_and_body(reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> String {
+        let mut status = String::new();
+        reader.read_line(&mut status).await.unwrap();
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).await.unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0u8; length];
+        reader.read_exact(&mut body).await.unwrap();
+        format!("{} {}", status.trim(), String::from_utf8_lossy(&body))
+    }
+    let shed = status_and_body(&mut reader).await;
+    assert!(shed.starts_with("HTTP/1.1 503"), "{shed}");
+    assert!(shed.contains("overloaded"), "{shed}");
+    assert!(gate.is_closed(), "answered while the worker was still held");
+
+    let again = format!("GET /healthz HTTP/1.1\r\nHost: {address}\r\n\r\n");
+    writer.write_all(again.as_bytes()).await.unwrap();
+    let health = status_and_body(&mut reader).await;
+    assert!(
+        health.starts_with("HTTP/1.1 200"),
+        "same connection: {health}"
+    );
+
+    full.release(&gate).await.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -157,7 +157,7 @@ async fn efficientnet_lite0_answers_alike_on_dlr_and_onnx_runtime() {
         };
         let a = dlr.classify(bytes.clone(), kind, "?top_k=5").await;
         let b = onnx.classify(bytes, kind, "?top_k=5").await;
-        let indices = |r: &classify_service::http::api::ClassifyResponse| {
+        let indices = |r: &classify_api::ClassifyResponse| {
             r.predictions.iter().map(|p| p.index).collect::<Vec<_>>()
         };
         assert_eq!(indices(&a), indices(&b), "{name}: top-5 classes");

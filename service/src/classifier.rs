@@ -1,0 +1,162 @@
+//! Classifying one image, whatever transport brought it: file read → decode → preprocess →
+//! model worker → ranking.
+//!
+//! The HTTP handler (`http::classify`) does what only HTTP knows — the Content-Type, the body
+//! forms, the options' sources, admission before the body is read, the deadline as a status —
+//! and hands the image here as bytes or as a file reference, with the queue slot it already
+//! holds. What comes back is the ranked answer with its stage durations, or a
+//! [`ClassifyError`] that keeps the lower layer's own error for `http::problem` to map.
+//!
+//! File reads and decodes run on the blocking pool; decodes are bounded by a semaphore whose
+//! permit moves into the blocking task, so a decode abandoned by its request (the deadline
+//! fired) still counts against the bound until it really finishes.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::Semaphore;
+
+use crate::config::ScoreMode;
+use crate::files::{AllowedDirs, FileError};
+use crate::inference::{InferenceError, InferencePool, Slot};
+use crate::metrics::Metrics;
+use crate::preprocess::{InputSpec, PreprocessError, PreprocessOptions};
+use crate::scoring::{self, Prediction};
+
+/// Where the image comes from.
+#[derive(Debug)]
+pub(crate) enum Image {
+    /// The encoded image itself.
+    Bytes(Bytes),
+    /// A file to read inside the allowed directories.
+    File(PathBuf),
+}
+
+/// The model, its labels and everything between an encoded image and ranked classes.
+#[derive(Debug)]
+pub(crate) struct Classifier {
+    /// The model workers (the caller reserved the slot `classify` fills).
+    pub(crate) pool: Arc<InferencePool>,
+    /// One label per output class.
+    pub(crate) labels: Vec<String>,
+    /// The tensor the model takes.
+    pub(crate) input: InputSpec,
+    /// Decode and layout settings.
+    pub(crate) preprocess: PreprocessOptions,
+    /// How to read the output.
+    pub(crate) scores: ScoreMode,
+    /// Where file references may point.
+    pub(crate) allowed: AllowedDirs,
+    /// Bounds concurrent decodes on the blocking pool.
+    pub(crate) decode_permits: Arc<Semaphore>,
+    /// Largest file read for a file reference (the same bound as a request body).
+    pub(crate) max_file_bytes: usize,
+    /// Stage durations are recorded here, also for requests that fail at a later stage.
+    pub(crate) metrics: Metrics,
+}
+
+/// A ranked answer.
+#[derive(Debug)]
+pub(crate) struct Classification {
+    /// The model's top-1 label, whatever `top_k` and `threshold` select.
+    pub(crate) label: String,
+    /// Up to `top_k` classes with probability ≥ `threshold`, most probable first.
+    pub(crate) predictions: Vec<Prediction>,
+    /// Decoding the image (orientation, alpha and grayscale included).
+    pub(crate) decode: Duration,
+    /// Resizing and laying out the tensor.
+    pub(crate) preprocess: Duration,
+    /// Waiting in the queue for a worker.
+    pub(crate) queue: Duration,
+    /// The model run.
+    pub(crate) inference: Duration,
+}
+
+/// Why an image was not classified: the failing layer's own error.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ClassifyError {
+    /// Reading the referenced file.
+    #[error(transparent)]
+    File(#[from] FileError),
+    /// Decoding or preprocessing.
+    #[error(transparent)]
+    Preprocess(#[from] PreprocessError),
+    /// The worker pool: not ready, expired, stopped, the model failed.
+    #[error(transparent)]
+    Inference(#[from] InferenceError),
+    /// A bug here: a task failed or the model's output does not fit its labels.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Classifier {
+    /// Classifies `image` in the queue place `slot` holds; the job expires at `deadline`.
+    pub(crate) async fn classify(
+        self: &Arc<Self>,
+        slot: Slot,
+        image: Image,
+        top_k: usize,
+        threshold: f64,
+        deadline: Instant,
+    ) -> Result<Classification, ClassifyError> {
+        let bytes = match image {
+            Image::Bytes(bytes) => bytes,
+            Image::File(path) => {
+                let this = Arc::clone(self);
+                tokio::task::spawn_blocking(move || this.allowed.read(&path, this.max_file_bytes))
+                    .await
+                    .map_err(|e| ClassifyError::Internal(format!("file read task: {e}")))??
+                    .into()
+            }
+        };
+
+        let permit = Arc::clone(&self.decode_permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| ClassifyError::Internal("decode semaphore closed".into()))?;
+        let this = Arc::clone(self);
+        let (tensor, decode, preprocess) = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let t0 = Instant::now();
+            let image = crate::preprocess::decode(&bytes, &this.preprocess)?;
+            let t1 = Instant::now();
+            let tensor = crate::preprocess::to_tensor(image, &this.input, &this.preprocess)?;
+            Ok::<_, ClassifyError>((tensor, t1 - t0, t1.elapsed()))
+        })
+        .await
+        .map_err(|e| ClassifyError::Internal(format!("preprocessing task failed: {e}")))??;
+        self.metrics.decode.observe(decode.as_secs_f64());
+        self.metrics.preprocess.observe(preprocess.as_secs_f64());
+
+        let output = self.pool.submit(slot, tensor, deadline)?.outcome().await?;
+        self.metrics
+            .queue_wait
+            .observe(output.queue_wait.as_secs_f64());
+        self.metrics
+            .inference
+            .observe(output.inference.as_secs_f64());
+
+        if output.raw.len() != self.labels.len() {
+            return Err(ClassifyError::Internal(format!(
+                "the model returned {} values for {} labels",
+                output.raw.len(),
+                self.labels.len()
+            )));
+        }
+        let ranked = scoring::rank(&output.raw, &self.labels, self.scores);
+        let label = ranked
+            .first()
+            .map(|p| p.label.clone())
+            .ok_or_else(|| ClassifyError::Internal("the model returned no scores".into()))?;
+        Ok(Classification {
+            label,
+            predictions: scoring::select(&ranked, top_k, threshold),
+            decode,
+            preprocess,
+            queue: output.queue_wait,
+            inference: output.inference,
+        })
+    }
+}
