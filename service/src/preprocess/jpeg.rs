@@ -14,8 +14,10 @@
 //! The decoder is libjpeg-turbo in MozJPEG's fork, through the `mozjpeg` crate: built from
 //! source by `cc` and linked statically (nothing to install on a device; no cmake, unlike
 //! `turbojpeg`, and no bindgen), with a safe API that exposes libjpeg's M/8 scaling and its
-//! error manager. Its Huffman decoder is several times faster than `jpeg-decoder`'s, which was
-//! used before and dominated the time of a large photo. x86_64 runs libjpeg's plain C (its SIMD
+//! error manager. Against `jpeg-decoder`, used before, it decodes on the calling thread (no
+//! thread per colour component competing with the model's), is faster on small and medium
+//! files, and about even on a 12 MP one, whose time both spend in Huffman decoding, the stage
+//! scaling cannot skip (figures in `BENCHMARKS.md`). x86_64 runs libjpeg's plain C (its SIMD
 //! there is nasm assembly; nasm is not a build dependency), aarch64 gets the NEON intrinsics.
 //!
 //! Strictness: libjpeg only *warns* about a truncated file (it pretends an end-of-image marker
