@@ -37,23 +37,10 @@ fn machine() -> String {
     format!("{model}, {} CPUs", dlr_sys::available_cpus())
 }
 
-/// Photo-like content (shading, a disc, stripes, ±10 of per-pixel noise).
-fn photo(w: u32, h: u32) -> image::RgbImage {
-    image::RgbImage::from_fn(w, h, |x, y| {
-        let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
-        let noise = ((x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503)) >> 13) % 21;
-        let disc = (fx - 0.4).powi(2) + (fy - 0.5).powi(2) < 0.06;
-        let v = [
-            60.0 + 150.0 * fx,
-            80.0 + 100.0 * (fy * 6.0).sin().abs(),
-            200.0 - 120.0 * fy,
-        ];
-        image::Rgb(std::array::from_fn(|c| {
-            let v = if disc { [230.0, 40.0, 30.0][c] } else { v[c] };
-            (v + noise as f32 - 10.0).clamp(0.0, 255.0) as u8
-        }))
-    })
-}
+#[path = "support/photo.rs"]
+mod photo;
+
+use photo::photo;
 
 fn jpeg(w: u32, h: u32, quality: u8) -> Vec<u8> {
     let mut bytes = Vec::new();
