@@ -376,21 +376,8 @@ fn admit(
 /// connection and see a broken pipe instead of the 503, and the connection could not be
 /// reused. Past the bound hyper closes the connection, as before.
 async fn discard_body(body: axum::body::Body, limit: usize, declared: Option<u64>) {
-    use http_body_util::BodyExt;
-    let drain_limit = limit.saturating_mul(2) as u64;
-    if declared.is_some_and(|size| size > drain_limit) {
-        return;
-    }
-    let mut body = body;
-    let mut seen: u64 = 0;
-    while let Some(Ok(frame)) = body.frame().await {
-        if let Ok(data) = frame.into_data() {
-            seen += data.len() as u64;
-            if seen > drain_limit {
-                return;
-            }
-        }
-    }
+    // Whatever the outcome, the request already has its answer.
+    let _ = read_body_keeping(body, limit, declared, Keep::Nothing).await;
 }
 
 async fn extract(
@@ -650,6 +637,26 @@ async fn read_body(
     limit: usize,
     declared: Option<u64>,
 ) -> Result<Bytes, ApiError> {
+    read_body_keeping(body, limit, declared, Keep::UpToLimit).await
+}
+
+/// What [`read_body_keeping`] holds on to of the bytes it reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    /// The body, as long as it stays within the limit.
+    UpToLimit,
+    /// Nothing: the body is only read so that the client can finish sending it.
+    Nothing,
+}
+
+/// Reads the body to its end, or until twice `limit` (so that a client still sending an
+/// oversized body gets to read the 413 instead of a reset), keeping what `keep` says.
+async fn read_body_keeping(
+    body: axum::body::Body,
+    limit: usize,
+    declared: Option<u64>,
+    keep: Keep,
+) -> Result<Bytes, ApiError> {
     use http_body_util::BodyExt;
     let drain_limit = limit.saturating_mul(2) as u64;
     if let Some(size) = declared.filter(|&n| n > drain_limit) {
@@ -669,7 +676,7 @@ async fn read_body(
         if seen > drain_limit {
             break;
         }
-        if seen <= limit as u64 {
+        if keep == Keep::UpToLimit && seen <= limit as u64 {
             buffer.extend_from_slice(&data);
         }
     }
