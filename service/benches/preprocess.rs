@@ -26,9 +26,12 @@ use classify_service::preprocess::{
     DecodeBudget, InputDType, InputSpec, Layout, PreprocessOptions, decode, to_tensor,
 };
 
+#[path = "support/machine.rs"]
+mod machine;
 #[path = "support/photo.rs"]
 mod photo;
 
+use machine::machine;
 use photo::photo;
 
 const SIDE: u32 = 224;
@@ -180,20 +183,6 @@ fn opencv(paths: &[&Path], runs: usize) -> Result<Vec<f64>, String> {
         .lines()
         .map(|l| l.trim().parse().map_err(|e| format!("{l:?}: {e}")))
         .collect()
-}
-
-/// The CPU model and the CPUs this process may use, as every benchmark prints them.
-fn machine() -> String {
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.into());
-    format!("{model}, {} CPUs", dlr_sys::available_cpus())
 }
 
 fn main() {

@@ -24,22 +24,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-fn machine() -> String {
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.into());
-    format!("{model}, {} CPUs", dlr_sys::available_cpus())
-}
-
+#[path = "support/machine.rs"]
+mod machine;
 #[path = "support/photo.rs"]
 mod photo;
 
+use machine::machine;
 use photo::photo;
 
 fn jpeg(w: u32, h: u32, quality: u8) -> Vec<u8> {
