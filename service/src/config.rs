@@ -24,6 +24,8 @@ use std::str::FromStr;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 
+use crate::preprocess::{DecodeBudget, InputSpec, PreprocessOptions};
+
 /// Prefix of every environment variable the service reads (a test checks each setting's).
 pub const ENV_PREFIX: &str = "CLASSIFY_";
 
@@ -724,6 +726,26 @@ impl Config {
     pub fn effective_decode_concurrency(&self) -> usize {
         self.decode_concurrency
             .unwrap_or_else(dlr_sys::available_cpus)
+    }
+
+    /// How the service decodes and preprocesses images for a model taking `input`: the
+    /// configured options, a decode memory budget of its own, and JPEGs reduced in the DCT
+    /// domain no further than twice the input's larger side (so the resize after it still
+    /// anti-aliases).
+    pub fn preprocess_options(&self, input: &InputSpec) -> PreprocessOptions {
+        PreprocessOptions {
+            channel_order: self.channel_order,
+            filter: self.resize_filter,
+            resize: self.resize,
+            background: self.alpha_background,
+            max_dimension: self.max_image_dimension,
+            max_pixels: self.max_image_pixels,
+            min_decoded_side: input.width.max(input.height).saturating_mul(2),
+            budget: std::sync::Arc::new(DecodeBudget::new(
+                self.decode_memory_budget_bytes,
+                std::time::Duration::from_millis(self.decode_memory_wait_ms),
+            )),
+        }
     }
 
     /// Checks ranges and combinations; returns every problem at once.

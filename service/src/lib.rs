@@ -61,7 +61,7 @@ use crate::http::api::{InputInfo, ModelInfo, OutputInfo};
 use crate::inference::{InferencePool, PoolOptions};
 use crate::metrics::Metrics;
 use crate::model_store::LocatedModel;
-use crate::preprocess::{InputSpec, PreprocessOptions};
+use crate::preprocess::InputSpec;
 
 /// Why the service could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -501,25 +501,12 @@ fn prepare(config: &Config) -> Result<(LocatedModel, http::SharedState), Error> 
             input: input.clone(),
         },
     );
-    let min_decoded_side = input.width.max(input.height).saturating_mul(2);
     let pool = Arc::new(pool);
     let classifier = classifier::Classifier {
         pool: pool.clone(),
         labels,
+        preprocess: config.preprocess_options(&input),
         input,
-        preprocess: PreprocessOptions {
-            channel_order: config.channel_order,
-            filter: config.resize_filter,
-            resize: config.resize,
-            background: config.alpha_background,
-            max_dimension: config.max_image_dimension,
-            max_pixels: config.max_image_pixels,
-            min_decoded_side,
-            budget: Arc::new(crate::preprocess::DecodeBudget::new(
-                config.decode_memory_budget_bytes,
-                Duration::from_millis(config.decode_memory_wait_ms),
-            )),
-        },
         scores: config.scores,
         allowed,
         decode_permits: Arc::new(tokio::sync::Semaphore::new(

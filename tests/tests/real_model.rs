@@ -21,7 +21,7 @@ use std::time::Duration;
 use classify_api::ClassifyResponse;
 use classify_service::backend::{Tensor, TensorDesc};
 use classify_service::config::{LayoutChoice, ResizeFilter, ResizeMode};
-use classify_service::preprocess::{self, InputSpec, PreprocessOptions};
+use classify_service::preprocess::{self, InputSpec};
 use classify_service::{Application, Config};
 use dlr_test_models::paths;
 
@@ -66,20 +66,7 @@ fn service_tensor(bytes: &[u8], config: &Config) -> Vec<f32> {
         dtype: "float32".into(),
     };
     let spec = InputSpec::from_metadata(&[input], LayoutChoice::Auto).unwrap();
-    let options = PreprocessOptions {
-        channel_order: config.channel_order,
-        filter: config.resize_filter,
-        resize: config.resize,
-        background: config.alpha_background,
-        max_dimension: config.max_image_dimension,
-        max_pixels: config.max_image_pixels,
-        // As the service derives it: twice the model input's side.
-        min_decoded_side: 448,
-        budget: std::sync::Arc::new(preprocess::DecodeBudget::new(
-            config.decode_memory_budget_bytes,
-            Duration::from_millis(config.decode_memory_wait_ms),
-        )),
-    };
+    let options = config.preprocess_options(&spec);
     let image = preprocess::decode(bytes, &options).unwrap();
     match preprocess::to_tensor(image, &spec, &options).unwrap() {
         Tensor::F32(t) => t,
