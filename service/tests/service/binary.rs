@@ -1,13 +1,10 @@
 //! The `classify-service` binary itself: `--demo` with `DLR_LIBRARY_PATH`, layered
 //! configuration (file < environment), SIGTERM, exit codes, the `openapi` subcommand.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::common::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_classify-service");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_binary_serves_and_stops_on_sigterm() {
@@ -24,13 +21,7 @@ async fn demo_binary_serves_and_stops_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = stderr_lines(&mut child);
     let mut address = None;
     let mut seen = Vec::new();
     while address.is_none() {

@@ -19,6 +19,23 @@ pub struct TestApp {
     readiness: watch::Receiver<Readiness>,
 }
 
+/// The `classify-service` binary that cargo built for these tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_classify-service");
+
+/// The child's stderr, a line at a time, read on a thread of its own so a test can wait for
+/// a line with a timeout (a guard against a hang, not a verdict).
+pub fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::{BufRead, BufReader};
+    let stderr = child.stderr.take().expect("stderr piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
 /// A configuration for a generated model through the real libdlr: port 0, one worker, short
 /// deadlines so that failures show quickly.
 pub fn config(model: &str) -> Config {

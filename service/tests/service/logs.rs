@@ -1,11 +1,10 @@
 //! What the binary writes to stderr: JSON stays JSON with libdlr's own prints captured,
 //! start-up messages in order, one line per start-up error with a hint that says what to do.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_classify-service");
+use crate::common::{BIN, stderr_lines};
 
 #[test]
 fn json_logs_stay_json_with_libdlr_output_captured_and_in_order() {
@@ -18,13 +17,7 @@ fn json_logs_stay_json_with_libdlr_output_captured_and_in_order() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = stderr_lines(&mut child);
     let mut events = Vec::new();
     // Until the worker has warmed up, the listener is announced and libdlr's first print has
     // been relayed (these three may come in any order), then stop the service.
