@@ -199,7 +199,7 @@ impl Application {
 
     /// Readiness changes (`Starting` → `Ready`, or `Failed`).
     pub fn readiness(&self) -> watch::Receiver<Readiness> {
-        self.state.pool.readiness()
+        self.state.pool().readiness()
     }
 
     /// What `/v1/model` reports.
@@ -224,7 +224,7 @@ impl Application {
             model,
             ..
         } = self;
-        let pool = state.pool.clone();
+        let pool = state.pool().clone();
         let metrics = state.metrics.clone();
         let router = http::guard::apply(http::router(state), browsers, metrics);
         let (trigger, triggered) = tokio::sync::oneshot::channel::<()>();
@@ -501,9 +501,8 @@ fn prepare(config: &Config) -> Result<(LocatedModel, http::SharedState), Error> 
             input: input.clone(),
         },
     );
-    let pool = Arc::new(pool);
     let classifier = classifier::Classifier {
-        pool: pool.clone(),
+        pool: Arc::new(pool),
         labels,
         preprocess: config.preprocess_options(&input),
         input,
@@ -516,7 +515,6 @@ fn prepare(config: &Config) -> Result<(LocatedModel, http::SharedState), Error> 
         metrics: metrics.clone(),
     };
     let state = Arc::new(http::AppState {
-        pool,
         classifier: Arc::new(classifier),
         model,
         default_top_k: config.top_k,

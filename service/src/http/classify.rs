@@ -363,7 +363,7 @@ fn admit(
     let kind = body_kind(request.headers())?;
     let timeout_ms = state.request_timeout.as_millis() as u64;
     let slot = state
-        .pool
+        .pool()
         .reserve()
         .map_err(|e| inference_error(e, state.retry_after_secs, timeout_ms))?;
     Ok((options, kind, slot))
@@ -745,7 +745,7 @@ mod tests {
         let text = |s: &str| s.to_string();
         let metrics = Metrics::new();
         let classifier = Classifier {
-            pool: pool.clone(),
+            pool,
             labels: vec![text("first"), text("second")],
             input: input.clone(),
             preprocess: PreprocessOptions {
@@ -768,7 +768,6 @@ mod tests {
             metrics: metrics.clone(),
         };
         Arc::new(AppState {
-            pool,
             classifier: Arc::new(classifier),
             model: ModelInfo {
                 name: text("fake"),

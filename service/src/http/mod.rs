@@ -47,9 +47,6 @@ pub struct RequestId(pub String);
 /// Everything handlers share.
 #[derive(Debug)]
 pub(crate) struct AppState {
-    /// The model workers: admission (`reserve`) and readiness; the same pool the classifier
-    /// submits to.
-    pub(crate) pool: Arc<InferencePool>,
     /// Everything between an image and ranked classes.
     pub(crate) classifier: Arc<Classifier>,
     /// What `/v1/model` reports (and name/version for answers).
@@ -66,6 +63,14 @@ pub(crate) struct AppState {
     pub(crate) retry_after_secs: u32,
     /// Body (and file) limit.
     pub(crate) max_body_bytes: usize,
+}
+
+impl AppState {
+    /// The model workers, for admission (`reserve`) and readiness: the classifier's own, so
+    /// the slot a handler reserves is in the pool its job is submitted to.
+    pub(crate) fn pool(&self) -> &Arc<InferencePool> {
+        &self.classifier.pool
+    }
 }
 
 /// Shared state handle.
@@ -205,7 +210,7 @@ pub(crate) async fn readyz(
     State(state): State<SharedState>,
     axum::Extension(id): axum::Extension<RequestId>,
 ) -> Response {
-    let readiness = state.pool.readiness().borrow().clone();
+    let readiness = state.pool().readiness().borrow().clone();
     match readiness {
         Readiness::Ready => Json(Health {
             status: "ready".into(),
@@ -225,9 +230,9 @@ pub(crate) async fn readyz(
                content_type = "text/plain; version=0.0.4")))]
 pub(crate) async fn metrics(State(state): State<SharedState>) -> Response {
     let m = &state.metrics;
-    m.queue_depth.set(state.pool.queue_depth() as i64);
+    m.queue_depth.set(state.pool().queue_depth() as i64);
     m.ready
-        .set(i64::from(state.pool.readiness().borrow().is_ready()));
+        .set(i64::from(state.pool().readiness().borrow().is_ready()));
     (
         [(
             header::CONTENT_TYPE,
