@@ -427,24 +427,55 @@ fn readme_ipc_block() -> String {
         .expect("README has the IPC flow")
 }
 
+/// The README block made runnable in a test: the binaries' folder and the `/tmp/` paths become
+/// shell variables (`$README_BIN_DIR`, `$README_TMP`) set in the script's environment. No
+/// path is pasted into the text, so no later rewrite can touch it, and a path with spaces
+/// stays one word.
+fn readme_script(block: &str) -> String {
+    block
+        .replace("$PWD/target/release", "\"$README_BIN_DIR\"")
+        .replace("/tmp/", "\"$README_TMP\"/")
+}
+
+#[test]
+fn readme_script_substitutes_the_block_only() {
+    let script = readme_script(
+        "export PATH=$PWD/target/release:$PATH\nrun --socket /tmp/gg.sock --dir \"$PWD/x\"",
+    );
+    assert_eq!(
+        script,
+        "export PATH=\"$README_BIN_DIR\":$PATH\nrun --socket \"$README_TMP\"/gg.sock --dir \"$PWD/x\""
+    );
+}
+
+/// Runs the README's IPC flow from a checkout seen at a path that contains `/tmp/` and a
+/// space (a symlink to this checkout), with the binaries at such a path too: the test must
+/// pass wherever the checkout lives, including a fresh clone under `mktemp -d`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readme_ipc_flow_runs_as_written() {
-    let root = paths::workspace_root();
+    let work = tempfile::tempdir().unwrap();
+    // `.../tmp/my checkout` whatever TMPDIR is.
+    let seen = work.path().join("tmp");
+    std::fs::create_dir(&seen).unwrap();
+    let root = seen.join("my checkout");
+    std::os::unix::fs::symlink(paths::workspace_root(), &root).unwrap();
+    let bins = seen.join("my bin");
+    std::os::unix::fs::symlink(bin_dir(), &bins).unwrap();
+    let private_tmp = seen.join("private tmp");
+    std::fs::create_dir(&private_tmp).unwrap();
+
     let block = readme_ipc_block();
     assert!(
         block.contains("wait-ready") && !block.contains("sleep"),
         "the README waits for readiness, not for time:\n{block}"
     );
-    let work = tempfile::tempdir().unwrap();
-    // Only the machine-specific parts change: where the executables are, and private paths
+    // Only the machine-specific parts change: where the executables are, and a private folder
     // instead of /tmp so that parallel runs do not meet.
-    let script = block
-        .replace("$PWD/target/release", &bin_dir().display().to_string())
-        .replace("/tmp/", &format!("{}/", work.path().display()));
+    let script = readme_script(&block);
 
     // "The service must be running first": the demo service the README's service section starts.
     let port = free_port();
-    let mut command = tokio::process::Command::new(bin_dir().join("classify-service"));
+    let mut command = tokio::process::Command::new(bins.join("classify-service"));
     command
         .args(["--demo", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--dlr-library")
@@ -458,6 +489,10 @@ async fn readme_ipc_flow_runs_as_written() {
     sh.arg("-c")
         .arg(format!("set -e\n{script}"))
         .current_dir(&root)
+        // As a shell started in that folder sees it (not the symlink's target).
+        .env("PWD", &root)
+        .env("README_BIN_DIR", &bins)
+        .env("README_TMP", &private_tmp)
         .env("CLASSIFY_SERVICE_URL", format!("http://127.0.0.1:{port}"))
         .stdin(Stdio::null())
         // Its own process group, so the background emulator and adapter can be stopped after.
