@@ -5,7 +5,8 @@
 //!   always sniffed from the bytes);
 //! * `multipart/form-data`: the part named `image` (text parts `top_k`, `threshold` allowed);
 //! * `application/json`: `image_base64`, or a file reference `path` / `image_dir` + `fname`
-//!   resolved inside the allowed directories (read field by field, see [`json_source`]).
+//!   resolved inside the allowed directories (read by `classify-api`'s one reader of the
+//!   request document, [`ClassifyJson::from_value`], which the IPC adapter uses too).
 //!
 //! Options `top_k` and `threshold` come from the query string; values in a JSON or multipart
 //! body take precedence. The whole request — reading the body, decoding, waiting for a worker,
@@ -23,6 +24,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 
+use classify_api::request::{SHAPE, field, threshold_from_text, top_k_from_text};
 use classify_api::{ClassifyResponse, ModelRef, Prediction, Timings};
 
 use super::problem::{ApiError, classify_error, inference_error};
@@ -67,7 +69,7 @@ pub struct RequestIdHeader {
     request_id: Option<String>,
 }
 
-/// Options as given (text from query or multipart, numbers from JSON), validated later.
+/// Options as given (text from query or multipart, a JSON number's digits), validated later.
 #[derive(Default)]
 struct RawOptions {
     top_k: Option<String>,
@@ -266,44 +268,21 @@ fn validate_options(
     default_top_k: usize,
     default_threshold: f64,
 ) -> Result<(usize, f64), ApiError> {
+    // The documented schema is an int32 of at least 1; anything past it is refused rather
+    // than silently clamped, so a client learns its value was out of range.
     let top_k = match &options.top_k {
         None => default_top_k,
-        // The documented schema is an int32 of at least 1; anything past it is refused rather
-        // than silently clamped, so a client learns its value was out of range.
-        Some(text) => match whole_number(text.trim()) {
-            Some(n) if n >= 1 => n as usize,
-            _ => {
-                return Err(ApiError::InvalidOptions(format!(
-                    "top_k must be a whole number from 1 to {}, got {text:?}",
-                    i32::MAX
-                )));
-            }
-        },
+        Some(text) => {
+            top_k_from_text(text).map_err(|e| ApiError::InvalidOptions(e.to_string()))? as usize
+        }
     };
     let threshold = match &options.threshold {
         None => default_threshold,
-        Some(text) => match text.trim().parse::<f64>() {
-            Ok(t) if (0.0..=1.0).contains(&t) => t,
-            _ => {
-                return Err(ApiError::InvalidOptions(format!(
-                    "threshold must be a number from 0 to 1, got {text:?}"
-                )));
-            }
-        },
+        Some(text) => {
+            threshold_from_text(text).map_err(|e| ApiError::InvalidOptions(e.to_string()))?
+        }
     };
     Ok((top_k, threshold))
-}
-
-/// An int32 written as JSON Schema counts integers: `3` and also `3.0` or `3e0`, since a
-/// number with no fractional part is an integer there (and clients that only have doubles,
-/// JavaScript's among them, may write it so).
-fn whole_number(text: &str) -> Option<i32> {
-    if let Ok(n) = text.parse::<i32>() {
-        return Some(n);
-    }
-    let x = text.parse::<f64>().ok()?;
-    let integral = x.is_finite() && x.fract() == 0.0;
-    (integral && x >= f64::from(i32::MIN) && x <= f64::from(i32::MAX)).then_some(x as i32)
 }
 
 /// How the body is to be read, from its Content-Type.
@@ -427,8 +406,8 @@ fn query_options(query: Option<&str>) -> Result<RawOptions, ApiError> {
 impl RawOptions {
     fn slot(&mut self, name: &str) -> Option<&mut Option<String>> {
         match name {
-            "top_k" => Some(&mut self.top_k),
-            "threshold" => Some(&mut self.threshold),
+            field::TOP_K => Some(&mut self.top_k),
+            field::THRESHOLD => Some(&mut self.threshold),
             _ => None,
         }
     }
@@ -496,108 +475,31 @@ pub fn check_json_body(bytes: &[u8]) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// What a JSON body must look like, for error messages.
-const JSON_SHAPE: &str = "a JSON object with one image source (image_base64, path, or \
-    image_dir with fname) and optionally top_k and threshold";
-
-/// Reads the JSON body field by field, so that each mistake is answered in plain words that
-/// name the field (a derived deserialiser would answer in its own, Rust-flavoured terms).
+/// Reads the JSON body with the one reader of the request document, which names the field
+/// of each mistake in plain words; JSON that does not parse is a 400, a document that breaks
+/// the rules a 422.
 fn json_source(bytes: &[u8], options: &mut RawOptions) -> Result<Image, ApiError> {
-    use serde_json::Value;
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
         ApiError::InvalidBody(format!(
-            "the body is not valid JSON (line {}, column {}); send {JSON_SHAPE}",
+            "the body is not valid JSON (line {}, column {}); send {SHAPE}",
             e.line(),
             e.column()
         ))
     })?;
-    let Value::Object(fields) = value else {
-        return Err(ApiError::InvalidOptions(format!(
-            "the JSON body is {}; send {JSON_SHAPE}",
-            json_kind(&value)
-        )));
-    };
-    let mut image_base64 = None;
-    let mut path = None;
-    let mut image_dir = None;
-    let mut fname = None;
-    // No field is nullable in the documented schema, so `null` is refused like any other
-    // wrong type (an absent field is how a default is asked for).
-    for (name, value) in fields {
-        let text_slot = match name.as_str() {
-            "image_base64" => Some(&mut image_base64),
-            "path" => Some(&mut path),
-            "image_dir" => Some(&mut image_dir),
-            "fname" => Some(&mut fname),
-            _ => None,
-        };
-        if let Some(slot) = text_slot {
-            let Value::String(text) = value else {
-                return Err(ApiError::InvalidOptions(format!(
-                    "{name} must be a string, got {}",
-                    json_kind(&value)
-                )));
-            };
-            *slot = Some(text);
-            continue;
-        }
-        let Some(slot) = options.slot(&name) else {
-            return Err(ApiError::InvalidOptions(format!(
-                "unknown field {name:?}; accepted: image_base64, path, image_dir, fname, top_k, \
-                 threshold"
-            )));
-        };
-        let Value::Number(number) = value else {
-            return Err(ApiError::InvalidOptions(format!(
-                "{name} must be a number, got {}",
-                json_kind(&value)
-            )));
-        };
-        *slot = Some(number.to_string());
+    let body =
+        ClassifyJson::from_value(value).map_err(|e| ApiError::InvalidOptions(e.to_string()))?;
+    // Already checked by the reader; as text they go through the same rule as the query's.
+    if let Some(top_k) = body.top_k() {
+        options.top_k = Some(top_k.to_string());
     }
-
-    let given = [
-        image_base64.is_some(),
-        path.is_some(),
-        image_dir.is_some() || fname.is_some(),
-    ]
-    .into_iter()
-    .filter(|&given| given)
-    .count();
-    if given != 1 {
-        return Err(ApiError::InvalidOptions(format!(
-            "give exactly one image source: image_base64, path, or image_dir with fname \
-             ({given} given)"
-        )));
+    if let Some(threshold) = body.threshold() {
+        options.threshold = Some(threshold.to_string());
     }
-    if let Some(encoded) = image_base64 {
-        return decode_base64(&encoded).map(|bytes| Image::Bytes(bytes.into()));
-    }
-    if let Some(path) = path {
-        return Ok(Image::File(PathBuf::from(path)));
-    }
-    match (image_dir, fname) {
-        (Some(dir), Some(fname)) if !fname.is_empty() => {
-            Ok(Image::File(PathBuf::from(dir).join(fname)))
-        }
-        _ => Err(ApiError::InvalidOptions(
-            "image_dir and fname must be given together, fname not empty".into(),
-        )),
-    }
-}
-
-/// How a JSON value is described in error messages.
-fn json_kind(value: &serde_json::Value) -> String {
-    use serde_json::Value;
-    match value {
-        Value::Null => "null".into(),
-        Value::Bool(b) => format!("{b}"),
-        Value::Number(n) => format!("the number {n}"),
-        Value::String(s) if s.chars().count() <= 40 => format!("the string {s:?}"),
-        Value::String(_) => "a string".into(),
-        Value::Array(_) => "an array".into(),
-        Value::Object(_) => "an object".into(),
-    }
+    Ok(match body {
+        ClassifyJson::Base64(b) => Image::Bytes(decode_base64(&b.image_base64)?.into()),
+        ClassifyJson::Path(p) => Image::File(PathBuf::from(p.path)),
+        ClassifyJson::DirAndName(d) => Image::File(PathBuf::from(d.image_dir).join(d.fname)),
+    })
 }
 
 /// Standard base64; whitespace and a `data:…;base64,` prefix (what browsers produce) are
@@ -721,25 +623,6 @@ mod tests {
     use crate::inference::{InferencePool, PoolOptions};
     use crate::metrics::Metrics;
     use crate::preprocess::{InputDType, InputSpec, Layout, PreprocessOptions};
-
-    #[test]
-    fn top_k_is_an_int32_as_json_schema_counts_integers() {
-        for (text, n) in [("3", 3), ("3.0", 3), ("3e0", 3), ("2147483647.0", i32::MAX)] {
-            assert_eq!(whole_number(text), Some(n), "{text}");
-        }
-        for text in [
-            "2.5",
-            "2147483648",
-            "2147483648.0",
-            "1e10",
-            "NaN",
-            "inf",
-            "",
-            "three",
-        ] {
-            assert_eq!(whole_number(text), None, "{text}");
-        }
-    }
 
     fn state(pool: Arc<InferencePool>, input: InputSpec) -> SharedState {
         let text = |s: &str| s.to_string();
