@@ -1,9 +1,12 @@
 //! The adapter's request and reply documents.
 //!
-//! Requests (binaryMessage holding JSON text, or jsonMessage): exactly one image source —
-//! `{"image_dir", "fname"}` (the seed's form), `{"path"}` or `{"image_base64"}` — plus optional
-//! `request_id` (string, echoed; a UUID is generated when absent), `top_k` (positive integer),
-//! `threshold` (number 0..1) and `reply_topic` (where to publish the reply).
+//! Requests (binaryMessage holding JSON text, or jsonMessage): the body of `POST /classify` —
+//! exactly one image source, `{"image_dir", "fname"}` (the seed's form), `{"path"}` or
+//! `{"image_base64"}`, plus optional `top_k` and `threshold`, read by `classify-api`'s one
+//! reader with the service's rules and messages — and two fields of the adapter's own:
+//! `request_id` (string, echoed; a UUID is generated when absent) and `reply_topic` (where to
+//! publish the reply). As in the body, no field is nullable: `null` is refused like any other
+//! wrong type, and a field the adapter does not know is refused by name.
 //!
 //! Replies: `{"request_id", "status": "ok", "label", "predictions": [...]}` or
 //! `{"request_id", "status": "error", "error": {"code", "message"}}`. The `code` values are the
@@ -14,8 +17,9 @@
 //! Liveness probes (`{"classify_adapter_liveness_probe": "<id>"}`, see [`probe_id`]) share the
 //! request topic but are never answered.
 
+use classify_api::ClassifyJson;
 pub use classify_api::Prediction;
-use classify_api::{ClassifyBase64, ClassifyDirAndName, ClassifyJson, ClassifyPath};
+use classify_api::request::describe;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -112,63 +116,24 @@ impl ErrorCode {
     }
 }
 
-/// Where the image comes from.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ImageSource {
-    /// The seed's `{"image_dir", "fname"}`.
-    DirFile {
-        /// Directory.
-        image_dir: String,
-        /// File name in it.
-        fname: String,
-    },
-    /// `{"path"}`.
-    Path(String),
-    /// `{"image_base64"}` (inline image bytes).
-    Base64(String),
-}
+/// The adapter's own field of a request message (beside the body it passes on): the id.
+pub const REQUEST_ID: &str = "request_id";
+/// The adapter's own field of a request message: where to publish the reply.
+pub const REPLY_TOPIC: &str = "reply_topic";
+
+/// Longest `request_id` accepted.
+pub const MAX_REQUEST_ID_LEN: usize = 256;
 
 /// A valid classification request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClassifyRequest {
     /// Echoed or generated id.
     pub request_id: String,
-    /// The image.
-    pub source: ImageSource,
-    /// Number of predictions wanted.
-    pub top_k: Option<u64>,
-    /// Minimum probability.
-    pub threshold: Option<f64>,
+    /// The body of `POST /classify`, as read; options the sender left out are not sent, so
+    /// the service's configured defaults apply.
+    pub body: ClassifyJson,
     /// Reply topic requested by the sender, already validated.
     pub reply_topic: Option<String>,
-}
-
-impl ClassifyRequest {
-    /// The JSON body of `POST /classify`; options the sender left out are not sent, so the
-    /// service's configured defaults apply.
-    pub fn service_body(&self) -> ClassifyJson {
-        let (top_k, threshold) = (self.top_k, self.threshold);
-        match &self.source {
-            ImageSource::DirFile { image_dir, fname } => {
-                ClassifyJson::DirAndName(ClassifyDirAndName {
-                    image_dir: image_dir.clone(),
-                    fname: fname.clone(),
-                    top_k,
-                    threshold,
-                })
-            }
-            ImageSource::Path(path) => ClassifyJson::Path(ClassifyPath {
-                path: path.clone(),
-                top_k,
-                threshold,
-            }),
-            ImageSource::Base64(image_base64) => ClassifyJson::Base64(ClassifyBase64 {
-                image_base64: image_base64.clone(),
-                top_k,
-                threshold,
-            }),
-        }
-    }
 }
 
 /// A request that cannot be processed, with what is needed to answer it.
@@ -191,104 +156,64 @@ pub fn parse_request(payload: &Payload, request_topic: &str) -> Result<ClassifyR
             .map_err(|_| "binaryMessage is not UTF-8 text".to_owned())
             .and_then(|s| serde_json::from_str(s).map_err(|e| format!("request is not JSON: {e}"))),
     };
-    let value = parsed.map_err(|message| Rejected {
-        request_id: new_request_id(),
+    let malformed = |request_id: String, message: String| Rejected {
+        request_id,
         code: ErrorCode::MalformedRequest,
         message,
-    })?;
-    let Some(obj) = value.as_object() else {
-        return Err(Rejected {
-            request_id: new_request_id(),
-            code: ErrorCode::MalformedRequest,
-            message: "request must be a JSON object".into(),
-        });
+    };
+    let mut fields = match parsed {
+        Ok(Value::Object(fields)) => fields,
+        // The reader's own words for a document that is not an object.
+        Ok(other) => {
+            let message = match ClassifyJson::from_value(other) {
+                Err(e) => e.to_string(),
+                Ok(_) => unreachable!("only an object is a request document"),
+            };
+            return Err(malformed(new_request_id(), message));
+        }
+        Err(message) => return Err(malformed(new_request_id(), message)),
     };
     // The id is read first so that every later rejection can still echo it.
-    let (request_id, id_problem) = match obj.get("request_id") {
-        None | Some(Value::Null) => (new_request_id(), None),
-        Some(Value::String(s)) if !s.is_empty() && s.len() <= 256 => (s.clone(), None),
-        Some(_) => (
-            new_request_id(),
-            Some("request_id must be a non-empty string of at most 256 characters"),
-        ),
-    };
-    let reject = |code: ErrorCode, message: String| Rejected {
-        request_id: request_id.clone(),
-        code,
-        message,
-    };
-    if let Some(p) = id_problem {
-        return Err(reject(ErrorCode::MalformedRequest, p.into()));
-    }
-    let string_field = |name: &str| -> Result<Option<String>, Rejected> {
-        match obj.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(reject(
-                ErrorCode::MalformedRequest,
-                format!("{name} must be a string"),
-            )),
-        }
-    };
-    let image_dir = string_field("image_dir")?;
-    let fname = string_field("fname")?;
-    let path = string_field("path")?;
-    let image_base64 = string_field("image_base64")?;
-    let source = match (image_dir, fname, path, image_base64) {
-        (Some(image_dir), Some(fname), None, None) => ImageSource::DirFile { image_dir, fname },
-        (None, None, Some(p), None) => ImageSource::Path(p),
-        (None, None, None, Some(b)) => ImageSource::Base64(b),
-        (Some(_), None, None, None) | (None, Some(_), None, None) => {
-            return Err(reject(
-                ErrorCode::MalformedRequest,
-                "image_dir and fname must be given together".into(),
-            ));
-        }
-        _ => {
-            return Err(reject(
-                ErrorCode::MalformedRequest,
-                "give exactly one image source: image_dir+fname, path or image_base64".into(),
+    let request_id = match fields.remove(REQUEST_ID) {
+        None => new_request_id(),
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_REQUEST_ID_LEN => s,
+        Some(other) => {
+            return Err(malformed(
+                new_request_id(),
+                format!(
+                    "request_id must be a non-empty string of at most {MAX_REQUEST_ID_LEN} \
+                     bytes, got {}",
+                    describe(&other)
+                ),
             ));
         }
     };
-    let top_k = match obj.get("top_k") {
-        None | Some(Value::Null) => None,
-        Some(v) => match v.as_u64() {
-            Some(k) if k >= 1 => Some(k),
-            _ => {
-                return Err(reject(
-                    ErrorCode::MalformedRequest,
-                    "top_k must be a positive integer".into(),
-                ));
-            }
-        },
-    };
-    let threshold = match obj.get("threshold") {
-        None | Some(Value::Null) => None,
-        Some(v) => match v.as_f64() {
-            Some(t) if (0.0..=1.0).contains(&t) => Some(t),
-            _ => {
-                return Err(reject(
-                    ErrorCode::MalformedRequest,
-                    "threshold must be a number between 0 and 1".into(),
-                ));
-            }
-        },
-    };
-    let reply_topic = match string_field("reply_topic")? {
+    let reply_topic = fields.remove(REPLY_TOPIC);
+    let body = ClassifyJson::from_fields(fields, &[REQUEST_ID, REPLY_TOPIC])
+        .map_err(|e| malformed(request_id.clone(), e.to_string()))?;
+    let reply_topic = match reply_topic {
         None => None,
-        Some(t) => {
-            if let Err(why) = validate_reply_topic(&t, request_topic) {
-                return Err(reject(ErrorCode::InvalidReplyTopic, why));
+        Some(Value::String(topic)) => match validate_reply_topic(&topic, request_topic) {
+            Ok(()) => Some(topic),
+            Err(why) => {
+                return Err(Rejected {
+                    request_id,
+                    code: ErrorCode::InvalidReplyTopic,
+                    message: why,
+                });
             }
-            Some(t)
+        },
+        Some(other) => {
+            return Err(Rejected {
+                request_id,
+                code: ErrorCode::InvalidReplyTopic,
+                message: format!("reply_topic must be a string, got {}", describe(&other)),
+            });
         }
     };
     Ok(ClassifyRequest {
         request_id,
-        source,
-        top_k,
-        threshold,
+        body,
         reply_topic,
     })
 }
@@ -415,16 +340,9 @@ mod tests {
             "local/inference",
         )
         .unwrap();
-        assert_eq!(
-            r.source,
-            ImageSource::DirFile {
-                image_dir: "/img".into(),
-                fname: "a.jpg".into()
-            }
-        );
         assert_eq!(r.request_id.len(), 36);
         assert_eq!(
-            serde_json::to_value(r.service_body()).unwrap(),
+            serde_json::to_value(&r.body).unwrap(),
             json!({"image_dir":"/img","fname":"a.jpg"})
         );
         let with_options = parse_request(
@@ -432,8 +350,9 @@ mod tests {
             "local/inference",
         )
         .unwrap();
+        assert_eq!(with_options.request_id, "r");
         assert_eq!(
-            serde_json::to_value(with_options.service_body()).unwrap(),
+            serde_json::to_value(&with_options.body).unwrap(),
             json!({"path":"/img/a.jpg","top_k":3,"threshold":0.25})
         );
     }
@@ -465,6 +384,20 @@ mod tests {
         assert_eq!(e.code, ErrorCode::MalformedRequest);
         let e = parse_request(&Payload::Json(json!({"path":"/a","top_k":0})), "t").unwrap_err();
         assert_eq!(e.code, ErrorCode::MalformedRequest);
+        let e = parse_request(
+            &Payload::Json(json!({"request_id":"r3","path":"/a","reply":"x"})),
+            "t",
+        )
+        .unwrap_err();
+        assert_eq!(e.request_id, "r3");
+        assert!(
+            e.message.ends_with("request_id, reply_topic"),
+            "{}",
+            e.message
+        );
+        let e =
+            parse_request(&Payload::Json(json!({"request_id":null,"path":"/a"})), "t").unwrap_err();
+        assert!(e.message.contains("got null"), "{}", e.message);
     }
 
     #[test]

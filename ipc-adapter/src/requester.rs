@@ -8,11 +8,12 @@
 use std::time::Duration;
 
 use base64::Engine as _;
-use serde_json::{Map, Value};
+use classify_api::{ClassifyBase64, ClassifyDirAndName, ClassifyJson, ClassifyPath};
+use serde_json::Value;
 
 use crate::client::IpcClient;
 use crate::config::RequestArgs;
-use crate::messages::new_request_id;
+use crate::messages::{REPLY_TOPIC, REQUEST_ID, new_request_id};
 use crate::pubsub::Payload;
 
 /// The reply a request received.
@@ -24,43 +25,45 @@ pub struct RequestOutcome {
     pub ok: bool,
 }
 
-/// Builds the request document from the arguments.
+/// Builds the request document from the arguments: the typed body of `POST /classify`, plus
+/// the adapter's `request_id` and (when not the default) `reply_topic`. Values are sent as
+/// given, so that the adapter's answer to a bad one can be tried by hand.
 pub fn build_request(args: &RequestArgs, request_id: &str) -> Result<Value, String> {
-    let mut doc = Map::new();
-    doc.insert("request_id".into(), request_id.into());
-    match (
+    let (top_k, threshold) = (args.top_k.map(u64::from), args.threshold);
+    let body = match (
         &args.image_dir,
         &args.fname,
         &args.path,
         &args.image_base64_file,
     ) {
-        (Some(dir), Some(fname), None, None) => {
-            doc.insert("image_dir".into(), dir.clone().into());
-            doc.insert("fname".into(), fname.clone().into());
-        }
-        (None, None, Some(path), None) => {
-            doc.insert("path".into(), path.clone().into());
-        }
+        (Some(dir), Some(fname), None, None) => ClassifyJson::DirAndName(ClassifyDirAndName {
+            image_dir: dir.clone(),
+            fname: fname.clone(),
+            top_k,
+            threshold,
+        }),
+        (None, None, Some(path), None) => ClassifyJson::Path(ClassifyPath {
+            path: path.clone(),
+            top_k,
+            threshold,
+        }),
         (None, None, None, Some(file)) => {
             let bytes =
                 std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-            doc.insert(
-                "image_base64".into(),
-                base64::engine::general_purpose::STANDARD
-                    .encode(bytes)
-                    .into(),
-            );
+            ClassifyJson::Base64(ClassifyBase64 {
+                image_base64: base64::engine::general_purpose::STANDARD.encode(bytes),
+                top_k,
+                threshold,
+            })
         }
         _ => return Err("give --image-dir with --fname, or --path, or --image-base64-file".into()),
-    }
-    if let Some(k) = args.top_k {
-        doc.insert("top_k".into(), k.into());
-    }
-    if let Some(t) = args.threshold {
-        doc.insert("threshold".into(), t.into());
-    }
+    };
+    let Ok(Value::Object(mut doc)) = serde_json::to_value(&body) else {
+        unreachable!("a request body serialises as a JSON object")
+    };
+    doc.insert(REQUEST_ID.into(), request_id.into());
     if args.topics.reply_topic != crate::config::DEFAULT_REPLY_TOPIC {
-        doc.insert("reply_topic".into(), args.topics.reply_topic.clone().into());
+        doc.insert(REPLY_TOPIC.into(), args.topics.reply_topic.clone().into());
     }
     Ok(Value::Object(doc))
 }

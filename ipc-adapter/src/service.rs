@@ -87,7 +87,7 @@ impl ServiceClient {
             .http
             .post(&self.classify_url)
             .header("x-request-id", &request.request_id)
-            .json(&request.service_body())
+            .json(&request.body)
             .send()
             .await
             .map_err(|e| {

@@ -2,8 +2,10 @@
 
 Subscribes to the reply topic, publishes {"image_dir", "fname"} as a binaryMessage (JSON text) on
 the request topic, exactly as the seed's requester does, and prints each reply it receives as one
-JSON line: {"reply": "<text>"}. Exits 0 after `--expect` replies, 2 when they do not come within
-`--wait` seconds. The socket and token come from the environment, as Greengrass hands them to a
+JSON line: {"reply": "<text>"}. With `--document` instead of `--fname`, each given JSON text is
+published as it is (any request document, valid or not), one at a time: the next goes out once
+the previous one's reply came, so replies print in the documents' order. Exits 0 after all
+replies, 2 when one does not come within `--wait` seconds. The socket and token come from the environment, as Greengrass hands them to a
 component (AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT, SVCUID).
 """
 
@@ -18,8 +20,9 @@ from awsiot.greengrasscoreipc.model import BinaryMessage, PublishMessage, Subscr
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--image-dir", required=True)
-    parser.add_argument("--fname", action="append", required=True)
+    parser.add_argument("--image-dir")
+    parser.add_argument("--fname", action="append", default=[])
+    parser.add_argument("--document", action="append", default=[])
     parser.add_argument("--request-topic", default="local/inference")
     parser.add_argument("--reply-topic", default="local/result")
     parser.add_argument("--wait", type=float, default=20.0)
@@ -37,21 +40,33 @@ def main() -> int:
     _, operation = ipc_client.subscribe_to_topic(
         topic=args.reply_topic, on_stream_event=on_stream_event
     )
-    for fname in args.fname:
-        message = {"image_dir": args.image_dir, "fname": fname}
-        binary_message = BinaryMessage(message=bytes(json.dumps(message), "utf-8"))
+    def publish(text: str) -> None:
+        binary_message = BinaryMessage(message=bytes(text, "utf-8"))
         ipc_client.publish_to_topic(
             topic=args.request_topic, publish_message=PublishMessage(binary_message=binary_message)
         )
 
-    status = 0
-    for _ in args.fname:
+    def print_reply() -> bool:
         try:
             print(json.dumps({"reply": replies.get(timeout=args.wait)}), flush=True)
+            return True
         except queue.Empty:
             print(json.dumps({"error": f"no reply within {args.wait} s"}), flush=True)
+            return False
+
+    status = 0
+    for fname in args.fname:
+        publish(json.dumps({"image_dir": args.image_dir, "fname": fname}))
+    for _ in args.fname:
+        if not print_reply():
             status = 2
             break
+    for document in args.document:
+        if status:
+            break
+        publish(document)
+        if not print_reply():
+            status = 2
     operation.close()
     ipc_client.close()
     return status

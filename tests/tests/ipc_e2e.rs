@@ -35,7 +35,7 @@ struct Flow {
     socket: PathBuf,
     _emulator: EmulatorHandle,
     _stop_adapter: oneshot::Sender<()>,
-    _service: RunningService,
+    service: RunningService,
 }
 
 fn recipe(component: &str) -> PathBuf {
@@ -95,7 +95,7 @@ async fn start_flow(flavour: Flavour, reply_format: ReplyFormat) -> Flow {
         socket,
         _emulator: emulator,
         _stop_adapter: stop_adapter,
-        _service: service,
+        service,
     }
 }
 
@@ -118,21 +118,26 @@ async fn seed_requester(
     image_dir: &Path,
     fnames: &[&str],
 ) -> Vec<String> {
+    let mut args = vec!["--image-dir".into(), image_dir.as_os_str().to_owned()];
+    for fname in fnames {
+        args.extend(["--fname".into(), fname.into()]);
+    }
+    run_requester(socket, token, &args).await
+}
+
+/// Runs `tests/python/seed_requester.py` with `args` and returns the replies it printed.
+async fn run_requester(socket: &Path, token: &str, args: &[std::ffi::OsString]) -> Vec<String> {
     let script = paths::workspace_root().join("tests/python/seed_requester.py");
     let mut command = tokio::process::Command::new(python());
     command
         .arg(script)
-        .arg("--image-dir")
-        .arg(image_dir)
+        .args(args)
         .env(
             "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT",
             socket,
         )
         .env("SVCUID", token)
         .kill_on_drop(true);
-    for fname in fnames {
-        command.args(["--fname", fname]);
-    }
     let output = tokio::time::timeout(Duration::from_secs(60), command.output())
         .await
         .expect("requester finishes within 60 s")
@@ -233,6 +238,73 @@ async fn missing_and_forbidden_files_get_error_replies() {
     let v: Value = serde_json::from_str(&forbidden[0]).unwrap();
     assert_eq!(v["status"], "error", "{v}");
     assert_eq!(v["error"]["code"], "forbidden_path", "{v}");
+}
+
+/// The table of request documents that `classify-api` reads (`api/tests/request_documents.json`)
+/// sent as they are over HTTP to the service and over IPC (the official client) to the
+/// adapter: the same verdicts, and the same words for each refused document.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_document_gets_the_same_verdict_over_http_and_ipc() {
+    let flow = start_flow(Flavour::Classic, ReplyFormat::Json).await;
+    let table: Vec<Value> = serde_json::from_str(
+        &std::fs::read_to_string(paths::workspace_root().join("api/tests/request_documents.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let documents: Vec<String> = table.iter().map(|case| case["doc"].to_string()).collect();
+    let mut args = Vec::new();
+    for document in &documents {
+        args.extend(["--document".into(), document.into()]);
+    }
+    let replies = run_requester(&flow.socket, REQUESTER_TOKEN, &args).await;
+    assert_eq!(replies.len(), table.len());
+
+    let client = reqwest::Client::new();
+    let url = format!("{}/classify", flow.service.base_url());
+    for ((case, document), reply) in table.iter().zip(&documents).zip(&replies) {
+        let answer = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(document.clone())
+            .send()
+            .await
+            .unwrap();
+        let status = answer.status().as_u16();
+        let problem: Value = answer.json().await.unwrap();
+        let reply: Value = serde_json::from_str(reply).expect("a JSON reply");
+        assert_eq!(
+            reply["status"], "error",
+            "{document}: the table's images are not real"
+        );
+        let code = reply["error"]["code"].as_str().unwrap();
+        if case.get("form").is_some() {
+            assert_ne!(status, 422, "{document} is valid over HTTP: {problem}");
+            assert_ne!(
+                code, "malformed_request",
+                "{document} is valid over IPC: {reply}"
+            );
+            continue;
+        }
+        assert_eq!(status, 422, "{document} is refused over HTTP: {problem}");
+        assert_eq!(
+            code, "malformed_request",
+            "{document} is refused over IPC: {reply}"
+        );
+        let detail = problem["detail"].as_str().unwrap();
+        let message = reply["error"]["message"].as_str().unwrap();
+        for words in case["says"].as_array().unwrap() {
+            let words = words.as_str().unwrap();
+            assert!(
+                detail.contains(words),
+                "{document}: {words:?} not in {detail:?}"
+            );
+        }
+        // The adapter's list of accepted fields adds its own two to the service's.
+        assert!(
+            message.starts_with(detail),
+            "{document}: over IPC {message:?}, over HTTP {detail:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
