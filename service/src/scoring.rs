@@ -8,19 +8,9 @@
 
 use crate::config::ScoreMode;
 
-/// One class of a ranked answer.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Prediction {
-    /// Class index in the model's output.
-    pub index: usize,
-    /// The class label.
-    pub label: String,
-    /// Probability in [0, 1].
-    pub probability: f64,
-    /// The model's raw output for this class: a logit for logit models, the probability
-    /// itself for models that output probabilities.
-    pub logit: f64,
-}
+/// One class of a ranked answer: the answer's own wire type, so that ranking builds what
+/// `POST /classify` sends and nothing copies it field by field.
+pub use classify_api::Prediction;
 
 /// Whether the raw output is already a probability distribution.
 pub fn looks_like_probabilities(raw: &[f64]) -> bool {

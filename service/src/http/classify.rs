@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 
 use classify_api::request::{SHAPE, field, threshold_from_text, top_k_from_text};
-use classify_api::{ClassifyResponse, ModelRef, Prediction, Timings};
+use classify_api::{ClassifyResponse, ModelRef, Timings};
 
 use super::problem::{ApiError, classify_error, inference_error};
 use super::{RequestId, SharedState};
@@ -234,21 +234,11 @@ async fn handle(
         .classify(slot, image, top_k, threshold, deadline)
         .await
         .map_err(|e| classify_error(e, state.retry_after_secs, timeout_ms))?;
-    let predictions = done
-        .predictions
-        .into_iter()
-        .map(|p| Prediction {
-            index: p.index,
-            label: p.label,
-            probability: p.probability,
-            logit: p.logit,
-        })
-        .collect();
     let ms = super::millis;
     Ok(ClassifyResponse {
         request_id: id.to_string(),
         label: done.label,
-        predictions,
+        predictions: done.predictions,
         model: ModelRef {
             name: state.model.name.clone(),
             version: state.model.version.clone(),
