@@ -44,6 +44,7 @@ pub enum ClassifyJson {
 // Read by `ClassifyJson::from_fields`, which refuses unknown fields; the attribute puts
 // `additionalProperties: false` in the schema.
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", schema(title = "ClassifyBase64"))]
 pub struct ClassifyBase64 {
     /// The image, base64 (standard alphabet; a `data:image/...;base64,` prefix is accepted).
     #[cfg_attr(feature = "openapi", schema(example = json!(EXAMPLE_PNG_BASE64)))]
@@ -69,6 +70,7 @@ pub struct ClassifyBase64 {
 // Read by `ClassifyJson::from_fields`, which refuses unknown fields; the attribute puts
 // `additionalProperties: false` in the schema.
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", schema(title = "ClassifyPath"))]
 pub struct ClassifyPath {
     /// Absolute path of the image file.
     #[cfg_attr(feature = "openapi", schema(example = "/tmp/images/pelican.jpeg"))]
@@ -93,6 +95,7 @@ pub struct ClassifyPath {
 // Read by `ClassifyJson::from_fields`, which refuses unknown fields; the attribute puts
 // `additionalProperties: false` in the schema.
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", schema(title = "ClassifyDirAndName"))]
 pub struct ClassifyDirAndName {
     /// Absolute path of the directory.
     #[cfg_attr(feature = "openapi", schema(example = "/tmp/images"))]
@@ -326,6 +329,29 @@ impl ClassifyJson {
                 "image_dir and fname must be given together, fname not empty".into(),
             )),
         }
+    }
+
+    /// One document of each form — base64 (a red PNG that classifies as is), path, directory
+    /// and name — for documentation: the service's OpenAPI examples.
+    pub fn examples() -> [Self; 3] {
+        [
+            Self::Base64(ClassifyBase64 {
+                image_base64: EXAMPLE_PNG_BASE64.into(),
+                top_k: Some(3),
+                threshold: None,
+            }),
+            Self::Path(ClassifyPath {
+                path: "/tmp/images/pelican.jpeg".into(),
+                top_k: Some(3),
+                threshold: None,
+            }),
+            Self::DirAndName(ClassifyDirAndName {
+                image_dir: "/tmp/images".into(),
+                fname: "pelican.jpeg".into(),
+                top_k: None,
+                threshold: None,
+            }),
+        ]
     }
 
     /// The number of predictions asked for, if any.

@@ -8,6 +8,10 @@
 //! * The shared wire types (`api/`) name `utoipa` only in derives gated on their `openapi`
 //!   feature, and nothing else of the stack; the IPC adapter, their client, neither names
 //!   `axum` or `utoipa` nor turns that feature on.
+//! * The request document's field names are written as literals only in `api/`: the service's
+//!   HTTP layer and the IPC adapter read and build it through `classify-api` (its reader and
+//!   its `field` constants), so a field cannot be added or renamed in one reader and not in
+//!   the other.
 //!
 //! Comments and string literals are blanked before searching, so prose about `unsafe` or a
 //! doc line that mentions axum does not count; code in `#[cfg(test)]` modules does.
@@ -285,6 +289,59 @@ fn the_adapter_reads_the_wire_types_without_the_http_server_stack() {
             "the adapter depends on {stack}"
         );
     }
+}
+
+/// The request document's field names (`classify_api::request::field`), as literals.
+const REQUEST_FIELDS: &[&str] = &[
+    "\"image_base64\"",
+    "\"path\"",
+    "\"image_dir\"",
+    "\"fname\"",
+    "\"top_k\"",
+    "\"threshold\"",
+];
+
+/// `(file, line)` of each request field name written as a literal in production code (before
+/// the file's `#[cfg(test)]`, comments aside). clap's `#[arg(...)]` lines are the command
+/// line's ids (`--path`, `--fname`), not the document's fields.
+fn request_field_literals(files: &[PathBuf]) -> Vec<String> {
+    let mut found = Vec::new();
+    for file in files {
+        let source = std::fs::read_to_string(file).unwrap();
+        let production = source.lines().take_while(|l| l.trim() != "#[cfg(test)]");
+        for (n, line) in production.enumerate() {
+            let trimmed = line.trim_start();
+            if trimmed.starts_with("//") || trimmed.starts_with("#[arg(") {
+                continue;
+            }
+            for literal in REQUEST_FIELDS {
+                if line.contains(literal) {
+                    found.push(format!("{}:{}: {literal}", relative(file), n + 1));
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn request_field_names_are_written_only_in_the_wire_types() {
+    let mut files = Vec::new();
+    rust_files(&root().join("service/src/http"), &mut files);
+    rust_files(&root().join("ipc-adapter/src"), &mut files);
+    let found = request_field_literals(&files);
+    assert!(
+        found.is_empty(),
+        "request field names written by hand (use classify-api's reader, its types or \
+         classify_api::request::field):\n{}",
+        found.join("\n")
+    );
+    let mut api = Vec::new();
+    rust_files(&root().join("api/src"), &mut api);
+    assert!(
+        request_field_literals(&api).len() >= REQUEST_FIELDS.len(),
+        "the scan finds the field constants in api/"
+    );
 }
 
 #[test]

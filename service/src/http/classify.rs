@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 
 use classify_api::request::{SHAPE, field, threshold_from_text, top_k_from_text};
-use classify_api::{ClassifyResponse, ModelRef, Timings};
+use classify_api::{ClassifyJson, ClassifyResponse, ModelRef, Timings};
 
 use super::problem::{ApiError, classify_error, inference_error};
 use super::{RequestId, SharedState};
@@ -99,12 +99,14 @@ struct RawOptions {
             (ImageBytes = "application/octet-stream"),
             (ClassifyMultipart = "multipart/form-data"),
             (ClassifyJson = "application/json", examples(
-                ("base64" = (summary = "The image in base64",
-                    value = json!({"image_base64": EXAMPLE_PNG_BASE64, "top_k": 3}))),
-                ("path" = (summary = "A file inside an allowed directory (on a device, /tmp/images by default)",
-                    value = json!({"path": "/tmp/images/pelican.jpeg", "top_k": 3}))),
-                ("image_dir and fname" = (summary = "A directory and a file name in it, inside an allowed directory",
-                    value = json!({"image_dir": "/tmp/images", "fname": "pelican.jpeg"}))),
+                // Named after the forms' schemas; the first by name is the one Swagger UI
+                // prefills, a red PNG that classifies as is.
+                ("ClassifyBase64" = (summary = "The image in base64",
+                    value = json!(ClassifyJson::examples()[0]))),
+                ("ClassifyPath" = (summary = "A file inside an allowed directory (on a device, /tmp/images by default)",
+                    value = json!(ClassifyJson::examples()[1]))),
+                ("ClassifyDirAndName" = (summary = "A directory and a file name in it, inside an allowed directory",
+                    value = json!(ClassifyJson::examples()[2]))),
             )),
         )
     ),
@@ -207,7 +209,7 @@ pub async fn classify(State(state): State<SharedState>, request: Request) -> Res
 
 // Only for the OpenAPI attribute above.
 use super::api::{ClassifyMultipart, ImageBytes};
-use classify_api::{ClassifyJson, EXAMPLE_PNG_BASE64, Problem};
+use classify_api::Problem;
 
 async fn handle(
     state: SharedState,

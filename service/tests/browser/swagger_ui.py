@@ -4,7 +4,12 @@ For each input form: open POST /classify, "Try it out", pick the request body's 
 attach the image file (or keep the prefilled JSON example), "Execute", and read the status
 and body Swagger UI shows. Prints one JSON line per form; the Rust test judges them.
 
-usage: swagger_ui.py BASE_URL IMAGE_FILE FORM...   (FORM: a media type of the request body)
+With `schema:<media type>` instead of a form, it opens that media type's "Schema" tab, expands
+its "One of" and prints the names shown for the alternatives, as a person reading the page sees
+them.
+
+usage: swagger_ui.py BASE_URL IMAGE_FILE FORM...   (FORM: a media type of the request body,
+                                                    or schema:<media type>)
 """
 
 import json
@@ -43,13 +48,42 @@ def browser(profile):
     return webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
 
 
-def try_form(driver, base, image, form):
+def open_classify(driver, base):
     wait = WebDriverWait(driver, PATIENCE_S)
     driver.get(base + "/docs/")
     operation = wait.until(
         ready.presence_of_element_located((By.ID, "operations-classify-classify_image"))
     )
     operation.find_element(By.CSS_SELECTOR, ".opblock-summary-control").click()
+    return wait, operation
+
+
+def schema_alternatives(driver, base, media_type):
+    wait, operation = open_classify(driver, base)
+    body = wait.until(
+        ready.presence_of_element_located((By.CSS_SELECTOR, ".opblock-section-request-body"))
+    )
+    Select(body.find_element(By.CSS_SELECTOR, "select")).select_by_value(media_type)
+    body.find_element(By.XPATH, ".//*[@data-name='model' or normalize-space(text())='Schema']").click()
+    one_of = wait.until(
+        lambda _: body.find_elements(By.CSS_SELECTOR, ".json-schema-2020-12-keyword--oneOf")
+    )[0]
+    one_of.find_element(By.XPATH, ".//*[normalize-space(text())='Expand all']").click()
+    # The alternatives' headings read "#0 <title>", "#1 <title>", ...; properties have no "#".
+    titles = wait.until(
+        lambda _: [
+            e.text
+            for e in one_of.find_elements(By.CSS_SELECTOR, ".json-schema-2020-12__title")
+            if e.text.startswith("#")
+        ]
+    )
+    return {"form": "schema:" + media_type, "one_of": titles}
+
+
+def try_form(driver, base, image, form):
+    if form.startswith("schema:"):
+        return schema_alternatives(driver, base, form.removeprefix("schema:"))
+    wait, operation = open_classify(driver, base)
     wait.until(ready.element_to_be_clickable((By.CSS_SELECTOR, ".try-out__btn"))).click()
     body = wait.until(
         ready.presence_of_element_located((By.CSS_SELECTOR, ".opblock-section-request-body"))

@@ -36,6 +36,31 @@ async fn run(mut command: Command) -> String {
     stdout
 }
 
+/// The JSON body's three forms appear by name in the request body's "Schema" tab, not as
+/// three unnamed objects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swagger_ui_names_the_json_forms() {
+    let app = spawn_ready(config("colour")).await;
+    let mut command = Command::new(venv_bin("python"));
+    command
+        .arg(script("swagger_ui.py"))
+        .arg(&app.base)
+        .arg("/dev/null")
+        .arg("schema:application/json");
+    let printed = run(command).await;
+    let shown: serde_json::Value = serde_json::from_str(printed.trim()).unwrap();
+    assert_eq!(
+        shown["one_of"],
+        serde_json::json!([
+            "#0 ClassifyBase64",
+            "#1 ClassifyPath",
+            "#2 ClassifyDirAndName"
+        ]),
+        "{printed}"
+    );
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swagger_ui_classifies_every_form_with_its_prefilled_values() {
     let app = spawn_ready(config("colour")).await;
