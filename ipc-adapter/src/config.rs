@@ -9,32 +9,13 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::frame;
-
 /// Environment variable holding the nucleus socket path.
 pub const ENV_SOCKET: &str = "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT";
 /// Environment variable holding the component's IPC token.
 pub const ENV_TOKEN: &str = "SVCUID";
 
-/// Which nucleus implementation is on the other end of the socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum Flavour {
-    /// The Java Greengrass nucleus: frames up to 24 MiB.
-    Classic,
-    /// Greengrass nucleus lite: frames under 10000 bytes (a limit that is also safe for classic).
-    #[default]
-    Lite,
-}
-
-impl Flavour {
-    /// Largest frame the nucleus of this flavour accepts from a client.
-    pub fn max_outgoing_frame(self) -> usize {
-        match self {
-            Self::Classic => frame::CLASSIC_MAX_FRAME,
-            Self::Lite => frame::LITE_MAX_FRAME,
-        }
-    }
-}
+/// Which nucleus implementation is on the other end of the socket (the protocol crate's).
+pub use greengrass_ipc::Flavour;
 
 /// Format of the replies the adapter publishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]

@@ -1,10 +1,9 @@
 //! Greengrass IPC adapter: bridges local pub/sub to the classification service.
 //!
+//! The Greengrass IPC protocol is the `greengrass-ipc` crate; its modules are re-exported here
+//! ([`frame`], [`pubsub`], [`client`], [`topic`]) while the adapter's users move to it.
+//!
 //! Modules, one job each:
-//! * [`frame`] — Greengrass RPC frames over AWS event-stream (via `aws-smithy-eventstream`), size limits.
-//! * [`pubsub`] — JSON shapes of the local pub/sub IPC service.
-//! * [`client`] — async IPC client (connect, publish, subscribe, close subscription).
-//! * [`topic`] — MQTT-style topic filters and access-control resource matching.
 //! * [`acl`] — recipe-style `accessControl` files for the emulator.
 //! * [`emulator`] — a local nucleus IPC server (classic or lite behaviour) for tests and laptops.
 //! * [`messages`] — the adapter's request and reply documents.
@@ -18,13 +17,11 @@
 
 pub mod acl;
 pub mod adapter;
-pub mod client;
 pub mod config;
 pub mod emulator;
-pub mod frame;
 pub mod messages;
-pub mod pubsub;
 pub mod ready;
 pub mod requester;
 pub mod service;
-pub mod topic;
+
+pub use greengrass_ipc::{client, frame, pubsub, topic};
