@@ -6,15 +6,15 @@
 
 use std::sync::OnceLock;
 
-use classify_ipc_adapter::frame::{self, FrameReader, ReadOutcome};
 use classify_ipc_adapter::messages::parse_request;
-use classify_ipc_adapter::pubsub::Payload;
 use classify_service::backend::Tensor;
 use classify_service::config::{ChannelOrder, HexColour, ResizeFilter, ResizeMode};
 use classify_service::http::check_json_body;
 use classify_service::preprocess::{
     DecodeBudget, InputDType, InputSpec, Layout, PreprocessOptions, decode, to_tensor,
 };
+use greengrass_ipc::frame::{self, FrameReader, ReadOutcome};
+use greengrass_ipc::pubsub::Payload;
 
 /// Limits for the decode target: small enough that each run is fast, and under test.
 const MAX_DIMENSION: u32 = 2048;

@@ -15,14 +15,14 @@
 //! several components, so each policy applies to the component named by its id up to the first
 //! `:` (component names cannot contain `:`). Also accepted: that object wrapped in
 //! `{"accessControl": …}`, or a whole recipe (then every policy belongs to its `ComponentName`).
-//! Operations may be `*`; resources may use `*`, `+` and `#` (see [`crate::topic`]).
+//! Operations may be `*`; resources may use `*`, `+` and `#` (see [`greengrass_ipc::topic`]).
 
 use std::path::Path;
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::topic;
+use greengrass_ipc::topic;
 
 /// The IPC service whose policies this module reads.
 pub const PUBSUB_SERVICE: &str = "aws.greengrass.ipc.pubsub";

@@ -11,7 +11,7 @@
 //! **Bounded work.** At most `max_in_flight` requests call the service at once (a semaphore); at
 //! most `max_queued` more wait for a slot. A request beyond that is answered at once with
 //! `overloaded`, so every request still gets its one reply. The IPC reader itself never waits on
-//! this work (see [`crate::client`]).
+//! this work (see [`greengrass_ipc::client`]).
 //!
 //! **Replies** go to the request's validated `reply_topic` or the configured reply topic. With
 //! `--nucleus classic` they use the request's own message kind (binaryMessage JSON text for a
@@ -54,11 +54,12 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::client::{IpcClient, IpcError, Subscription};
-use crate::config::{AdapterConfig, Flavour, ReplyFormat};
+use crate::config::{AdapterConfig, ReplyFormat};
 use crate::messages::{self, ErrorCode, Reply};
-use crate::pubsub::{Payload, SubscriptionEvent};
 use crate::service::ServiceClient;
+use greengrass_ipc::Flavour;
+use greengrass_ipc::client::{IpcClient, IpcError, Subscription};
+use greengrass_ipc::pubsub::{Payload, SubscriptionEvent};
 
 /// Why the adapter stopped with an error.
 #[derive(Debug, thiserror::Error)]

@@ -8,14 +8,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use greengrass_ipc::Flavour;
 
 /// Environment variable holding the nucleus socket path.
 pub const ENV_SOCKET: &str = "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT";
 /// Environment variable holding the component's IPC token.
 pub const ENV_TOKEN: &str = "SVCUID";
-
-/// Which nucleus implementation is on the other end of the socket (the protocol crate's).
-pub use greengrass_ipc::Flavour;
 
 /// Format of the replies the adapter publishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -158,7 +156,7 @@ impl IpcArgs {
     }
 
     /// Client settings, or an error naming the missing variable.
-    pub fn client_config(&self) -> Result<crate::client::ClientConfig, String> {
+    pub fn client_config(&self) -> Result<greengrass_ipc::client::ClientConfig, String> {
         let socket = self
             .socket
             .clone()
@@ -168,7 +166,7 @@ impl IpcArgs {
             .clone()
             .ok_or_else(|| format!("no IPC token: pass --auth-token or set {ENV_TOKEN}"))?;
         let timeout = Duration::from_millis(self.timeouts.ipc_timeout_ms);
-        Ok(crate::client::ClientConfig {
+        Ok(greengrass_ipc::client::ClientConfig {
             socket_path: socket,
             auth_token: token,
             max_incoming_frame: self.max_incoming_frame_bytes,

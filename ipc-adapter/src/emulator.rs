@@ -42,10 +42,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::acl::AccessControl;
-use crate::config::Flavour;
-use crate::frame::{self, Frame, FrameError, FrameReader, MessageType, ReadOutcome, flags, header};
-use crate::pubsub::{self, Payload, ReceiveMode};
-use crate::topic;
+use greengrass_ipc::Flavour;
+use greengrass_ipc::frame::{
+    self, Frame, FrameError, FrameReader, MessageType, ReadOutcome, flags, header,
+};
+use greengrass_ipc::pubsub::{self, Payload, ReceiveMode};
+use greengrass_ipc::topic;
 
 /// Settings of an emulator instance.
 #[derive(Debug, Clone)]

@@ -1,7 +1,6 @@
 //! Greengrass IPC adapter: bridges local pub/sub to the classification service.
 //!
-//! The Greengrass IPC protocol is the `greengrass-ipc` crate; its modules are re-exported here
-//! ([`frame`], [`pubsub`], [`client`], [`topic`]) while the adapter's users move to it.
+//! The Greengrass IPC protocol itself is the `greengrass-ipc` crate.
 //!
 //! Modules, one job each:
 //! * [`acl`] — recipe-style `accessControl` files for the emulator.
@@ -23,5 +22,3 @@ pub mod messages;
 pub mod ready;
 pub mod requester;
 pub mod service;
-
-pub use greengrass_ipc::{client, frame, pubsub, topic};

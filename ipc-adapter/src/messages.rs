@@ -23,7 +23,7 @@ use classify_api::request::describe;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::pubsub::Payload;
+use greengrass_ipc::pubsub::Payload;
 
 /// Key of the adapter's liveness probe messages.
 pub const PROBE_KEY: &str = "classify_adapter_liveness_probe";
@@ -229,7 +229,7 @@ pub fn validate_reply_topic(topic: &str, request_topic: &str) -> Result<(), Stri
     if topic.contains(['+', '#', '*', '\0']) {
         return Err("reply_topic must be a concrete topic (no +, #, * or NUL)".into());
     }
-    if crate::topic::filter_matches(request_topic, topic) {
+    if greengrass_ipc::topic::filter_matches(request_topic, topic) {
         return Err(format!(
             "reply_topic {topic:?} would be delivered to the adapter's own request topic"
         ));

@@ -11,10 +11,10 @@ use base64::Engine as _;
 use classify_api::{ClassifyBase64, ClassifyDirAndName, ClassifyJson, ClassifyPath};
 use serde_json::Value;
 
-use crate::client::IpcClient;
 use crate::config::RequestArgs;
 use crate::messages::{REPLY_TOPIC, REQUEST_ID, new_request_id};
-use crate::pubsub::Payload;
+use greengrass_ipc::client::IpcClient;
+use greengrass_ipc::pubsub::Payload;
 
 /// The reply a request received.
 #[derive(Debug, Clone, PartialEq)]

@@ -8,6 +8,9 @@
 //! * The shared wire types (`api/`) name `utoipa` only in derives gated on their `openapi`
 //!   feature, and nothing else of the stack; the IPC adapter, their client, neither names
 //!   `axum` or `utoipa` nor turns that feature on.
+//! * The IPC protocol crate (`greengrass-ipc`) knows nothing of what travels over it: it names
+//!   neither the adapter, the service nor their wire types, nor any HTTP crate, and depends on
+//!   none of them.
 //! * The request document's field names are written as literals only in `api/`: the service's
 //!   HTTP layer and the IPC adapter read and build it through `classify-api` (its reader and
 //!   its `field` constants), so a field cannot be added or renamed in one reader and not in
@@ -287,6 +290,45 @@ fn the_adapter_reads_the_wire_types_without_the_http_server_stack() {
         assert!(
             !dependencies.lines().any(|line| line.starts_with(stack)),
             "the adapter depends on {stack}"
+        );
+    }
+}
+
+/// What the protocol crate must not know: the programs built on it and HTTP.
+const NOT_PROTOCOL: &[&str] = &[
+    "classify_ipc_adapter",
+    "classify_service",
+    "classify_api",
+    "axum",
+    "hyper",
+    "reqwest",
+    "tower_http",
+    "utoipa",
+];
+
+#[test]
+fn the_protocol_crate_knows_neither_the_adapter_nor_the_service_nor_http() {
+    let mut files = Vec::new();
+    rust_files(&root().join("greengrass-ipc/src"), &mut files);
+    assert!(files.len() >= 5, "the scan finds the protocol's modules");
+    let (found, _) = occurrences(&files, NOT_PROTOCOL, |_| false);
+    assert!(
+        found.is_empty(),
+        "the protocol crate names a program built on it, or HTTP:\n{}",
+        found.join("\n")
+    );
+    let manifest = std::fs::read_to_string(root().join("greengrass-ipc/Cargo.toml")).unwrap();
+    let dependencies = manifest
+        .split("[dependencies]")
+        .nth(1)
+        .expect("greengrass-ipc/Cargo.toml has [dependencies]");
+    for crate_name in NOT_PROTOCOL {
+        let dashed = crate_name.replace('_', "-");
+        assert!(
+            !dependencies
+                .lines()
+                .any(|line| line.starts_with(&dashed) || line.starts_with(crate_name)),
+            "greengrass-ipc depends on {dashed}"
         );
     }
 }

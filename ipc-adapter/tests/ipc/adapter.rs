@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use crate::support::*;
 use classify_ipc_adapter::adapter::{self, AdapterError};
-use classify_ipc_adapter::config::{Flavour, ReplyFormat};
-use classify_ipc_adapter::pubsub::Payload;
+use classify_ipc_adapter::config::ReplyFormat;
+use greengrass_ipc::Flavour;
+use greengrass_ipc::pubsub::Payload;
 use serde_json::{Value, json};
 
 /// An emulator with a running adapter and a requester subscribed to the reply topic.
@@ -15,8 +16,8 @@ struct Harness {
     _dir: tempfile::TempDir,
     emulator: classify_ipc_adapter::emulator::EmulatorHandle,
     running: RunningAdapter,
-    requester: classify_ipc_adapter::client::IpcClient,
-    replies: classify_ipc_adapter::client::Subscription,
+    requester: greengrass_ipc::client::IpcClient,
+    replies: greengrass_ipc::client::Subscription,
 }
 
 async fn setup(

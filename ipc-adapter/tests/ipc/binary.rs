@@ -5,7 +5,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crate::support::*;
-use classify_ipc_adapter::config::Flavour;
+use greengrass_ipc::Flavour;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -308,8 +308,8 @@ async fn emulate_subcommand_serves_until_sigterm() {
             .unwrap_err()
             .is_unauthorized()
     );
-    let denied = classify_ipc_adapter::client::IpcClient::connect(
-        classify_ipc_adapter::client::ClientConfig::new(&socket, "com.custom.requester"),
+    let denied = greengrass_ipc::client::IpcClient::connect(
+        greengrass_ipc::client::ClientConfig::new(&socket, "com.custom.requester"),
     )
     .await;
     assert!(

@@ -4,13 +4,11 @@ use std::time::Duration;
 
 use crate::support::*;
 use classify_ipc_adapter::acl::AccessControl;
-use classify_ipc_adapter::client::IpcClient;
-use classify_ipc_adapter::config::Flavour;
 use classify_ipc_adapter::emulator::{self, EmulatorConfig};
-use classify_ipc_adapter::frame::{
-    self, Frame, FrameReader, MessageType, ReadOutcome, flags, header,
-};
-use classify_ipc_adapter::pubsub::{self, Payload, ReceiveMode};
+use greengrass_ipc::Flavour;
+use greengrass_ipc::client::IpcClient;
+use greengrass_ipc::frame::{self, Frame, FrameReader, MessageType, ReadOutcome, flags, header};
+use greengrass_ipc::pubsub::{self, Payload, ReceiveMode};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
@@ -289,7 +287,7 @@ async fn access_control_from_yaml_with_wildcards() {
     cam.publish("cam/x", &Payload::Binary(vec![2]))
         .await
         .unwrap();
-    let err = IpcClient::connect(classify_ipc_adapter::client::ClientConfig::new(
+    let err = IpcClient::connect(greengrass_ipc::client::ClientConfig::new(
         emu.socket_path(),
         "com.x.Unknown",
     ))

@@ -4,11 +4,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::support::WAIT;
-use classify_ipc_adapter::client::{ClientConfig, IpcClient, IpcError};
-use classify_ipc_adapter::frame::{
+use greengrass_ipc::client::{ClientConfig, IpcClient, IpcError};
+use greengrass_ipc::frame::{
     self, Frame, FrameError, FrameReader, LITE_MAX_FRAME, MessageType, ReadOutcome, flags, header,
 };
-use classify_ipc_adapter::pubsub::{self, Payload};
+use greengrass_ipc::pubsub::{self, Payload};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixListener;

@@ -8,7 +8,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crate::support::*;
-use classify_ipc_adapter::config::{Flavour, ReplyFormat};
+use classify_ipc_adapter::config::ReplyFormat;
+use greengrass_ipc::Flavour;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 

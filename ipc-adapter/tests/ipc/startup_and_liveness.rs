@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use classify_ipc_adapter::acl::AccessControl;
 use classify_ipc_adapter::adapter::{self, AdapterError};
-use classify_ipc_adapter::config::Flavour;
 use classify_ipc_adapter::emulator::EmulatorConfig;
-use classify_ipc_adapter::pubsub::Payload;
+use greengrass_ipc::Flavour;
+use greengrass_ipc::pubsub::Payload;
 use serde_json::{Value, json};
 
 use crate::support::*;

@@ -17,11 +17,12 @@ use classify_api::{
 };
 use classify_ipc_adapter::acl::AccessControl;
 use classify_ipc_adapter::adapter::{Adapter, AdapterError};
-use classify_ipc_adapter::client::{ClientConfig, IpcClient, Subscription};
-use classify_ipc_adapter::config::{AdapterConfig, Flavour};
+use classify_ipc_adapter::config::AdapterConfig;
 use classify_ipc_adapter::emulator::{self, EmulatorConfig, EmulatorHandle};
-use classify_ipc_adapter::pubsub::{Payload, SubscriptionEvent};
 use dlr_test_models::paths;
+use greengrass_ipc::Flavour;
+use greengrass_ipc::client::{ClientConfig, IpcClient, Subscription};
+use greengrass_ipc::pubsub::{Payload, SubscriptionEvent};
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
