@@ -48,7 +48,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the adapter: local/inference → POST /classify → local/result (the default).
     Run(AdapterConfig),
-    /// Run a local nucleus IPC emulator on a Unix socket.
+    /// Run a local nucleus IPC emulator on a Unix socket (development builds only).
+    #[cfg(feature = "emulator")]
     Emulate(EmulatorArgs),
     /// Publish one classification request and print the reply.
     Request(RequestArgs),
@@ -291,6 +292,7 @@ impl AdapterConfig {
 }
 
 /// Options of `emulate`.
+#[cfg(feature = "emulator")]
 #[derive(Debug, Clone, Args)]
 pub struct EmulatorArgs {
     /// Unix socket path to listen on.
@@ -316,6 +318,7 @@ pub struct EmulatorArgs {
     pub ready_file: Option<PathBuf>,
 }
 
+#[cfg(feature = "emulator")]
 fn parse_token(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((t, c)) if !t.is_empty() && !c.is_empty() => Ok((t.to_owned(), c.to_owned())),
@@ -420,6 +423,15 @@ mod tests {
         assert!(cli.command.is_none());
         assert_eq!(cli.run.reply_format, ReplyFormat::Label);
         assert_eq!(cli.run.topics.request_topic, "local/inference");
+        assert!(
+            Cli::try_parse_from(["x", "request", "--image-dir", "/d"]).is_err(),
+            "needs --fname"
+        );
+    }
+
+    #[cfg(feature = "emulator")]
+    #[test]
+    fn emulate_takes_tokens() {
         let cli = Cli::try_parse_from([
             "x",
             "emulate",
@@ -435,9 +447,5 @@ mod tests {
             panic!()
         };
         assert_eq!(e.tokens, vec![("a".to_owned(), "b".to_owned())]);
-        assert!(
-            Cli::try_parse_from(["x", "request", "--image-dir", "/d"]).is_err(),
-            "needs --fname"
-        );
     }
 }

@@ -1,10 +1,10 @@
 //! Greengrass IPC adapter: bridges local pub/sub to the classification service.
 //!
-//! The Greengrass IPC protocol itself is the `greengrass-ipc` crate.
+//! The Greengrass IPC protocol itself is the `greengrass-ipc` crate; the nucleus emulator
+//! behind `emulate` is `greengrass-ipc-emulator` (feature `emulator`, on by default, off in the
+//! device artifacts).
 //!
 //! Modules, one job each:
-//! * [`acl`] — recipe-style `accessControl` files for the emulator.
-//! * [`emulator`] — a local nucleus IPC server (classic or lite behaviour) for tests and laptops.
 //! * [`messages`] — the adapter's request and reply documents.
 //! * [`service`] — HTTP client of the classification service and its error mapping.
 //! * [`adapter`] — the adapter loop: subscribe, classify, reply; shutdown and connection loss.
@@ -14,10 +14,8 @@
 
 #![warn(missing_docs)]
 
-pub mod acl;
 pub mod adapter;
 pub mod config;
-pub mod emulator;
 pub mod messages;
 pub mod ready;
 pub mod requester;

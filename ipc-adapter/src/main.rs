@@ -1,14 +1,12 @@
 //! `classify-ipc-adapter`: `run` (default), `emulate`, `request`, `wait-ready`. Logic lives in
 //! the library.
 
-use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use classify_ipc_adapter::acl::AccessControl;
 use classify_ipc_adapter::config::{Cli, Command};
-use classify_ipc_adapter::{adapter, emulator, ready, requester};
+use classify_ipc_adapter::{adapter, ready, requester};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -31,46 +29,8 @@ async fn main() -> ExitCode {
                 ExitCode::from(e.exit_code() as u8)
             }
         },
-        Command::Emulate(args) => {
-            let access_control = match AccessControl::from_files(&args.access_control) {
-                Ok(acl) => acl,
-                Err(e) => {
-                    tracing::error!("{e}");
-                    return ExitCode::from(2);
-                }
-            };
-            let config = emulator::EmulatorConfig {
-                socket_path: args.socket,
-                flavour: args.flavour,
-                access_control,
-                tokens: args.tokens.into_iter().collect::<HashMap<_, _>>(),
-            };
-            let stop = shutdown_signal();
-            if let Some(path) = &args.ready_file {
-                // A file left by an earlier run must not announce this one.
-                let _ = std::fs::remove_file(path);
-            }
-            let handle = match emulator::spawn(config).await {
-                Ok(h) => h,
-                Err(e) => {
-                    tracing::error!("cannot start the emulator: {e}");
-                    return ExitCode::from(3);
-                }
-            };
-            if let Some(path) = &args.ready_file
-                && let Err(e) = adapter::write_ready_file(path)
-            {
-                tracing::error!("cannot write --ready-file {}: {e}", path.display());
-                handle.shutdown().await;
-                return ExitCode::from(2);
-            }
-            stop.await;
-            handle.shutdown().await;
-            if let Some(path) = &args.ready_file {
-                let _ = std::fs::remove_file(path);
-            }
-            ExitCode::SUCCESS
-        }
+        #[cfg(feature = "emulator")]
+        Command::Emulate(args) => emulate(args).await,
         Command::Request(args) => match requester::request(&args).await {
             Ok(outcome) => {
                 println!("{}", outcome.text);
@@ -94,6 +54,52 @@ async fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// `emulate`: the nucleus emulator until SIGTERM/SIGINT (development builds only).
+#[cfg(feature = "emulator")]
+async fn emulate(args: classify_ipc_adapter::config::EmulatorArgs) -> ExitCode {
+    use greengrass_ipc_emulator::acl::AccessControl;
+    use greengrass_ipc_emulator::emulator;
+    use std::collections::HashMap;
+    let access_control = match AccessControl::from_files(&args.access_control) {
+        Ok(acl) => acl,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = emulator::EmulatorConfig {
+        socket_path: args.socket,
+        flavour: args.flavour,
+        access_control,
+        tokens: args.tokens.into_iter().collect::<HashMap<_, _>>(),
+    };
+    let stop = shutdown_signal();
+    if let Some(path) = &args.ready_file {
+        // A file left by an earlier run must not announce this one.
+        let _ = std::fs::remove_file(path);
+    }
+    let handle = match emulator::spawn(config).await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!("cannot start the emulator: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    if let Some(path) = &args.ready_file
+        && let Err(e) = adapter::write_ready_file(path)
+    {
+        tracing::error!("cannot write --ready-file {}: {e}", path.display());
+        handle.shutdown().await;
+        return ExitCode::from(2);
+    }
+    stop.await;
+    handle.shutdown().await;
+    if let Some(path) = &args.ready_file {
+        let _ = std::fs::remove_file(path);
+    }
+    ExitCode::SUCCESS
 }
 
 /// Resolves on SIGTERM (how Greengrass stops a component) or SIGINT. The handlers are installed

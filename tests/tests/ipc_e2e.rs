@@ -13,14 +13,14 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use classify_ipc_adapter::acl::AccessControl;
 use classify_ipc_adapter::adapter::Adapter;
 use classify_ipc_adapter::config::{AdapterConfig, ReplyFormat};
-use classify_ipc_adapter::emulator::{self, EmulatorConfig, EmulatorHandle};
 use classify_service::Config;
 use dlr_test_models::paths;
 use e2e_tests::{RunningService, python, service_config};
 use greengrass_ipc::Flavour;
+use greengrass_ipc_emulator::acl::AccessControl;
+use greengrass_ipc_emulator::emulator::{self, EmulatorConfig, EmulatorHandle};
 use image::{Rgb, RgbImage};
 use serde_json::Value;
 use tokio::sync::oneshot;

@@ -101,6 +101,35 @@ impl Artifact {
     }
 }
 
+/// Fails unless the x86_64 adapter built by `dist` refuses `emulate`: the nucleus emulator is a
+/// development tool and stays out of what devices run. (Run by `cargo xtask test` after `dist`.)
+pub fn check_no_development_tools(root: &Path) -> crate::Result {
+    let artifact = Artifact {
+        package: "classify-ipc-adapter",
+        binary: "classify-ipc-adapter",
+        target: X86_64,
+    };
+    let path = artifact.built_path(root);
+    let output = Command::new(&path)
+        .args(["emulate", "--help"])
+        .output()
+        .map_err(|e| format!("{}: {e}; `cargo xtask dist` builds it", path.display()))?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if output.status.success() || !stderr.contains("unrecognized subcommand 'emulate'") {
+        return Err(format!(
+            "the device build of classify-ipc-adapter carries the nucleus emulator (`emulate`); \
+             dist must build it without the `emulator` feature ({}):\n{stderr}",
+            output.status
+        )
+        .into());
+    }
+    eprintln!(
+        "dist: {} has no `emulate` (development tools left out)",
+        path.display()
+    );
+    Ok(())
+}
+
 /// A Greengrass component of this project.
 #[derive(Debug, Clone, Copy)]
 pub struct Component {
@@ -448,7 +477,15 @@ fn build(root: &Path, planned: &[Planned], targets: &[Target]) -> crate::Result 
     packages.sort_unstable();
     packages.dedup();
     let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cargo.args(["build", "--profile", PROFILE, "--bins"]);
+    // Without default features: the device binaries leave out development tools (the
+    // adapter's `emulate`, the nucleus emulator). `check_no_development_tools` verifies it.
+    cargo.args([
+        "build",
+        "--profile",
+        PROFILE,
+        "--bins",
+        "--no-default-features",
+    ]);
     for package in packages {
         cargo.args(["--package", package]);
     }

@@ -126,6 +126,7 @@ fn test() -> Result {
     // that the test runner's summary is the last thing printed.
     dist::run(&[])?;
     footprint::check(&dlr_test_models::paths::workspace_root())?;
+    dist::check_no_development_tools(&dlr_test_models::paths::workspace_root())?;
     let doc = run_tests(cargo().args(["test", "--locked", "--workspace", "--doc"]));
     let all = run_tests(cargo().args(["test", "--locked", "--workspace", "--all-targets"]));
     let mut totals = TestCounts::default();

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 struct Harness {
     /// Holds the socket's directory.
     _dir: tempfile::TempDir,
-    emulator: classify_ipc_adapter::emulator::EmulatorHandle,
+    emulator: greengrass_ipc_emulator::emulator::EmulatorHandle,
     running: RunningAdapter,
     requester: greengrass_ipc::client::IpcClient,
     replies: greengrass_ipc::client::Subscription,

@@ -3,12 +3,12 @@
 use std::time::Duration;
 
 use crate::support::*;
-use classify_ipc_adapter::acl::AccessControl;
-use classify_ipc_adapter::emulator::{self, EmulatorConfig};
 use greengrass_ipc::Flavour;
 use greengrass_ipc::client::IpcClient;
 use greengrass_ipc::frame::{self, Frame, FrameReader, MessageType, ReadOutcome, flags, header};
 use greengrass_ipc::pubsub::{self, Payload, ReceiveMode};
+use greengrass_ipc_emulator::acl::AccessControl;
+use greengrass_ipc_emulator::emulator::{self, EmulatorConfig};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;

@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
-use classify_ipc_adapter::acl::AccessControl;
 use classify_ipc_adapter::adapter::{self, AdapterError};
-use classify_ipc_adapter::emulator::EmulatorConfig;
 use greengrass_ipc::Flavour;
 use greengrass_ipc::pubsub::Payload;
+use greengrass_ipc_emulator::acl::AccessControl;
+use greengrass_ipc_emulator::emulator::EmulatorConfig;
 use serde_json::{Value, json};
 
 use crate::support::*;
@@ -69,7 +69,7 @@ async fn without_leave_to_probe_itself_the_adapter_refuses_to_start() {
         }
     }))
     .unwrap();
-    let emu = classify_ipc_adapter::emulator::spawn(emulator)
+    let emu = greengrass_ipc_emulator::emulator::spawn(emulator)
         .await
         .unwrap();
     let config = adapter_config(emu.socket_path(), &stub.url, Flavour::Lite);
@@ -170,7 +170,7 @@ async fn lite_replies_with_five_predictions_reach_a_json_requester_again_and_aga
 }
 
 async fn deaf_adapter_exits(
-    break_it: impl AsyncFnOnce(&classify_ipc_adapter::emulator::EmulatorHandle),
+    break_it: impl AsyncFnOnce(&greengrass_ipc_emulator::emulator::EmulatorHandle),
 ) -> AdapterError {
     let stub = stub_service().await;
     let dir = tempfile::tempdir().unwrap();

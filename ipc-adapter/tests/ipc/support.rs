@@ -15,14 +15,14 @@ use axum::routing::post;
 use classify_api::{
     ClassifyResponse, ModelRef, PROBLEM_JSON, Prediction, Problem, ProblemType, Timings,
 };
-use classify_ipc_adapter::acl::AccessControl;
 use classify_ipc_adapter::adapter::{Adapter, AdapterError};
 use classify_ipc_adapter::config::AdapterConfig;
-use classify_ipc_adapter::emulator::{self, EmulatorConfig, EmulatorHandle};
 use dlr_test_models::paths;
 use greengrass_ipc::Flavour;
 use greengrass_ipc::client::{ClientConfig, IpcClient, Subscription};
 use greengrass_ipc::pubsub::{Payload, SubscriptionEvent};
+use greengrass_ipc_emulator::acl::AccessControl;
+use greengrass_ipc_emulator::emulator::{self, EmulatorConfig, EmulatorHandle};
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
