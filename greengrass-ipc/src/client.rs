@@ -41,7 +41,7 @@ use crate::frame::{self, Frame, FrameError, FrameReader, MessageType, ReadOutcom
 use crate::pubsub::{self, Payload, ReceiveMode, SubscriptionEvent};
 
 /// Settings of one IPC connection.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientConfig {
     /// Path of the nucleus Unix socket (`AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT`).
     pub socket_path: PathBuf,
@@ -61,16 +61,27 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
-    /// A configuration with the given socket and token, lite-safe frame limits and 10 s timeouts.
+    /// Default bound on incoming frames, 4 MiB: the classic nucleus may send up to 24 MiB, but a
+    /// buffer of that size per message is more memory than a small device should give one
+    /// frame; a frame above the bound is skipped unread and reported on its stream.
+    pub const DEFAULT_MAX_INCOMING_FRAME: usize = 4 * 1024 * 1024;
+    /// Default wait for the socket, 60 s: a component may start before its nucleus listens.
+    pub const DEFAULT_SOCKET_WAIT: Duration = Duration::from_secs(60);
+    /// Default bound on the handshake and on each operation, 10 s.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// A configuration with the given socket and token and every other setting at its default:
+    /// the `DEFAULT_*` values above, and the outgoing frame limit of nucleus lite (safe for
+    /// both flavours).
     pub fn new(socket_path: impl Into<PathBuf>, auth_token: impl Into<String>) -> Self {
         Self {
             socket_path: socket_path.into(),
             auth_token: auth_token.into(),
-            max_incoming_frame: frame::CLASSIC_MAX_FRAME,
-            max_outgoing_frame: frame::LITE_MAX_FRAME,
-            socket_wait: Duration::ZERO,
-            connect_timeout: Duration::from_secs(10),
-            operation_timeout: Duration::from_secs(10),
+            max_incoming_frame: Self::DEFAULT_MAX_INCOMING_FRAME,
+            max_outgoing_frame: crate::Flavour::Lite.max_outgoing_frame(),
+            socket_wait: Self::DEFAULT_SOCKET_WAIT,
+            connect_timeout: Self::DEFAULT_TIMEOUT,
+            operation_timeout: Self::DEFAULT_TIMEOUT,
         }
     }
 }

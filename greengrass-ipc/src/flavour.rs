@@ -3,13 +3,12 @@
 use crate::frame;
 
 /// Which nucleus implementation is on the other end of the socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Flavour {
     /// The Java Greengrass nucleus: frames up to 24 MiB.
     Classic,
     /// Greengrass nucleus lite: frames under 10000 bytes (a limit that is also safe for classic).
-    #[default]
     Lite,
 }
 

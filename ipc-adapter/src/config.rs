@@ -10,16 +10,52 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use greengrass_ipc::Flavour;
 
+/// Every default of the adapter's settings, written once: clap's defaults, the `Default` impls,
+/// the constructors and (through `greengrass-ipc`'s own `ClientConfig` defaults, which the
+/// connection settings are) the IPC client read these.
+pub mod defaults {
+    use greengrass_ipc::Flavour;
+    use greengrass_ipc::client::ClientConfig;
+
+    use super::ReplyFormat;
+
+    /// `--nucleus`: lite, whose frame limit is also safe for classic.
+    pub const NUCLEUS: Flavour = Flavour::Lite;
+    /// `--max-incoming-frame-bytes` (see [`ClientConfig::DEFAULT_MAX_INCOMING_FRAME`]).
+    pub const MAX_INCOMING_FRAME_BYTES: usize = ClientConfig::DEFAULT_MAX_INCOMING_FRAME;
+    /// `--socket-wait-ms` (see [`ClientConfig::DEFAULT_SOCKET_WAIT`]).
+    pub const SOCKET_WAIT_MS: u64 = ClientConfig::DEFAULT_SOCKET_WAIT.as_millis() as u64;
+    /// `--ipc-timeout-ms` (see [`ClientConfig::DEFAULT_TIMEOUT`]).
+    pub const IPC_TIMEOUT_MS: u64 = ClientConfig::DEFAULT_TIMEOUT.as_millis() as u64;
+    /// `--request-topic`: the seed's.
+    pub const REQUEST_TOPIC: &str = "local/inference";
+    /// `--reply-topic`: the seed's.
+    pub const REPLY_TOPIC: &str = "local/result";
+    /// `--reply-deadline-ms`.
+    pub const REPLY_DEADLINE_MS: u64 = 10_000;
+    /// `--liveness-interval-ms`.
+    pub const LIVENESS_INTERVAL_MS: u64 = 30_000;
+    /// `--liveness-timeout-ms`.
+    pub const LIVENESS_TIMEOUT_MS: u64 = 10_000;
+    /// `--service-url`: the service's own default listen address.
+    pub const SERVICE_URL: &str = "http://127.0.0.1:8080";
+    /// `--reply-format`.
+    pub const REPLY_FORMAT: ReplyFormat = ReplyFormat::Json;
+    /// `--max-in-flight`.
+    pub const MAX_IN_FLIGHT: u32 = 4;
+    /// `--max-queued`.
+    pub const MAX_QUEUED: u32 = 1024;
+}
+
 /// Environment variable holding the nucleus socket path.
 pub const ENV_SOCKET: &str = "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT";
 /// Environment variable holding the component's IPC token.
 pub const ENV_TOKEN: &str = "SVCUID";
 
-/// Format of the replies the adapter publishes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+/// Format of the replies the adapter publishes (default: [`defaults::REPLY_FORMAT`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ReplyFormat {
     /// A JSON reply document: request_id, status, label, predictions or error.
-    #[default]
     Json,
     /// Only the top-1 label text as a binaryMessage, like the seed's classifier
     /// (errors become `ERROR <code>: <message>`).
@@ -58,7 +94,7 @@ pub enum Command {
 }
 
 /// Connection to the nucleus, shared by `run` and `request`.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Args, PartialEq, Eq)]
 pub struct IpcArgs {
     /// Nucleus IPC Unix socket path.
     #[arg(long = "socket", env = ENV_SOCKET, value_name = "PATH")]
@@ -68,19 +104,16 @@ pub struct IpcArgs {
     pub auth_token: Option<String>,
     /// Nucleus flavour: `lite` caps outgoing frames at 9999 bytes and sends every reply as a
     /// binaryMessage (lite drops jsonMessages of more than 50 JSON values); `classic` allows 24 MiB.
-    #[arg(long = "nucleus", env = "CLASSIFY_NUCLEUS", value_enum, default_value_t = Flavour::Lite)]
+    #[arg(long = "nucleus", env = "CLASSIFY_NUCLEUS", value_enum, default_value_t = defaults::NUCLEUS)]
     pub nucleus: Flavour,
     /// Incoming IPC frames above this many bytes are not read; a request that large is answered
     /// with a `message_too_large` error.
-    #[arg(long = "max-incoming-frame-bytes", env = "CLASSIFY_MAX_INCOMING_FRAME_BYTES", default_value_t = DEFAULT_MAX_INCOMING_FRAME)]
+    #[arg(long = "max-incoming-frame-bytes", env = "CLASSIFY_MAX_INCOMING_FRAME_BYTES", default_value_t = defaults::MAX_INCOMING_FRAME_BYTES)]
     pub max_incoming_frame_bytes: usize,
     /// Timeouts of the nucleus connection.
     #[command(flatten)]
     pub timeouts: IpcTimeouts,
 }
-
-/// Default bound on incoming frames.
-pub const DEFAULT_MAX_INCOMING_FRAME: usize = 4 * 1024 * 1024;
 
 /// How long to wait for the nucleus: its socket at start-up, then each operation.
 #[derive(Debug, Clone, Copy, Args, PartialEq, Eq)]
@@ -90,14 +123,14 @@ pub struct IpcTimeouts {
     #[arg(
         long = "socket-wait-ms",
         env = "CLASSIFY_SOCKET_WAIT_MS",
-        default_value_t = 60_000
+        default_value_t = defaults::SOCKET_WAIT_MS
     )]
     pub socket_wait_ms: u64,
     /// Timeout for the Connect handshake and for each IPC operation, in milliseconds.
     #[arg(
         long = "ipc-timeout-ms",
         env = "CLASSIFY_IPC_TIMEOUT_MS",
-        default_value_t = 10_000
+        default_value_t = defaults::IPC_TIMEOUT_MS
     )]
     pub ipc_timeout_ms: u64,
 }
@@ -105,8 +138,8 @@ pub struct IpcTimeouts {
 impl Default for IpcTimeouts {
     fn default() -> Self {
         Self {
-            socket_wait_ms: 60_000,
-            ipc_timeout_ms: 10_000,
+            socket_wait_ms: defaults::SOCKET_WAIT_MS,
+            ipc_timeout_ms: defaults::IPC_TIMEOUT_MS,
         }
     }
 }
@@ -118,28 +151,23 @@ pub struct TopicArgs {
     #[arg(
         long = "request-topic",
         env = "CLASSIFY_REQUEST_TOPIC",
-        default_value = DEFAULT_REQUEST_TOPIC
+        default_value = defaults::REQUEST_TOPIC
     )]
     pub request_topic: String,
     /// Topic replies are published on, unless a request names its own `reply_topic`.
     #[arg(
         long = "reply-topic",
         env = "CLASSIFY_REPLY_TOPIC",
-        default_value = DEFAULT_REPLY_TOPIC
+        default_value = defaults::REPLY_TOPIC
     )]
     pub reply_topic: String,
 }
 
-/// Default request topic (the seed's).
-pub const DEFAULT_REQUEST_TOPIC: &str = "local/inference";
-/// Default reply topic (the seed's).
-pub const DEFAULT_REPLY_TOPIC: &str = "local/result";
-
 impl Default for TopicArgs {
     fn default() -> Self {
         Self {
-            request_topic: DEFAULT_REQUEST_TOPIC.into(),
-            reply_topic: DEFAULT_REPLY_TOPIC.into(),
+            request_topic: defaults::REQUEST_TOPIC.into(),
+            reply_topic: defaults::REPLY_TOPIC.into(),
         }
     }
 }
@@ -150,8 +178,8 @@ impl IpcArgs {
         Self {
             socket: Some(socket.into()),
             auth_token: Some(token.into()),
-            nucleus: Flavour::Lite,
-            max_incoming_frame_bytes: DEFAULT_MAX_INCOMING_FRAME,
+            nucleus: defaults::NUCLEUS,
+            max_incoming_frame_bytes: defaults::MAX_INCOMING_FRAME_BYTES,
             timeouts: IpcTimeouts::default(),
         }
     }
@@ -188,7 +216,7 @@ pub struct AdapterTimeouts {
     #[arg(
         long = "reply-deadline-ms",
         env = "CLASSIFY_ADAPTER_REPLY_DEADLINE_MS",
-        default_value_t = 10_000
+        default_value_t = defaults::REPLY_DEADLINE_MS
     )]
     pub reply_deadline_ms: u64,
     /// How often the adapter publishes a liveness probe to itself on the request topic, in
@@ -198,7 +226,7 @@ pub struct AdapterTimeouts {
     #[arg(
         long = "liveness-interval-ms",
         env = "CLASSIFY_ADAPTER_LIVENESS_INTERVAL_MS",
-        default_value_t = 30_000
+        default_value_t = defaults::LIVENESS_INTERVAL_MS
     )]
     pub liveness_interval_ms: u64,
     /// How long a probe may take to come back before the adapter counts itself deaf, in
@@ -206,7 +234,7 @@ pub struct AdapterTimeouts {
     #[arg(
         long = "liveness-timeout-ms",
         env = "CLASSIFY_ADAPTER_LIVENESS_TIMEOUT_MS",
-        default_value_t = 10_000
+        default_value_t = defaults::LIVENESS_TIMEOUT_MS
     )]
     pub liveness_timeout_ms: u64,
 }
@@ -214,9 +242,9 @@ pub struct AdapterTimeouts {
 impl Default for AdapterTimeouts {
     fn default() -> Self {
         Self {
-            reply_deadline_ms: 10_000,
-            liveness_interval_ms: 30_000,
-            liveness_timeout_ms: 10_000,
+            reply_deadline_ms: defaults::REPLY_DEADLINE_MS,
+            liveness_interval_ms: defaults::LIVENESS_INTERVAL_MS,
+            liveness_timeout_ms: defaults::LIVENESS_TIMEOUT_MS,
         }
     }
 }
@@ -229,7 +257,7 @@ impl AdapterTimeouts {
 }
 
 /// Configuration of the adapter (`run`).
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Args, PartialEq, Eq)]
 pub struct AdapterConfig {
     /// Nucleus connection.
     #[command(flatten)]
@@ -244,20 +272,20 @@ pub struct AdapterConfig {
     #[arg(
         long = "service-url",
         env = "CLASSIFY_SERVICE_URL",
-        default_value = "http://127.0.0.1:8080"
+        default_value = defaults::SERVICE_URL
     )]
     pub service_url: String,
     /// Reply format: `json` documents or the seed's `label` text.
-    #[arg(long = "reply-format", env = "CLASSIFY_REPLY_FORMAT", value_enum, default_value_t = ReplyFormat::Json)]
+    #[arg(long = "reply-format", env = "CLASSIFY_REPLY_FORMAT", value_enum, default_value_t = defaults::REPLY_FORMAT)]
     pub reply_format: ReplyFormat,
     /// Requests processed concurrently (calls to the service in flight).
-    #[arg(long = "max-in-flight", env = "CLASSIFY_MAX_IN_FLIGHT", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long = "max-in-flight", env = "CLASSIFY_MAX_IN_FLIGHT", default_value_t = defaults::MAX_IN_FLIGHT, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,
     /// Requests allowed to wait for a slot; beyond that a request gets an `overloaded` reply at once.
     #[arg(
         long = "max-queued",
         env = "CLASSIFY_MAX_QUEUED",
-        default_value_t = 1024
+        default_value_t = defaults::MAX_QUEUED
     )]
     pub max_queued: u32,
     /// Do not report RUNNING to the nucleus (`UpdateState`) once subscribed. Only for a recipe
@@ -282,9 +310,9 @@ impl AdapterConfig {
             topics: TopicArgs::default(),
             timeouts: AdapterTimeouts::default(),
             service_url: service_url.into(),
-            reply_format: ReplyFormat::Json,
-            max_in_flight: 4,
-            max_queued: 1024,
+            reply_format: defaults::REPLY_FORMAT,
+            max_in_flight: defaults::MAX_IN_FLIGHT,
+            max_queued: defaults::MAX_QUEUED,
             no_report_state: false,
             ready_file: None,
         }
@@ -406,6 +434,37 @@ mod tests {
             panic!()
         };
         assert_eq!(config.timeouts.reply_deadline_ms, 1234);
+    }
+
+    #[test]
+    fn every_default_is_the_same_through_clap_the_constructors_and_the_client() {
+        // Nothing in the environment may stand in for a default here.
+        let cli = Cli::try_parse_from(["x", "--socket", "/s", "--auth-token", "t"]).unwrap();
+        let constructed = AdapterConfig::new("/s", "t", defaults::SERVICE_URL);
+        assert_eq!(cli.run, constructed);
+        let client = constructed.ipc.client_config().unwrap();
+        assert_eq!(
+            client,
+            greengrass_ipc::client::ClientConfig::new("/s", "t"),
+            "the adapter's connection defaults are the IPC client's"
+        );
+        let Some(Command::Request(request)) = Cli::try_parse_from([
+            "x",
+            "request",
+            "--socket",
+            "/s",
+            "--auth-token",
+            "t",
+            "--path",
+            "/p",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!()
+        };
+        assert_eq!(request.ipc, constructed.ipc);
+        assert_eq!(request.topics, constructed.topics);
     }
 
     #[test]

@@ -62,7 +62,7 @@ pub fn build_request(args: &RequestArgs, request_id: &str) -> Result<Value, Stri
         unreachable!("a request body serialises as a JSON object")
     };
     doc.insert(REQUEST_ID.into(), request_id.into());
-    if args.topics.reply_topic != crate::config::DEFAULT_REPLY_TOPIC {
+    if args.topics.reply_topic != crate::config::defaults::REPLY_TOPIC {
         doc.insert(REPLY_TOPIC.into(), args.topics.reply_topic.clone().into());
     }
     Ok(Value::Object(doc))
