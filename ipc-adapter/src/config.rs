@@ -47,6 +47,57 @@ pub mod defaults {
     pub const MAX_QUEUED: u32 = 1024;
 }
 
+/// Environment variables renamed to the adapter's own prefix, as `(name, former name)`: every
+/// adapter variable is `CLASSIFY_ADAPTER_*`, so an environment shared with the service (whose
+/// variables are `CLASSIFY_*`) says which program each one is for. The former names are still
+/// read, with a warning, for one release (they go in 0.2.0), when the new one is not set.
+pub const RENAMED_ENV: &[(&str, &str)] = &[
+    ("CLASSIFY_ADAPTER_NUCLEUS", "CLASSIFY_NUCLEUS"),
+    (
+        "CLASSIFY_ADAPTER_MAX_INCOMING_FRAME_BYTES",
+        "CLASSIFY_MAX_INCOMING_FRAME_BYTES",
+    ),
+    ("CLASSIFY_ADAPTER_SOCKET_WAIT_MS", "CLASSIFY_SOCKET_WAIT_MS"),
+    ("CLASSIFY_ADAPTER_IPC_TIMEOUT_MS", "CLASSIFY_IPC_TIMEOUT_MS"),
+    ("CLASSIFY_ADAPTER_REQUEST_TOPIC", "CLASSIFY_REQUEST_TOPIC"),
+    ("CLASSIFY_ADAPTER_REPLY_TOPIC", "CLASSIFY_REPLY_TOPIC"),
+    ("CLASSIFY_ADAPTER_SERVICE_URL", "CLASSIFY_SERVICE_URL"),
+    ("CLASSIFY_ADAPTER_REPLY_FORMAT", "CLASSIFY_REPLY_FORMAT"),
+    ("CLASSIFY_ADAPTER_MAX_IN_FLIGHT", "CLASSIFY_MAX_IN_FLIGHT"),
+    ("CLASSIFY_ADAPTER_MAX_QUEUED", "CLASSIFY_MAX_QUEUED"),
+];
+
+/// The command line of every subcommand, with each renamed option reading its former variable
+/// (see [`RENAMED_ENV`]) when `var` has that one and not the new one; returns the warnings to
+/// log, one per former variable read.
+pub fn command(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> (clap::Command, Vec<String>) {
+    use clap::CommandFactory;
+    let mut warnings = Vec::new();
+    let mut read_former = |arg: clap::Arg| -> clap::Arg {
+        let Some(name) = arg.get_env().and_then(|e| e.to_str()) else {
+            return arg;
+        };
+        let Some(&(name, former)) = RENAMED_ENV.iter().find(|(new, _)| *new == name) else {
+            return arg;
+        };
+        if var(name).is_some() || var(former).is_none() {
+            return arg;
+        }
+        let warning = format!(
+            "the environment variable {former} is deprecated and will be ignored from \
+             version 0.2.0; it is read for now because {name} is not set: rename it to {name}"
+        );
+        if !warnings.contains(&warning) {
+            warnings.push(warning);
+        }
+        arg.env(former)
+    };
+    let command = Cli::command()
+        .mut_args(&mut read_former)
+        .mut_subcommands(|sub| sub.mut_args(&mut read_former));
+    (command, warnings)
+}
+
 /// Environment variable holding the nucleus socket path.
 pub const ENV_SOCKET: &str = "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT";
 /// Environment variable holding the component's IPC token.
@@ -104,11 +155,11 @@ pub struct IpcArgs {
     pub auth_token: Option<String>,
     /// Nucleus flavour: `lite` caps outgoing frames at 9999 bytes and sends every reply as a
     /// binaryMessage (lite drops jsonMessages of more than 50 JSON values); `classic` allows 24 MiB.
-    #[arg(long = "nucleus", env = "CLASSIFY_NUCLEUS", value_enum, default_value_t = defaults::NUCLEUS)]
+    #[arg(long = "nucleus", env = "CLASSIFY_ADAPTER_NUCLEUS", value_enum, default_value_t = defaults::NUCLEUS)]
     pub nucleus: Flavour,
     /// Incoming IPC frames above this many bytes are not read; a request that large is answered
     /// with a `message_too_large` error.
-    #[arg(long = "max-incoming-frame-bytes", env = "CLASSIFY_MAX_INCOMING_FRAME_BYTES", default_value_t = defaults::MAX_INCOMING_FRAME_BYTES)]
+    #[arg(long = "max-incoming-frame-bytes", env = "CLASSIFY_ADAPTER_MAX_INCOMING_FRAME_BYTES", default_value_t = defaults::MAX_INCOMING_FRAME_BYTES)]
     pub max_incoming_frame_bytes: usize,
     /// Timeouts of the nucleus connection.
     #[command(flatten)]
@@ -122,14 +173,14 @@ pub struct IpcTimeouts {
     /// does not exist or refuses connections, in milliseconds; 0 tries once.
     #[arg(
         long = "socket-wait-ms",
-        env = "CLASSIFY_SOCKET_WAIT_MS",
+        env = "CLASSIFY_ADAPTER_SOCKET_WAIT_MS",
         default_value_t = defaults::SOCKET_WAIT_MS
     )]
     pub socket_wait_ms: u64,
     /// Timeout for the Connect handshake and for each IPC operation, in milliseconds.
     #[arg(
         long = "ipc-timeout-ms",
-        env = "CLASSIFY_IPC_TIMEOUT_MS",
+        env = "CLASSIFY_ADAPTER_IPC_TIMEOUT_MS",
         default_value_t = defaults::IPC_TIMEOUT_MS
     )]
     pub ipc_timeout_ms: u64,
@@ -150,14 +201,14 @@ pub struct TopicArgs {
     /// Topic requests are published on (the adapter subscribes to it).
     #[arg(
         long = "request-topic",
-        env = "CLASSIFY_REQUEST_TOPIC",
+        env = "CLASSIFY_ADAPTER_REQUEST_TOPIC",
         default_value = defaults::REQUEST_TOPIC
     )]
     pub request_topic: String,
     /// Topic replies are published on, unless a request names its own `reply_topic`.
     #[arg(
         long = "reply-topic",
-        env = "CLASSIFY_REPLY_TOPIC",
+        env = "CLASSIFY_ADAPTER_REPLY_TOPIC",
         default_value = defaults::REPLY_TOPIC
     )]
     pub reply_topic: String,
@@ -271,20 +322,20 @@ pub struct AdapterConfig {
     /// Base URL of the classification service (`POST {url}/classify`).
     #[arg(
         long = "service-url",
-        env = "CLASSIFY_SERVICE_URL",
+        env = "CLASSIFY_ADAPTER_SERVICE_URL",
         default_value = defaults::SERVICE_URL
     )]
     pub service_url: String,
     /// Reply format: `json` documents or the seed's `label` text.
-    #[arg(long = "reply-format", env = "CLASSIFY_REPLY_FORMAT", value_enum, default_value_t = defaults::REPLY_FORMAT)]
+    #[arg(long = "reply-format", env = "CLASSIFY_ADAPTER_REPLY_FORMAT", value_enum, default_value_t = defaults::REPLY_FORMAT)]
     pub reply_format: ReplyFormat,
     /// Requests processed concurrently (calls to the service in flight).
-    #[arg(long = "max-in-flight", env = "CLASSIFY_MAX_IN_FLIGHT", default_value_t = defaults::MAX_IN_FLIGHT, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long = "max-in-flight", env = "CLASSIFY_ADAPTER_MAX_IN_FLIGHT", default_value_t = defaults::MAX_IN_FLIGHT, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,
     /// Requests allowed to wait for a slot; beyond that a request gets an `overloaded` reply at once.
     #[arg(
         long = "max-queued",
-        env = "CLASSIFY_MAX_QUEUED",
+        env = "CLASSIFY_ADAPTER_MAX_QUEUED",
         default_value_t = defaults::MAX_QUEUED
     )]
     pub max_queued: u32,
@@ -465,6 +516,65 @@ mod tests {
         };
         assert_eq!(request.ipc, constructed.ipc);
         assert_eq!(request.topics, constructed.topics);
+    }
+
+    #[test]
+    fn every_renamed_variable_is_an_option_s_variable_and_follows_the_prefix() {
+        let (parser, warnings) = command(|_| None);
+        assert!(warnings.is_empty());
+        let mut names = Vec::new();
+        for sub in std::iter::once(&parser).chain(parser.get_subcommands()) {
+            for arg in sub.get_arguments() {
+                if let Some(name) = arg.get_env().and_then(|e| e.to_str()) {
+                    names.push(name.to_owned());
+                }
+            }
+        }
+        for (name, former) in RENAMED_ENV {
+            assert!(
+                names.iter().any(|n| n == name),
+                "{name} is an option's variable"
+            );
+            assert!(
+                !names.iter().any(|n| n == former),
+                "{former} is no longer one"
+            );
+            assert!(name.starts_with("CLASSIFY_ADAPTER_"), "{name}");
+        }
+        for name in &names {
+            assert!(
+                name.starts_with("CLASSIFY_ADAPTER_")
+                    || name.starts_with("CLASSIFY_EMULATOR_")
+                    || [ENV_SOCKET, ENV_TOKEN].contains(&name.as_str()),
+                "{name}: adapter variables are CLASSIFY_ADAPTER_*"
+            );
+        }
+    }
+
+    #[test]
+    fn a_former_variable_is_read_only_when_its_new_name_is_not_set() {
+        let only_former = |name: &str| {
+            (name == "CLASSIFY_SOCKET_WAIT_MS").then(|| std::ffi::OsString::from("300"))
+        };
+        let (parser, warnings) = command(only_former);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("CLASSIFY_SOCKET_WAIT_MS")
+                && warnings[0].contains("CLASSIFY_ADAPTER_SOCKET_WAIT_MS"),
+            "{warnings:?}"
+        );
+        let run = parser
+            .get_subcommands()
+            .find(|s| s.get_name() == "run")
+            .unwrap();
+        let wait = run
+            .get_arguments()
+            .find(|a| a.get_id() == "socket_wait_ms")
+            .unwrap();
+        assert_eq!(wait.get_env().unwrap(), "CLASSIFY_SOCKET_WAIT_MS");
+        let both = |name: &str| name.contains("SOCKET_WAIT_MS").then(|| "1".into());
+        let (_, warnings) = command(both);
+        assert!(warnings.is_empty(), "{warnings:?}");
     }
 
     #[test]

@@ -4,14 +4,13 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
-use classify_ipc_adapter::config::{Cli, Command};
+use clap::FromArgMatches;
+use classify_ipc_adapter::config::{self, Cli, Command};
 use classify_ipc_adapter::{adapter, ready, requester};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
     // Logs go to stderr (Greengrass captures it into the component log); `RUST_LOG` overrides.
     // Colour only on a terminal: a component log or a pipe gets plain text.
     tracing_subscriber::fmt()
@@ -21,6 +20,11 @@ async fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
+    let (command, warnings) = config::command(|name| std::env::var_os(name));
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    let cli = Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
     match cli.command.unwrap_or(Command::Run(cli.run)) {
         Command::Run(config) => match adapter::run(config, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,

@@ -566,7 +566,10 @@ async fn readme_ipc_flow_runs_as_written() {
         .env("PWD", &root)
         .env("README_BIN_DIR", &bins)
         .env("README_TMP", &private_tmp)
-        .env("CLASSIFY_SERVICE_URL", format!("http://127.0.0.1:{port}"))
+        .env(
+            "CLASSIFY_ADAPTER_SERVICE_URL",
+            format!("http://127.0.0.1:{port}"),
+        )
         .stdin(Stdio::null())
         // Its own process group, so the background emulator and adapter can be stopped after.
         .process_group(0);

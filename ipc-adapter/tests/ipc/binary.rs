@@ -171,6 +171,46 @@ async fn adapter_gives_up_on_a_socket_that_never_appears() {
     assert!(stderr.contains("after waiting 300 ms"), "{stderr}");
 }
 
+/// A former variable name (`CLASSIFY_SOCKET_WAIT_MS`) is still read, with a warning naming the
+/// new one, unless the new name (`CLASSIFY_ADAPTER_SOCKET_WAIT_MS`) is set too.
+#[tokio::test]
+async fn a_former_variable_name_still_works_with_a_deprecation_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |vars: &[(&str, &str)]| {
+        let mut command = Command::new(BIN);
+        command
+            .arg("run")
+            .arg("--socket")
+            .arg(dir.path().join("absent.sock"))
+            .args(["--auth-token", ADAPTER])
+            .env_remove("CLASSIFY_SOCKET_WAIT_MS")
+            .env_remove("CLASSIFY_ADAPTER_SOCKET_WAIT_MS")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        command.envs(vars.iter().copied());
+        command.spawn().unwrap()
+    };
+    let (code, stderr) = wait_exit(&mut run(&[("CLASSIFY_SOCKET_WAIT_MS", "300")])).await;
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("after waiting 300 ms"), "{stderr}");
+    assert!(
+        stderr.contains("WARN")
+            && stderr.contains("CLASSIFY_SOCKET_WAIT_MS is deprecated")
+            && stderr.contains("rename it to CLASSIFY_ADAPTER_SOCKET_WAIT_MS"),
+        "{stderr}"
+    );
+
+    let (code, stderr) = wait_exit(&mut run(&[
+        ("CLASSIFY_SOCKET_WAIT_MS", "300"),
+        ("CLASSIFY_ADAPTER_SOCKET_WAIT_MS", "200"),
+    ]))
+    .await;
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("after waiting 200 ms"), "{stderr}");
+    assert!(!stderr.contains("deprecated"), "{stderr}");
+}
+
 #[tokio::test]
 async fn nucleus_loss_exits_with_status_4_and_a_clear_log() {
     let stub = stub_service().await;
