@@ -38,6 +38,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 
 use crate::frame::{self, Frame, FrameError, FrameReader, MessageType, ReadOutcome, flags, header};
+use crate::operation::{Operation, PublishToTopic, UpdateState};
 use crate::pubsub::{self, Payload, ReceiveMode, SubscriptionEvent};
 
 /// Settings of one IPC connection.
@@ -362,37 +363,42 @@ impl IpcClient {
         self.inner.shared.lock().lost.is_some()
     }
 
+    /// Calls a request–response operation and reads its response (see [`crate::operation`]).
+    pub async fn call<O: Operation>(&self, operation: &O) -> Result<O::Response, IpcError> {
+        let (stream_id, first, _) = self
+            .open_stream(O::NAME, O::REQUEST_MODEL, &operation.body(), false)
+            .await?;
+        let frame = match self.await_first(first).await {
+            Ok(frame) => frame,
+            Err(e) => {
+                if matches!(e, IpcError::Timeout(_)) {
+                    // Forget the stream so a late (or never coming) response does not pin its
+                    // slot.
+                    self.inner.shared.lock().map.remove(&stream_id);
+                }
+                return Err(e);
+            }
+        };
+        let payload: &[u8] = if frame.payload.is_empty() {
+            b"{}"
+        } else {
+            &frame.payload
+        };
+        serde_json::from_slice(payload)
+            .map_err(|e| IpcError::Protocol(format!("unreadable {} response: {e}", O::NAME)))
+    }
+
     /// Publishes `payload` on `topic` and waits for the nucleus' response.
     pub async fn publish(&self, topic: &str, payload: &Payload) -> Result<(), IpcError> {
-        let body = pubsub::publish_request(topic, payload);
-        let (stream_id, first, _) = self
-            .open_stream(pubsub::OP_PUBLISH, pubsub::PUBLISH_REQUEST, &body, false)
-            .await?;
-        let result = self.await_first(first).await.map(|_| ());
-        if matches!(result, Err(IpcError::Timeout(_))) {
-            // Forget the stream so a late (or never coming) response does not pin its slot.
-            self.inner.shared.lock().map.remove(&stream_id);
-        }
-        result
+        self.call(&PublishToTopic { topic, payload })
+            .await
+            .map(|_| ())
     }
 
     /// Reports this component's lifecycle state (`aws.greengrass#UpdateState`): `RUNNING` from
     /// a `Startup` step tells the nucleus the component is ready, so dependents start after it.
     pub async fn update_state(&self, state: &str) -> Result<(), IpcError> {
-        let body = serde_json::json!({ "state": state });
-        let (stream_id, first, _) = self
-            .open_stream(
-                pubsub::OP_UPDATE_STATE,
-                pubsub::UPDATE_STATE_REQUEST,
-                &body,
-                false,
-            )
-            .await?;
-        let result = self.await_first(first).await.map(|_| ());
-        if matches!(result, Err(IpcError::Timeout(_))) {
-            self.inner.shared.lock().map.remove(&stream_id);
-        }
-        result
+        self.call(&UpdateState { state }).await.map(|_| ())
     }
 
     /// Subscribes to `topic` (MQTT wildcards allowed where the nucleus supports them).

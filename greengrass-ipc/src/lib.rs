@@ -5,7 +5,10 @@
 //! * [`frame`] — RPC frames over AWS event-stream (via `aws-smithy-eventstream`): the
 //!   `:message-type` / `:message-flags` / `:stream-id` layer and both directions' size limits.
 //! * [`client`] — the async client over the nucleus Unix socket: Connect / ConnectAck,
-//!   request–response operations, streaming operations, closing a stream.
+//!   request–response operations ([`client::IpcClient::call`]), streaming operations, closing
+//!   a stream.
+//! * [`operation`] — one type per request–response operation: its name, request body and
+//!   response type. A new operation is one such type and one client method.
 //! * [`pubsub`] — the JSON shapes of the operations implemented, their names and error types.
 //! * [`topic`] — MQTT-style topic filters and access-control resource matching.
 //! * [`flavour`] — [`Flavour`], the nucleus implementation, and its frame limit.
@@ -22,6 +25,7 @@
 pub mod client;
 pub mod flavour;
 pub mod frame;
+pub mod operation;
 pub mod pubsub;
 pub mod topic;
 

@@ -1,6 +1,6 @@
-//! The adapter crate's integration tests, one binary with a module per concern:
+//! The adapter crate's integration tests, one binary with a module per concern (the protocol's
+//! own, against a scripted server, are `greengrass-ipc/tests/frame_and_client.rs`):
 //!
-//! * `frame_and_client` — frame limits and the client's wire behaviour against a scripted server;
 //! * `emulator` — the emulator's classic and lite behaviours through raw frames and the client;
 //! * `adapter` — the adapter against the emulator (both flavours) and a stub of the service;
 //! * `startup_and_liveness` — waiting for the nucleus, readiness, the liveness probe, lite limits;
@@ -13,7 +13,6 @@
 mod adapter;
 mod binary;
 mod emulator;
-mod frame_and_client;
 mod python_client;
 mod startup_and_liveness;
 mod support;

@@ -3,16 +3,19 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::support::WAIT;
 use greengrass_ipc::client::{ClientConfig, IpcClient, IpcError};
 use greengrass_ipc::frame::{
     self, Frame, FrameError, FrameReader, LITE_MAX_FRAME, MessageType, ReadOutcome, flags, header,
 };
+use greengrass_ipc::operation::Operation;
 use greengrass_ipc::pubsub::{self, Payload};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixListener;
 use tokio::net::unix::OwnedWriteHalf;
+
+/// Bound on waiting for an event that must come (a failure, not a verdict on time).
+const WAIT: Duration = Duration::from_secs(15);
 
 fn publish_frame(stream_id: i32, payload_len: usize) -> Frame {
     let body = pubsub::publish_request("t", &Payload::Binary(vec![b'a'; payload_len]));
@@ -193,6 +196,33 @@ async fn raw_server(script: Script) -> RawServer {
                         .await;
                     }
                 }
+                "echo" => {
+                    let p = json!({"echoed": body["text"], "extra": [1, 2]});
+                    send(
+                        &mut w,
+                        &Frame::json(
+                            MessageType::ApplicationMessage,
+                            0,
+                            f.stream_id,
+                            "test#EchoResponse",
+                            p.to_string(),
+                        ),
+                    )
+                    .await;
+                }
+                "garbage" => {
+                    send(
+                        &mut w,
+                        &Frame::json(
+                            MessageType::ApplicationMessage,
+                            0,
+                            f.stream_id,
+                            "test#EchoResponse",
+                            "not JSON",
+                        ),
+                    )
+                    .await;
+                }
                 _ => {
                     send(
                         &mut w,
@@ -372,4 +402,69 @@ async fn missing_socket_is_a_connect_error() {
     config.socket_wait = Duration::ZERO;
     let err = IpcClient::connect(config).await.unwrap_err();
     assert!(matches!(err, IpcError::Connect { .. }), "{err}");
+}
+
+/// An operation defined outside the crate, as a new one is: a request type and its response.
+struct Echo<'a> {
+    topic: &'a str,
+    text: &'a str,
+}
+
+#[derive(Debug, serde::Deserialize, PartialEq)]
+struct Echoed {
+    echoed: String,
+}
+
+impl Operation for Echo<'_> {
+    const NAME: &'static str = "test#Echo";
+    const REQUEST_MODEL: &'static str = "test#EchoRequest";
+    type Response = Echoed;
+    fn body(&self) -> serde_json::Value {
+        json!({"topic": self.topic, "text": self.text})
+    }
+}
+
+#[tokio::test]
+async fn an_operation_is_a_request_type_and_its_response_type() {
+    let server = raw_server(Script::Lite).await;
+    let client = IpcClient::connect(config(&server.socket)).await.unwrap();
+    let answer = client
+        .call(&Echo {
+            topic: "echo",
+            text: "hello",
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        answer,
+        Echoed {
+            echoed: "hello".into()
+        }
+    );
+    // An error payload is the operation's error, as for the built-in ones.
+    let denied = client
+        .call(&Echo {
+            topic: "deny",
+            text: "x",
+        })
+        .await
+        .unwrap_err();
+    assert!(denied.is_unauthorized(), "{denied}");
+    // A response that does not read as the operation's type is a protocol error naming it.
+    let garbage = client
+        .call(&Echo {
+            topic: "garbage",
+            text: "x",
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&garbage, IpcError::Protocol(m) if m.contains("test#Echo")),
+        "{garbage}"
+    );
+    // The connection is still usable.
+    client
+        .publish("after", &Payload::Binary(vec![1]))
+        .await
+        .unwrap();
 }
