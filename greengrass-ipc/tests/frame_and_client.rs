@@ -105,6 +105,18 @@ async fn send(w: &mut OwnedWriteHalf, f: &Frame) {
         .unwrap();
 }
 
+/// A response (lite's: flags 0) on `stream_id`.
+async fn respond(w: &mut OwnedWriteHalf, stream_id: i32, model: &str, payload: impl Into<Vec<u8>>) {
+    let frame = Frame::json(
+        MessageType::ApplicationMessage,
+        0,
+        stream_id,
+        model,
+        payload.into(),
+    );
+    send(w, &frame).await;
+}
+
 async fn raw_server(script: Script) -> RawServer {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("raw.sock");
@@ -198,44 +210,10 @@ async fn raw_server(script: Script) -> RawServer {
                 }
                 "echo" => {
                     let p = json!({"echoed": body["text"], "extra": [1, 2]});
-                    send(
-                        &mut w,
-                        &Frame::json(
-                            MessageType::ApplicationMessage,
-                            0,
-                            f.stream_id,
-                            "test#EchoResponse",
-                            p.to_string(),
-                        ),
-                    )
-                    .await;
+                    respond(&mut w, f.stream_id, "test#EchoResponse", p.to_string()).await;
                 }
-                "garbage" => {
-                    send(
-                        &mut w,
-                        &Frame::json(
-                            MessageType::ApplicationMessage,
-                            0,
-                            f.stream_id,
-                            "test#EchoResponse",
-                            "not JSON",
-                        ),
-                    )
-                    .await;
-                }
-                _ => {
-                    send(
-                        &mut w,
-                        &Frame::json(
-                            MessageType::ApplicationMessage,
-                            0,
-                            f.stream_id,
-                            pubsub::PUBLISH_RESPONSE,
-                            "{}",
-                        ),
-                    )
-                    .await;
-                }
+                "garbage" => respond(&mut w, f.stream_id, "test#EchoResponse", "not JSON").await,
+                _ => respond(&mut w, f.stream_id, pubsub::PUBLISH_RESPONSE, "{}").await,
             }
         }
     });
