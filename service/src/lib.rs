@@ -32,6 +32,7 @@ pub mod files;
 pub mod http;
 pub(crate) mod inference;
 pub mod labels;
+pub mod memory_limit;
 pub mod metrics;
 pub mod model_store;
 pub mod preprocess;
