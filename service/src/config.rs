@@ -81,11 +81,6 @@ mod defaults {
     pub(super) fn max_image_pixels() -> u64 {
         50_000_000
     }
-    /// 256 MiB: suits a 1 GB device and admits a 50-megapixel 8-bit RGB PNG (150 MB) or any
-    /// JPEG within the limits.
-    pub(super) fn decode_memory_budget_bytes() -> u64 {
-        256 << 20
-    }
     pub(super) fn decode_memory_wait_ms() -> u64 {
         5_000
     }
@@ -308,16 +303,17 @@ pub struct Config {
     /// Bytes all concurrent decodes may hold at once, each estimated from its image's header
     /// (decoder output plus conversion to RGB) before anything is allocated; an image needing
     /// more than all of it gets 413, one that waits longer than decode_memory_wait_ms for the
-    /// others gets 503. The default suits a 1 GB device: it admits any JPEG within the limits
-    /// (decoded reduced) and PNGs up to 50 MP of 8-bit RGB, but not a 49 MP 16-bit or RGBA PNG.
+    /// others gets 503. 256 MiB admits any JPEG within the limits (decoded reduced) and PNGs up
+    /// to 50 MP of 8-bit RGB [default: derived from the memory limit the process runs under
+    /// (its cgroup's, else the machine's): what is left once the model is loaded and warmed up,
+    /// less 64 MiB and an eighth of the limit, from 16 MiB to 256 MiB]
     #[arg(
         long,
         env = "CLASSIFY_DECODE_MEMORY_BUDGET_BYTES",
-        value_name = "BYTES",
-        default_value_t = defaults::decode_memory_budget_bytes(),
+        value_name = "BYTES"
     )]
-    #[serde(default = "defaults::decode_memory_budget_bytes")]
-    pub decode_memory_budget_bytes: u64,
+    #[serde(default)]
+    pub decode_memory_budget_bytes: Option<u64>,
     /// Longest a decode waits for its share of the decode memory budget, in milliseconds; 503
     /// after it.
     #[arg(
@@ -742,7 +738,8 @@ impl Config {
             max_pixels: self.max_image_pixels,
             min_decoded_side: input.width.max(input.height).saturating_mul(2),
             budget: std::sync::Arc::new(DecodeBudget::new(
-                self.decode_memory_budget_bytes,
+                self.decode_memory_budget_bytes
+                    .unwrap_or(crate::memory_limit::MAX_DERIVED_BUDGET),
                 std::time::Duration::from_millis(self.decode_memory_wait_ms),
             )),
         }
@@ -774,7 +771,7 @@ impl Config {
         positive("max_image_pixels", self.max_image_pixels);
         positive(
             "decode_memory_budget_bytes",
-            self.decode_memory_budget_bytes,
+            self.decode_memory_budget_bytes.unwrap_or(1),
         );
         positive("top_k", self.top_k as u64);
         if !(0.0..=1.0).contains(&self.threshold) {
@@ -1268,7 +1265,7 @@ mod reference {
         assert_eq!(config.unix_socket_mode, SocketMode(0o600));
         assert_eq!(config.backend, BackendChoice::Onnx);
         assert_eq!(config.resize, ResizeMode::CentreCrop);
-        assert_eq!(config.decode_memory_budget_bytes, 1024);
+        assert_eq!(config.decode_memory_budget_bytes, Some(1024));
         assert_eq!(config.alpha_background, HexColour([0, 0, 0]));
         assert_eq!(config.cors_origins, ["http://a.local"]);
         assert_eq!(config.threshold, 0.5);

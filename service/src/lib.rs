@@ -60,9 +60,10 @@ use crate::backend::onnx::{OnnxFactory, Runtime};
 use crate::files::AllowedDirs;
 use crate::http::api::{InputInfo, ModelInfo, OutputInfo};
 use crate::inference::{InferencePool, PoolOptions};
+use crate::memory_limit::MemoryLimit;
 use crate::metrics::Metrics;
 use crate::model_store::LocatedModel;
-use crate::preprocess::InputSpec;
+use crate::preprocess::{DecodeBudget, InputSpec};
 
 /// Why the service could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -166,6 +167,21 @@ impl Application {
         let (model, state) = tokio::task::spawn_blocking(move || prepare(&loading))
             .await
             .map_err(|e| Error::Task(e.to_string()))??;
+        // A budget derived from the memory limit is sized again once the workers have warmed
+        // up, when the memory they took is known.
+        if config.decode_memory_budget_bytes.is_none() {
+            let mut readiness = state.pool().readiness();
+            let budget = state.classifier.preprocess.budget.clone();
+            let limit = state.memory_limit.clone();
+            tokio::spawn(async move {
+                let ready = readiness
+                    .wait_for(|r| !matches!(r, Readiness::Starting(_)))
+                    .await;
+                if ready.is_ok_and(|r| r.is_ready()) {
+                    size_decode_budget(None, limit.as_ref(), &budget, "after warm-up");
+                }
+            });
+        }
         Ok(Self {
             listener,
             address,
@@ -502,10 +518,18 @@ fn prepare(config: &Config) -> Result<(LocatedModel, http::SharedState), Error> 
             input: input.clone(),
         },
     );
+    let preprocess = config.preprocess_options(&input);
+    let memory_limit = memory_limit::detect();
+    size_decode_budget(
+        config.decode_memory_budget_bytes,
+        memory_limit.as_ref(),
+        &preprocess.budget,
+        "after loading the model",
+    );
     let classifier = classifier::Classifier {
         pool: Arc::new(pool),
         labels,
-        preprocess: config.preprocess_options(&input),
+        preprocess,
         input,
         scores: config.scores,
         allowed,
@@ -516,6 +540,7 @@ fn prepare(config: &Config) -> Result<(LocatedModel, http::SharedState), Error> 
         metrics: metrics.clone(),
     };
     let state = Arc::new(http::AppState {
+        memory_limit,
         classifier: Arc::new(classifier),
         model,
         default_top_k: config.top_k,
@@ -526,6 +551,65 @@ fn prepare(config: &Config) -> Result<(LocatedModel, http::SharedState), Error> 
         max_body_bytes: config.max_body_bytes,
     });
     Ok((located, state))
+}
+
+/// Sets the decode memory budget from the memory limit (unless `configured`) for the memory the
+/// process holds now, and logs the limit, where it came from and the budget; `stage` says
+/// when. A configured budget that does not fit beside the model and the headroom is kept, with
+/// a warning: the budget is reached only when large images arrive together, and refusing to
+/// start would stop a service that answers its usual images well.
+fn size_decode_budget(
+    configured: Option<u64>,
+    limit: Option<&MemoryLimit>,
+    budget: &DecodeBudget,
+    stage: &str,
+) {
+    let mib = |bytes: u64| bytes >> 20;
+    let resident = memory_limit::resident_bytes();
+    let (Some(limit), Some(resident)) = (limit, resident) else {
+        tracing::warn!(
+            decode_memory_budget_mib = mib(budget.total()),
+            "memory limit or resident size unknown (no /proc?): decode memory budget left at {} MiB",
+            mib(budget.total())
+        );
+        return;
+    };
+    let derived = memory_limit::derived_decode_budget(limit.bytes, resident);
+    let chosen = configured.unwrap_or(derived);
+    budget.set_total(chosen);
+    tracing::info!(
+        memory_limit_mib = mib(limit.bytes),
+        memory_limit_source = %limit.source,
+        resident_mib = mib(resident),
+        decode_memory_budget_mib = mib(chosen),
+        decode_memory_budget = if configured.is_some() { "configured" } else { "derived" },
+        "memory {stage}"
+    );
+    if !memory_limit::fits(limit.bytes, resident, chosen) {
+        let why = match configured {
+            Some(_) => format!(
+                "decode_memory_budget_bytes ({} MiB) does not fit under the memory limit",
+                mib(chosen)
+            ),
+            None => format!(
+                "the memory limit leaves less than the smallest decode budget ({} MiB)",
+                mib(chosen)
+            ),
+        };
+        tracing::warn!(
+            "{why}: {} MiB ({}) less {} MiB in use and {} MiB of headroom; large images at once \
+             may get the service killed for memory. Raise the limit{}",
+            mib(limit.bytes),
+            limit.source,
+            mib(resident),
+            mib(memory_limit::headroom(limit.bytes)),
+            if configured.is_some() {
+                format!(" or lower the budget (derived: {} MiB)", mib(derived))
+            } else {
+                String::new()
+            }
+        );
+    }
 }
 
 /// The name clap and serde use for an enum value ("catmull-rom", "bgr", ...).

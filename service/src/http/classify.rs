@@ -643,6 +643,7 @@ mod tests {
             metrics: metrics.clone(),
         };
         Arc::new(AppState {
+            memory_limit: None,
             classifier: Arc::new(classifier),
             model: ModelInfo {
                 name: text("fake"),

@@ -63,6 +63,8 @@ pub(crate) struct AppState {
     pub(crate) retry_after_secs: u32,
     /// Body (and file) limit.
     pub(crate) max_body_bytes: usize,
+    /// The memory limit the process runs under, as detected at start-up.
+    pub(crate) memory_limit: Option<crate::memory_limit::MemoryLimit>,
 }
 
 impl AppState {

@@ -15,14 +15,19 @@
 //! runtime. Waiters are woken whenever memory is returned; there is no queue order, so under a
 //! steady stream of small images a large one may wait its full `max_wait` and get 503 — the
 //! bounded answer the client can retry.
+//!
+//! The total can be changed while the service runs ([`DecodeBudget::set_total`]): a budget
+//! derived from the memory limit is set again once the workers have warmed up and the memory
+//! they took is known. Decodes already holding memory keep it; waiters see the new total.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Bytes available to all concurrent decodes, and how long one decode may wait for them.
 #[derive(Debug)]
 pub struct DecodeBudget {
-    total: u64,
+    total: AtomicU64,
     max_wait: Duration,
     in_use: Mutex<u64>,
     returned: Condvar,
@@ -66,7 +71,7 @@ impl DecodeBudget {
     /// A budget of `total` bytes; a decode waits at most `max_wait` for its share.
     pub fn new(total: u64, max_wait: Duration) -> Self {
         Self {
-            total,
+            total: AtomicU64::new(total),
             max_wait,
             in_use: Mutex::new(0),
             returned: Condvar::new(),
@@ -75,7 +80,15 @@ impl DecodeBudget {
 
     /// The budget in bytes.
     pub fn total(&self) -> u64 {
-        self.total
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// Changes the budget; waiting decodes are woken to look at it again.
+    pub fn set_total(&self, total: u64) {
+        // Under the lock, so that no waiter checks the old total and then misses the wake-up.
+        let _in_use = self.in_use.lock().unwrap_or_else(PoisonError::into_inner);
+        self.total.store(total, Ordering::Relaxed);
+        self.returned.notify_all();
     }
 
     /// The longest a decode waits for memory.
@@ -91,10 +104,11 @@ impl DecodeBudget {
     /// Blocks until `bytes` are free (at most `max_wait`) and reserves them until the returned
     /// guard is dropped.
     pub fn reserve(&self, bytes: u64) -> Result<Reservation<'_>, BudgetError> {
-        if bytes > self.total {
+        let total = self.total();
+        if bytes > total {
             return Err(BudgetError::NeverFits {
                 needed: bytes,
-                total: self.total,
+                total,
             });
         }
         let started = Instant::now();
@@ -102,7 +116,7 @@ impl DecodeBudget {
         // A panic elsewhere while holding the lock cannot leave the count half-updated: every
         // critical section is a single addition or subtraction.
         let mut in_use = self.in_use.lock().unwrap_or_else(PoisonError::into_inner);
-        while *in_use + bytes > self.total {
+        while *in_use + bytes > self.total() {
             let now = Instant::now();
             if now >= deadline {
                 return Err(BudgetError::Busy {
