@@ -1,0 +1,307 @@
+//! The service under a real memory limit, as Greengrass sets one (`systemResourceLimits.memory`,
+//! enforced by a cgroup): the built executable, serving the real EfficientNet-Lite0 through the
+//! real libdlr, runs inside a fresh memory cgroup of its own with default settings, and is
+//! overloaded with large PNGs (too big for any budget under the limit, and big enough that a few
+//! at once would exceed it) and a real JPEG photo. It must not be killed for memory: every
+//! request gets an HTTP status, the cgroup records no OOM kill, and a photo is classified
+//! afterwards.
+//!
+//! The test finds the memory controller itself (cgroup v1 `memory`, or v2 with the `memory`
+//! controller), makes a child of its own cgroup there, and fails with a plain reason where none
+//! is writable. It needs to run as root, as CI and this project's machines do.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use dlr_test_models::paths;
+use image::{Rgb, RgbImage};
+
+/// The limit a small device's deployment might give the component.
+const LIMIT_BYTES: u64 = 256 << 20;
+/// Concurrent clients and requests each.
+const CLIENTS: usize = 8;
+const ROUNDS: usize = 6;
+
+/// Where the memory controller is and which version.
+struct Controller {
+    /// The directory of this process's own cgroup in the memory hierarchy.
+    own: PathBuf,
+    v2: bool,
+}
+
+fn controller() -> Controller {
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").expect("/proc/self/cgroup");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("/proc/self/mountinfo");
+    for v2 in [false, true] {
+        let path = cgroups.lines().find_map(|line| {
+            let mut parts = line.splitn(3, ':');
+            let (id, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            let wanted = if v2 {
+                id == "0" && controllers.is_empty()
+            } else {
+                controllers.split(',').any(|c| c == "memory")
+            };
+            wanted.then(|| path.to_owned())
+        });
+        let mount = mounts.lines().find_map(|line| {
+            let (before, after) = line.split_once(" - ")?;
+            let fields: Vec<&str> = before.split_whitespace().collect();
+            let mut after = after.split_whitespace();
+            let (fstype, _, options) = (after.next()?, after.next()?, after.next()?);
+            let wanted = if v2 {
+                fstype == "cgroup2"
+            } else {
+                fstype == "cgroup" && options.split(',').any(|o| o == "memory")
+            };
+            wanted.then(|| (fields[3].to_owned(), fields[4].to_owned()))
+        });
+        if let (Some(path), Some((root, point))) = (path, mount) {
+            let below = Path::new(&path)
+                .strip_prefix(&root)
+                .unwrap_or(Path::new(""));
+            let own = Path::new(&point).join(below);
+            let controllers = own.join("cgroup.controllers");
+            if v2
+                && !std::fs::read_to_string(&controllers)
+                    .is_ok_and(|c| c.split_whitespace().any(|c| c == "memory"))
+            {
+                continue;
+            }
+            return Controller { own, v2 };
+        }
+    }
+    panic!(
+        "no cgroup memory controller found (neither a cgroup v1 `memory` hierarchy nor cgroup \
+         v2 with the memory controller for this process): this test runs the service under a \
+         real memory limit and needs one, writable (root)"
+    );
+}
+
+/// A child cgroup with a memory limit, removed when dropped.
+struct LimitedCgroup {
+    dir: PathBuf,
+    v2: bool,
+}
+
+impl LimitedCgroup {
+    fn create(limit: u64) -> Self {
+        let controller = controller();
+        let dir = controller
+            .own
+            .join(format!("classify-memory-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| {
+            panic!(
+                "cannot create the cgroup {}: {e}; this test needs a writable memory \
+                 controller (run as root)",
+                dir.display()
+            )
+        });
+        let (file, swap) = if controller.v2 {
+            ("memory.max", Some("memory.swap.max"))
+        } else {
+            ("memory.limit_in_bytes", None)
+        };
+        std::fs::write(dir.join(file), limit.to_string())
+            .unwrap_or_else(|e| panic!("cannot set {}: {e}", dir.join(file).display()));
+        if let Some(swap) = swap {
+            // Without swap the limit is the limit (ignored where swap accounting is off).
+            let _ = std::fs::write(dir.join(swap), "0");
+        }
+        Self {
+            dir,
+            v2: controller.v2,
+        }
+    }
+
+    /// How many processes of the cgroup the kernel killed for memory.
+    fn oom_kills(&self) -> u64 {
+        let file = if self.v2 {
+            "memory.events"
+        } else {
+            "memory.oom_control"
+        };
+        let text = std::fs::read_to_string(self.dir.join(file)).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("oom_kill "))
+            .map_or(0, |n| n.trim().parse().unwrap())
+    }
+}
+
+impl Drop for LimitedCgroup {
+    fn drop(&mut self) {
+        // The service has been killed by now; an empty cgroup can be removed.
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+fn service_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("classify-service");
+    assert!(
+        path.exists(),
+        "{} not found: `cargo build -p classify-service` first",
+        path.display()
+    );
+    path
+}
+
+/// A smooth picture as a PNG: a small body (fast compression, each row a steady ramp) that
+/// decodes to `w × h × 3` bytes and more.
+fn large_png(w: u32, h: u32) -> Vec<u8> {
+    use image::ImageEncoder;
+    use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+    let image = RgbImage::from_fn(w, h, |x, y| {
+        Rgb([(x * 255 / w) as u8, (y * 255 / h) as u8, 128])
+    });
+    let mut out = Vec::new();
+    PngEncoder::new_with_quality(&mut out, CompressionType::Fast, FilterType::Sub)
+        .write_image(image.as_raw(), w, h, image::ExtendedColorType::Rgb8)
+        .unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_256_mib_limit_an_overload_of_large_images_is_answered_and_not_killed() {
+    let cgroup = LimitedCgroup::create(LIMIT_BYTES);
+    let work = tempfile::tempdir().unwrap();
+    let log = work.path().join("service.log");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // The shell moves itself into the cgroup, then becomes the service (no unsafe pre_exec).
+    let mut child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg("echo $$ > \"$1/cgroup.procs\" && shift && exec \"$@\"")
+        .arg("sh")
+        .arg(&cgroup.dir)
+        .arg(service_binary())
+        .arg("--model-dir")
+        .arg(paths::model_dir("efficientnet-lite0"))
+        .arg("--dlr-library")
+        .arg(paths::libdlr_path())
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+
+    // Ready: /readyz answers 200 once the workers have warmed up (bounded, so a broken start
+    // fails instead of hanging).
+    let mut ready = false;
+    for _ in 0..600 {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the service exited at start ({status}):\n{}", log_text());
+        }
+        if client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "the service never became ready:\n{}", log_text());
+    // It saw the cgroup's limit and sized its budget from it.
+    let startup = log_text();
+    assert!(
+        startup.contains("memory after warm-up")
+            && startup.contains(&cgroup.dir.display().to_string())
+            && startup.contains("decode_memory_budget=\"derived\""),
+        "{startup}"
+    );
+
+    // 49 MP: about 147 MB decoded, more than any budget under this limit can hold (413 from
+    // its header alone); with a budget that admits it (the former fixed 256 MiB), decoding it
+    // beside the others gets the service killed.
+    let huge = large_png(7000, 7000);
+    // 12 MP: about 36 MB decoded, so several at once exceed what is left under the limit.
+    let large = large_png(4000, 3000);
+    let photo = std::fs::read(paths::photo("rocket.jpg")).unwrap();
+    let bodies = [huge, large.clone(), photo.clone(), large];
+
+    let mut clients = Vec::new();
+    for c in 0..CLIENTS {
+        let client = client.clone();
+        let url = format!("{base}/classify");
+        let bodies = bodies.clone();
+        clients.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for r in 0..ROUNDS {
+                let body = bodies[(c + r) % bodies.len()].clone();
+                let answer = client
+                    .post(&url)
+                    .header("content-type", "application/octet-stream")
+                    .body(body)
+                    .send()
+                    .await;
+                statuses.push(match answer {
+                    Ok(answer) => Ok(answer.status().as_u16()),
+                    Err(e) => Err(e.to_string()),
+                });
+            }
+            statuses
+        }));
+    }
+    let mut answered = std::collections::BTreeMap::<u16, usize>::new();
+    for handle in clients {
+        for status in handle.await.unwrap() {
+            let status = status.unwrap_or_else(|e| {
+                panic!(
+                    "a request got no answer ({e}); OOM kills: {}\n{}",
+                    cgroup.oom_kills(),
+                    log_text()
+                )
+            });
+            *answered.entry(status).or_default() += 1;
+        }
+    }
+    assert_eq!(
+        answered.values().sum::<usize>(),
+        CLIENTS * ROUNDS,
+        "{answered:?}"
+    );
+    assert!(
+        answered.keys().all(|s| [200, 413, 503].contains(s)),
+        "only answers, refusals for size and for load: {answered:?}"
+    );
+    assert!(answered.contains_key(&200), "{answered:?}");
+    assert!(answered.contains_key(&413), "{answered:?}");
+    assert_eq!(cgroup.oom_kills(), 0, "{answered:?}\n{}", log_text());
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the service is still running"
+    );
+
+    // Still answering afterwards.
+    let answer: serde_json::Value = client
+        .post(format!("{base}/classify"))
+        .header("content-type", "image/jpeg")
+        .body(photo)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(answer["label"].is_string(), "{answer}");
+    eprintln!(
+        "answers under the {} MiB limit: {answered:?}",
+        LIMIT_BYTES >> 20
+    );
+    child.kill().await.unwrap();
+}
