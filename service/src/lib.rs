@@ -58,7 +58,7 @@ use crate::backend::BackendFactory;
 use crate::backend::dlr::DlrFactory;
 use crate::backend::onnx::{OnnxFactory, Runtime};
 use crate::files::AllowedDirs;
-use crate::http::api::{InputInfo, ModelInfo, OutputInfo};
+use crate::http::api::{InputInfo, MemoryInfo, ModelInfo, OutputInfo};
 use crate::inference::{InferencePool, PoolOptions};
 use crate::memory_limit::MemoryLimit;
 use crate::metrics::Metrics;
@@ -459,7 +459,7 @@ fn prepare(config: &Config) -> Result<(LocatedModel, http::SharedState), Error> 
         source,
     })?;
 
-    let model = ModelInfo {
+    let mut model = ModelInfo {
         name: located.name.clone(),
         version: located.version.clone(),
         path: dir.display().to_string(),
@@ -483,6 +483,13 @@ fn prepare(config: &Config) -> Result<(LocatedModel, http::SharedState), Error> 
         channel_order: value_name(&config.channel_order),
         resize_filter: value_name(&config.resize_filter),
         scores: value_name(&config.scores),
+        // Filled in below, once the budget is sized.
+        memory: MemoryInfo {
+            limit_bytes: None,
+            limit_source: None,
+            decode_memory_budget_bytes: 0,
+            decode_memory_budget: String::new(),
+        },
     };
 
     let metrics = Metrics::new();
@@ -526,6 +533,17 @@ fn prepare(config: &Config) -> Result<(LocatedModel, http::SharedState), Error> 
         &preprocess.budget,
         "after loading the model",
     );
+    model.memory = MemoryInfo {
+        limit_bytes: memory_limit.as_ref().map(|l| l.bytes),
+        limit_source: memory_limit.as_ref().map(|l| l.source.to_string()),
+        decode_memory_budget_bytes: preprocess.budget.total(),
+        decode_memory_budget: if config.decode_memory_budget_bytes.is_some() {
+            "configured"
+        } else {
+            "derived"
+        }
+        .into(),
+    };
     let classifier = classifier::Classifier {
         pool: Arc::new(pool),
         labels,

@@ -54,6 +54,12 @@ pub struct Metrics {
     pub queue_capacity: IntGauge,
     /// 1 when ready.
     pub ready: IntGauge,
+    /// The memory limit the process runs under (0 when unknown).
+    pub memory_limit: IntGauge,
+    /// The decode memory budget.
+    pub decode_memory_budget: IntGauge,
+    /// Bytes of the decode memory budget held by decodes in progress.
+    pub decode_memory_in_use: IntGauge,
     /// Model information, value 1.
     pub model_info: IntGaugeVec,
 }
@@ -129,6 +135,18 @@ impl Metrics {
             ),
             queue_capacity: gauge("classify_queue_capacity", "Capacity of the inference queue"),
             ready: gauge("classify_ready", "1 when the model is loaded and warmed up"),
+            memory_limit: gauge(
+                "classify_memory_limit_bytes",
+                "The memory limit the process runs under: its cgroup's or MemTotal (0: unknown)",
+            ),
+            decode_memory_budget: gauge(
+                "classify_decode_memory_budget_bytes",
+                "Bytes all concurrent decodes may hold at once",
+            ),
+            decode_memory_in_use: gauge(
+                "classify_decode_memory_in_use_bytes",
+                "Bytes of the decode memory budget held by decodes in progress",
+            ),
             model_info,
             registry,
         }

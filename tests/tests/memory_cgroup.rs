@@ -225,6 +225,30 @@ async fn under_a_256_mib_limit_an_overload_of_large_images_is_answered_and_not_k
         "{startup}"
     );
 
+    // So does /v1/model.
+    let model: serde_json::Value = client
+        .get(format!("{base}/v1/model"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let memory = &model["memory"];
+    assert_eq!(memory["limit_bytes"], LIMIT_BYTES, "{memory}");
+    assert!(
+        memory["limit_source"]
+            .as_str()
+            .unwrap()
+            .contains(&cgroup.dir.display().to_string()),
+        "{memory}"
+    );
+    let budget = memory["decode_memory_budget_bytes"].as_u64().unwrap();
+    assert!(
+        (16 << 20..LIMIT_BYTES / 2).contains(&budget),
+        "a budget well inside the limit: {memory}"
+    );
+
     // 49 MP: about 147 MB decoded, more than any budget under this limit can hold (413 from
     // its header alone); with a budget that admits it (the former fixed 256 MiB), decoding it
     // beside the others gets the service killed.

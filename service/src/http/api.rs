@@ -82,6 +82,33 @@ pub struct ModelInfo {
     pub resize_filter: String,
     /// Output interpretation ("auto", "logits", "probabilities").
     pub scores: String,
+    /// The memory limit seen and the decode memory budget.
+    pub memory: MemoryInfo,
+}
+
+/// The memory limit the service runs under and the budget it derived from it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MemoryInfo {
+    /// The limit in bytes: the process's cgroup's or the machine's `MemTotal`, the smaller
+    /// (absent when it cannot be read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = u64, example = 268435456)]
+    pub limit_bytes: Option<u64>,
+    /// Where the limit came from, e.g. `cgroup v2 /sys/fs/cgroup/system.slice/x/memory.max`
+    /// or `MemTotal` (absent with the limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        value_type = String,
+        example = "cgroup v1 /sys/fs/cgroup/memory/greengrass/memory.limit_in_bytes"
+    )]
+    pub limit_source: Option<String>,
+    /// Bytes all concurrent decodes may hold at once (its current value: a derived budget is
+    /// sized again once the workers have warmed up).
+    #[schema(example = 116391936)]
+    pub decode_memory_budget_bytes: u64,
+    /// "derived" from the limit, or "configured".
+    #[schema(example = "derived")]
+    pub decode_memory_budget: String,
 }
 
 /// The model input.
@@ -133,7 +160,7 @@ pub struct OutputInfo {
     ),
     components(schemas(
         ClassifyResponse, Prediction, ModelRef, Timings, ClassifyJson,
-        ClassifyBase64, ClassifyPath, ClassifyDirAndName, ClassifyMultipart, ImageBytes, Health, ModelInfo, InputInfo, OutputInfo, Problem,
+        ClassifyBase64, ClassifyPath, ClassifyDirAndName, ClassifyMultipart, ImageBytes, Health, ModelInfo, InputInfo, OutputInfo, MemoryInfo, Problem,
     )),
     tags(
         (name = "classify", description = "Image classification"),

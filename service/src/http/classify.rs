@@ -669,6 +669,12 @@ mod tests {
                 channel_order: text("rgb"),
                 resize_filter: text("bilinear"),
                 scores: text("auto"),
+                memory: crate::http::api::MemoryInfo {
+                    limit_bytes: None,
+                    limit_source: None,
+                    decode_memory_budget_bytes: 0,
+                    decode_memory_budget: text("configured"),
+                },
             },
             default_top_k: 2,
             default_threshold: 0.0,

@@ -235,6 +235,12 @@ pub(crate) async fn metrics(State(state): State<SharedState>) -> Response {
     m.queue_depth.set(state.pool().queue_depth() as i64);
     m.ready
         .set(i64::from(state.pool().readiness().borrow().is_ready()));
+    let budget = &state.classifier.preprocess.budget;
+    let bytes = |b: u64| i64::try_from(b).unwrap_or(i64::MAX);
+    m.memory_limit
+        .set(state.memory_limit.as_ref().map_or(0, |l| bytes(l.bytes)));
+    m.decode_memory_budget.set(bytes(budget.total()));
+    m.decode_memory_in_use.set(bytes(budget.in_use()));
     (
         [(
             header::CONTENT_TYPE,
@@ -249,7 +255,9 @@ pub(crate) async fn metrics(State(state): State<SharedState>) -> Response {
 #[utoipa::path(get, path = "/v1/model", tag = "model", operation_id = "get_model",
     responses((status = 200, description = "The loaded model", body = ModelInfo)))]
 pub(crate) async fn model(State(state): State<SharedState>) -> Json<ModelInfo> {
-    Json(state.model.clone())
+    let mut model = state.model.clone();
+    model.memory.decode_memory_budget_bytes = state.classifier.preprocess.budget.total();
+    Json(model)
 }
 
 #[cfg(test)]

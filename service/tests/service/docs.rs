@@ -239,5 +239,19 @@ async fn metrics_health_and_model_info() {
     assert_eq!(info["labels"], 10);
     assert_eq!(info["workers"], 1);
     assert_eq!(info["threads_per_worker"], 1);
+    // The memory limit seen and the budget derived from it, the same in both documents.
+    let memory = &info["memory"];
+    assert_eq!(memory["decode_memory_budget"], "derived", "{memory}");
+    assert!(memory["limit_source"].is_string(), "{memory}");
+    let budget = memory["decode_memory_budget_bytes"].as_u64().unwrap();
+    let limit = memory["limit_bytes"].as_u64().unwrap();
+    assert!((16 << 20..=256 << 20).contains(&budget), "{memory}");
+    for needle in [
+        format!("classify_decode_memory_budget_bytes {budget}"),
+        format!("classify_memory_limit_bytes {limit}"),
+        "classify_decode_memory_in_use_bytes 0".to_owned(),
+    ] {
+        assert!(text.contains(&needle), "{needle} missing in\n{text}");
+    }
     app.stop().await;
 }
