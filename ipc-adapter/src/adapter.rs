@@ -9,8 +9,10 @@
 //! error with a stable code.
 //!
 //! **Bounded work.** At most `max_in_flight` requests call the service at once (a semaphore); at
-//! most `max_queued` more wait for a slot. A request beyond that is answered at once with
-//! `overloaded`, so every request still gets its one reply. The IPC reader itself never waits on
+//! most `max_queued` more wait for a slot, and all admitted messages together hold at most
+//! `max_queued_bytes` of payload (an inline base64 image can be megabytes under the classic
+//! nucleus). A request beyond either bound is answered at once with `overloaded`, so every
+//! request still gets its one reply and the adapter's memory stays bounded. The IPC reader itself never waits on
 //! this work (see [`greengrass_ipc::client`]).
 //!
 //! **Replies** go to the request's validated `reply_topic` or the configured reply topic. With
@@ -192,9 +194,7 @@ impl Adapter {
     /// connection is lost (then returns [`AdapterError::ConnectionLost`] at once).
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), AdapterError> {
         let ctx = self.ctx.clone();
-        let admitted = Arc::new(Semaphore::new(
-            ctx.config.max_in_flight as usize + ctx.config.max_queued as usize,
-        ));
+        let admitted = WaitingRoom::new(&ctx.config);
         let mut tasks = JoinSet::new();
         let mut shutdown = std::pin::pin!(shutdown);
         let mut liveness = Liveness::new(&ctx.config);
@@ -403,7 +403,7 @@ async fn sleep_until(at: Option<Instant>) {
 /// Handles one delivery from the subscription; `Err` when the connection is to be counted lost.
 fn deliver(
     ctx: &Arc<Context>,
-    admitted: &Arc<Semaphore>,
+    admitted: &WaitingRoom,
     tasks: &mut JoinSet<()>,
     liveness: &mut Liveness,
     delivery: Result<SubscriptionEvent, IpcError>,
@@ -444,21 +444,64 @@ fn deliver(
     }
 }
 
+/// Admission of messages: a request count (`max_in_flight + max_queued`) and a payload byte
+/// budget (`max_queued_bytes`, counted in KiB), both held until the message is answered.
+struct WaitingRoom {
+    requests: Arc<Semaphore>,
+    kib: Arc<Semaphore>,
+}
+
+impl WaitingRoom {
+    fn new(config: &AdapterConfig) -> Self {
+        let kib = usize::try_from(config.max_queued_bytes.div_ceil(1024))
+            .unwrap_or(usize::MAX)
+            .min(Semaphore::MAX_PERMITS);
+        Self {
+            requests: Arc::new(Semaphore::new(
+                config.max_in_flight as usize + config.max_queued as usize,
+            )),
+            kib: Arc::new(Semaphore::new(kib)),
+        }
+    }
+
+    /// Both admissions for a message of `bytes`, or `None` when either bound is reached.
+    fn admit(
+        &self,
+        bytes: usize,
+    ) -> Option<(
+        tokio::sync::OwnedSemaphorePermit,
+        tokio::sync::OwnedSemaphorePermit,
+    )> {
+        let kib = u32::try_from(bytes.div_ceil(1024).max(1)).ok()?;
+        let request = self.requests.clone().try_acquire_owned().ok()?;
+        let payload = self.kib.clone().try_acquire_many_owned(kib).ok()?;
+        Some((request, payload))
+    }
+}
+
+/// The bytes a message holds while it waits.
+fn payload_len(payload: &Payload) -> usize {
+    match payload {
+        Payload::Binary(bytes) => bytes.len(),
+        Payload::Json(value) => serde_json::to_vec(value).map_or(0, |v| v.len()),
+    }
+}
+
 fn dispatch(
     ctx: &Arc<Context>,
-    admitted: &Arc<Semaphore>,
+    admitted: &WaitingRoom,
     tasks: &mut JoinSet<()>,
     event: SubscriptionEvent,
 ) {
     let ctx = ctx.clone();
-    match admitted.clone().try_acquire_owned() {
-        Ok(admission) => {
+    match admitted.admit(payload_len(&event.payload)) {
+        Some(admission) => {
             tasks.spawn(async move {
                 let _admission = admission;
                 handle(&ctx, event).await;
             });
         }
-        Err(_) => {
+        None => {
             tasks.spawn(async move {
                 let binary = matches!(event.payload, Payload::Binary(_));
                 let (request_id, topic) =
@@ -471,7 +514,8 @@ fn dispatch(
                 let reply = Reply::error(
                     request_id,
                     ErrorCode::Overloaded,
-                    "the adapter's request queue is full",
+                    "the adapter's request queue is full (max_queued requests or \
+                     max_queued_bytes of messages are waiting); retry shortly",
                 );
                 publish_reply(&ctx, topic.as_deref(), &reply, binary).await;
             });

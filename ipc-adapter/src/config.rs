@@ -45,6 +45,9 @@ pub mod defaults {
     pub const MAX_IN_FLIGHT: u32 = 4;
     /// `--max-queued`.
     pub const MAX_QUEUED: u32 = 1024;
+    /// `--max-queued-bytes`: 64 MiB of waiting messages (with the 4 MiB frame bound, the
+    /// adapter fits a 128 MiB memory limit).
+    pub const MAX_QUEUED_BYTES: u64 = 64 << 20;
 }
 
 /// Environment variables renamed to the adapter's own prefix, as `(name, former name)`: every
@@ -339,6 +342,15 @@ pub struct AdapterConfig {
         default_value_t = defaults::MAX_QUEUED
     )]
     pub max_queued: u32,
+    /// Bytes of request messages (their payloads) admitted at once, waiting or in flight;
+    /// beyond that a request gets an `overloaded` reply at once.
+    #[arg(
+        long = "max-queued-bytes",
+        env = "CLASSIFY_ADAPTER_MAX_QUEUED_BYTES",
+        default_value_t = defaults::MAX_QUEUED_BYTES,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub max_queued_bytes: u64,
     /// Do not report RUNNING to the nucleus (`UpdateState`) once subscribed. Only for a recipe
     /// that starts the adapter in a `Run` step, where the nucleus counts it running at once.
     #[arg(long = "no-report-state", env = "CLASSIFY_ADAPTER_NO_REPORT_STATE")]
@@ -364,6 +376,7 @@ impl AdapterConfig {
             reply_format: defaults::REPLY_FORMAT,
             max_in_flight: defaults::MAX_IN_FLIGHT,
             max_queued: defaults::MAX_QUEUED,
+            max_queued_bytes: defaults::MAX_QUEUED_BYTES,
             no_report_state: false,
             ready_file: None,
         }

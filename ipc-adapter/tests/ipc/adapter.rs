@@ -558,6 +558,43 @@ async fn queue_overflow_is_answered_with_overloaded() {
     running.stop().await.unwrap();
 }
 
+/// The payload bound: room for many requests, but only 4 KiB of messages; each message here is
+/// about 1.45 KB, counted as 2 KiB (whole KiB), so one in flight and one waiting fit and the
+/// rest are answered `overloaded`.
+#[tokio::test]
+async fn queued_bytes_overflow_is_answered_with_overloaded() {
+    let stub = stub_service().await;
+    let h = setup(Flavour::Lite, &stub.url, |c| {
+        c.max_in_flight = 1;
+        c.max_queued = 1024;
+        c.max_queued_bytes = 4 * 1024;
+    })
+    .await;
+    let (running, req, mut replies) = (h.running, h.requester, h.replies);
+    let padding = "p".repeat(1400);
+    for i in 0..4 {
+        req.publish(
+            "local/inference",
+            &bin(&json!({"path": format!("/x/{padding}/slow.png"), "request_id": format!("b{i}")})),
+        )
+        .await
+        .unwrap();
+    }
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        let v = next_reply(&mut replies).await.json.unwrap();
+        codes.push(if v["status"] == "ok" {
+            "ok".to_owned()
+        } else {
+            v["error"]["code"].as_str().unwrap().to_owned()
+        });
+    }
+    let c = counts(codes.iter().map(String::as_str));
+    assert_eq!(c.get("ok"), Some(&2), "{codes:?}");
+    assert_eq!(c.get("overloaded"), Some(&2), "{codes:?}");
+    running.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn the_deadline_covers_waiting_for_a_free_slot() {
     let stub = stub_service().await;
