@@ -489,6 +489,7 @@ fn prepare(config: &Config) -> Result<(LocatedModel, http::SharedState), Error> 
             limit_source: None,
             decode_memory_budget_bytes: 0,
             decode_memory_budget: String::new(),
+            body_memory_budget_bytes: 0,
         },
     };
 
@@ -543,6 +544,7 @@ fn prepare(config: &Config) -> Result<(LocatedModel, http::SharedState), Error> 
             "derived"
         }
         .into(),
+        body_memory_budget_bytes: 0,
     };
     let classifier = classifier::Classifier {
         pool: Arc::new(pool),
@@ -557,7 +559,19 @@ fn prepare(config: &Config) -> Result<(LocatedModel, http::SharedState), Error> 
         max_file_bytes: config.max_body_bytes,
         metrics: metrics.clone(),
     };
+    // Without a known limit, every admitted request may hold a whole body, as before.
+    let body_memory = match &memory_limit {
+        Some(limit) => memory_limit::body_memory_budget(limit.bytes, config.max_body_bytes as u64),
+        None => (config.max_body_bytes as u64)
+            .saturating_mul((config.queue_capacity + config.effective_workers()) as u64),
+    };
+    tracing::info!(
+        body_memory_mib = body_memory >> 20,
+        "request bodies held at once are bounded by the body memory budget"
+    );
+    model.memory.body_memory_budget_bytes = body_memory;
     let state = Arc::new(http::AppState {
+        body_memory: http::classify::BodyMemory::new(body_memory),
         memory_limit,
         classifier: Arc::new(classifier),
         model,

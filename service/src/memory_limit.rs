@@ -247,6 +247,12 @@ pub fn derived_decode_budget(limit: u64, resident: u64) -> u64 {
         .clamp(MIN_DERIVED_BUDGET, MAX_DERIVED_BUDGET)
 }
 
+/// Memory for the request bodies held at once: half the headroom, and never less than one
+/// largest body (`max_body_bytes`), so that a single request is never shed for it.
+pub fn body_memory_budget(limit: u64, max_body_bytes: u64) -> u64 {
+    (headroom(limit) / 2).max(max_body_bytes)
+}
+
 /// Whether `budget` fits under `limit` beside `resident` bytes and the headroom.
 pub fn fits(limit: u64, resident: u64, budget: u64) -> bool {
     resident

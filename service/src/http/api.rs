@@ -109,6 +109,10 @@ pub struct MemoryInfo {
     /// "derived" from the limit, or "configured".
     #[schema(example = "derived")]
     pub decode_memory_budget: String,
+    /// Bytes of request bodies held at once (from reading until the answer); a request that
+    /// finds too little left is answered 503 before its body is read.
+    #[schema(example = 50331648)]
+    pub body_memory_budget_bytes: u64,
 }
 
 /// The model input.

@@ -218,7 +218,7 @@ async fn handle(
     started: Instant,
 ) -> Result<ClassifyResponse, ApiError> {
     let timeout_ms = state.request_timeout.as_millis() as u64;
-    let (mut options, kind, slot) = match admit(&state, &request) {
+    let (mut options, kind, slot, _body_memory) = match admit(&state, &request) {
         Ok(admitted) => admitted,
         Err(e) => {
             let declared = declared_length(request.headers());
@@ -326,7 +326,15 @@ fn body_kind(headers: &HeaderMap) -> Result<BodyKind, ApiError> {
 fn admit(
     state: &SharedState,
     request: &Request,
-) -> Result<(RawOptions, BodyKind, crate::inference::Slot), ApiError> {
+) -> Result<
+    (
+        RawOptions,
+        BodyKind,
+        crate::inference::Slot,
+        tokio::sync::OwnedSemaphorePermit,
+    ),
+    ApiError,
+> {
     let options = query_options(request.uri().query())?;
     // A value in the body wins over the query's, but a query value out of its documented
     // range is still the client's mistake: refused, not silently ignored.
@@ -337,7 +345,56 @@ fn admit(
         .pool()
         .reserve()
         .map_err(|e| inference_error(e, state.retry_after_secs, timeout_ms))?;
-    Ok((options, kind, slot))
+    let body = state
+        .body_memory
+        .reserve(declared_length(request.headers()), state.max_body_bytes)
+        .ok_or_else(|| ApiError::Overloaded {
+            detail: format!(
+                "the request bodies being read and classified hold the whole body memory \
+                 budget ({} MiB, sized from the memory limit); retry later",
+                state.body_memory.total() >> 20
+            ),
+            retry_after: state.retry_after_secs,
+        })?;
+    Ok((options, kind, slot, body))
+}
+
+/// Memory for the request bodies held at once — from reading until the answer — counted in
+/// KiB: a body reserves its declared length (the body limit when it declares none) at
+/// admission, before a byte of it is read, and a request that finds too little left is shed
+/// like one that finds the queue full (503). Sized from the memory limit
+/// ([`crate::memory_limit::body_memory_budget`]), and never below one largest body.
+#[derive(Debug)]
+pub(crate) struct BodyMemory {
+    total: u64,
+    kib: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl BodyMemory {
+    pub(crate) fn new(total: u64) -> Self {
+        let kib = usize::try_from(total.div_ceil(1024))
+            .unwrap_or(usize::MAX)
+            .min(tokio::sync::Semaphore::MAX_PERMITS);
+        Self {
+            total,
+            kib: std::sync::Arc::new(tokio::sync::Semaphore::new(kib)),
+        }
+    }
+
+    /// The budget in bytes.
+    pub(crate) fn total(&self) -> u64 {
+        self.total
+    }
+
+    fn reserve(
+        &self,
+        declared: Option<u64>,
+        limit: usize,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let bytes = declared.map_or(limit as u64, |d| d.min(limit as u64));
+        let kib = u32::try_from(bytes.div_ceil(1024).max(1)).ok()?;
+        self.kib.clone().try_acquire_many_owned(kib).ok()
+    }
 }
 
 /// Reads and drops the body of a request refused from its headers (load, options, media
@@ -643,6 +700,7 @@ mod tests {
             metrics: metrics.clone(),
         };
         Arc::new(AppState {
+            body_memory: BodyMemory::new(u64::MAX >> 1),
             memory_limit: None,
             classifier: Arc::new(classifier),
             model: ModelInfo {
@@ -674,6 +732,7 @@ mod tests {
                     limit_source: None,
                     decode_memory_budget_bytes: 0,
                     decode_memory_budget: text("configured"),
+                    body_memory_budget_bytes: 0,
                 },
             },
             default_top_k: 2,

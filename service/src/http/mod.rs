@@ -65,6 +65,8 @@ pub(crate) struct AppState {
     pub(crate) max_body_bytes: usize,
     /// The memory limit the process runs under, as detected at start-up.
     pub(crate) memory_limit: Option<crate::memory_limit::MemoryLimit>,
+    /// Memory for the request bodies held at once.
+    pub(crate) body_memory: classify::BodyMemory,
 }
 
 impl AppState {

@@ -246,6 +246,10 @@ async fn metrics_health_and_model_info() {
     let budget = memory["decode_memory_budget_bytes"].as_u64().unwrap();
     let limit = memory["limit_bytes"].as_u64().unwrap();
     assert!((16 << 20..=256 << 20).contains(&budget), "{memory}");
+    assert!(
+        memory["body_memory_budget_bytes"].as_u64().unwrap() >= 16 << 20,
+        "at least one largest body: {memory}"
+    );
     for needle in [
         format!("classify_decode_memory_budget_bytes {budget}"),
         format!("classify_memory_limit_bytes {limit}"),
