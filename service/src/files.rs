@@ -136,7 +136,10 @@ impl AllowedDirs {
         if u64::try_from(stat.st_size).unwrap_or(0) > limit as u64 {
             return Err(too_large(&shown, limit));
         }
-        let mut bytes = Vec::new();
+        // Sized from the file up front: growing by doubling would hold about twice the file
+        // while it is copied.
+        let size = usize::try_from(stat.st_size).unwrap_or(0).min(limit);
+        let mut bytes = Vec::with_capacity(size.saturating_add(1));
         File::from(file)
             .take(limit as u64 + 1)
             .read_to_end(&mut bytes)

@@ -526,6 +526,20 @@ async fn two_hundred_concurrent_requests_each_answered_exactly_once() {
     }
 }
 
+/// The next `n` replies' outcomes: "ok" or the error code.
+async fn reply_codes(replies: &mut greengrass_ipc::client::Subscription, n: usize) -> Vec<String> {
+    let mut codes = Vec::new();
+    for _ in 0..n {
+        let v = next_reply(replies).await.json.unwrap();
+        codes.push(if v["status"] == "ok" {
+            "ok".to_owned()
+        } else {
+            v["error"]["code"].as_str().unwrap().to_owned()
+        });
+    }
+    codes
+}
+
 #[tokio::test]
 async fn queue_overflow_is_answered_with_overloaded() {
     let stub = stub_service().await;
@@ -543,15 +557,7 @@ async fn queue_overflow_is_answered_with_overloaded() {
         .await
         .unwrap();
     }
-    let mut codes = Vec::new();
-    for _ in 0..4 {
-        let v = next_reply(&mut replies).await.json.unwrap();
-        codes.push(if v["status"] == "ok" {
-            "ok".to_owned()
-        } else {
-            v["error"]["code"].as_str().unwrap().to_owned()
-        });
-    }
+    let codes = reply_codes(&mut replies, 4).await;
     let c = counts(codes.iter().map(String::as_str));
     assert_eq!(c.get("ok"), Some(&2), "{codes:?}");
     assert_eq!(c.get("overloaded"), Some(&2), "{codes:?}");
@@ -580,15 +586,7 @@ async fn queued_bytes_overflow_is_answered_with_overloaded() {
         .await
         .unwrap();
     }
-    let mut codes = Vec::new();
-    for _ in 0..4 {
-        let v = next_reply(&mut replies).await.json.unwrap();
-        codes.push(if v["status"] == "ok" {
-            "ok".to_owned()
-        } else {
-            v["error"]["code"].as_str().unwrap().to_owned()
-        });
-    }
+    let codes = reply_codes(&mut replies, 4).await;
     let c = counts(codes.iter().map(String::as_str));
     assert_eq!(c.get("ok"), Some(&2), "{codes:?}");
     assert_eq!(c.get("overloaded"), Some(&2), "{codes:?}");
