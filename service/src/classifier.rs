@@ -53,6 +53,8 @@ pub(crate) struct Classifier {
     pub(crate) decode_permits: Arc<Semaphore>,
     /// Largest file read for a file reference (the same bound as a request body).
     pub(crate) max_file_bytes: usize,
+    /// Memory for bodies and referenced files, shared with the HTTP layer's admission.
+    pub(crate) body_memory: Arc<BodyMemory>,
     /// Stage durations are recorded here, also for requests that fail at a later stage.
     pub(crate) metrics: Metrics,
 }
@@ -91,6 +93,54 @@ pub(crate) enum ClassifyError {
     Internal(String),
 }
 
+/// Memory for the request bodies and referenced files held at once — from reading until the
+/// decode is done or the answer goes out — counted in KiB. A body reserves its declared length
+/// (the body limit when it declares none) at admission, before a byte of it is read, and a
+/// request that finds too little left is shed like one that finds the queue full (503). A file
+/// reference reserves the file's size before it is read, waiting for it within the request's
+/// deadline. Sized from the memory limit ([`crate::memory_limit::body_memory_budget`]), and
+/// never below one largest body.
+#[derive(Debug)]
+pub(crate) struct BodyMemory {
+    total: u64,
+    kib: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl BodyMemory {
+    pub(crate) fn new(total: u64) -> Self {
+        let kib = usize::try_from(total.div_ceil(1024))
+            .unwrap_or(usize::MAX)
+            .min(tokio::sync::Semaphore::MAX_PERMITS);
+        Self {
+            total,
+            kib: std::sync::Arc::new(tokio::sync::Semaphore::new(kib)),
+        }
+    }
+
+    /// The budget in bytes.
+    pub(crate) fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Reserves a body's bytes without waiting; `None` when too little is left.
+    pub(crate) fn reserve(
+        &self,
+        declared: Option<u64>,
+        limit: usize,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let bytes = declared.map_or(limit as u64, |d| d.min(limit as u64));
+        let kib = u32::try_from(bytes.div_ceil(1024).max(1)).ok()?;
+        self.kib.clone().try_acquire_many_owned(kib).ok()
+    }
+
+    /// Reserves `bytes` (at most the whole budget), waiting until they are free.
+    async fn wait_for(&self, bytes: u64) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let kib = bytes.div_ceil(1024).max(1).min(self.total.div_ceil(1024));
+        let kib = u32::try_from(kib).ok()?;
+        self.kib.clone().acquire_many_owned(kib).await.ok()
+    }
+}
+
 impl Classifier {
     /// Classifies `image` in the queue place `slot` holds; the job expires at `deadline`.
     pub(crate) async fn classify(
@@ -101,9 +151,20 @@ impl Classifier {
         threshold: f64,
         deadline: Instant,
     ) -> Result<Classification, ClassifyError> {
+        // Held until the file's bytes are decoded and dropped.
+        let mut file_memory = None;
         let bytes = match image {
             Image::Bytes(bytes) => bytes,
             Image::File(path) => {
+                // The file's size, to hold its share of memory before reading it (a file that
+                // cannot be looked at reserves the most a read may take; the read itself says
+                // why it fails).
+                let size = std::fs::metadata(&path)
+                    .map_or(self.max_file_bytes as u64, |m| m.len())
+                    .min(self.max_file_bytes as u64);
+                file_memory = Some(self.body_memory.wait_for(size).await.ok_or_else(|| {
+                    ClassifyError::Internal("body memory semaphore closed".into())
+                })?);
                 let this = Arc::clone(self);
                 tokio::task::spawn_blocking(move || this.allowed.read(&path, this.max_file_bytes))
                     .await
@@ -119,6 +180,7 @@ impl Classifier {
         let this = Arc::clone(self);
         let (tensor, decode, preprocess) = tokio::task::spawn_blocking(move || {
             let _permit = permit;
+            let _file_memory = file_memory;
             let t0 = Instant::now();
             let image = crate::preprocess::decode(&bytes, &this.preprocess)?;
             let t1 = Instant::now();

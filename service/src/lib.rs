@@ -546,6 +546,18 @@ fn prepare(config: &Config) -> Result<(LocatedModel, http::SharedState), Error> 
         .into(),
         body_memory_budget_bytes: 0,
     };
+    // Without a known limit, every admitted request may hold a whole body, as before.
+    let body_memory = match &memory_limit {
+        Some(limit) => memory_limit::body_memory_budget(limit.bytes, config.max_body_bytes as u64),
+        None => (config.max_body_bytes as u64)
+            .saturating_mul((config.queue_capacity + config.effective_workers()) as u64),
+    };
+    tracing::info!(
+        body_memory_mib = body_memory >> 20,
+        "request bodies and referenced files held at once are bounded by the body memory budget"
+    );
+    model.memory.body_memory_budget_bytes = body_memory;
+    let body_memory = Arc::new(classifier::BodyMemory::new(body_memory));
     let classifier = classifier::Classifier {
         pool: Arc::new(pool),
         labels,
@@ -557,21 +569,11 @@ fn prepare(config: &Config) -> Result<(LocatedModel, http::SharedState), Error> 
             config.effective_decode_concurrency(),
         )),
         max_file_bytes: config.max_body_bytes,
+        body_memory: body_memory.clone(),
         metrics: metrics.clone(),
     };
-    // Without a known limit, every admitted request may hold a whole body, as before.
-    let body_memory = match &memory_limit {
-        Some(limit) => memory_limit::body_memory_budget(limit.bytes, config.max_body_bytes as u64),
-        None => (config.max_body_bytes as u64)
-            .saturating_mul((config.queue_capacity + config.effective_workers()) as u64),
-    };
-    tracing::info!(
-        body_memory_mib = body_memory >> 20,
-        "request bodies held at once are bounded by the body memory budget"
-    );
-    model.memory.body_memory_budget_bytes = body_memory;
     let state = Arc::new(http::AppState {
-        body_memory: http::classify::BodyMemory::new(body_memory),
+        body_memory,
         memory_limit,
         classifier: Arc::new(classifier),
         model,

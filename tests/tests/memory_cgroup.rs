@@ -6,6 +6,7 @@
 //! request gets an HTTP status, the cgroup records no OOM kill, and a photo is classified
 //! afterwards.
 //!
+//! The service runs with the environment its recipe sets that matters here (`MALLOC_ARENA_MAX`).
 //! The test finds the memory controller itself (cgroup v1 `memory`, or v2 with the `memory`
 //! controller), makes a child of its own cgroup there, and fails with a plain reason where none
 //! is writable. It needs to run as root, as CI and this project's machines do.
@@ -135,6 +136,24 @@ impl Drop for LimitedCgroup {
     }
 }
 
+/// A variable the service recipe's x86_64 manifest sets for the process.
+fn recipe_setenv(name: &str) -> String {
+    let path =
+        paths::workspace_root().join("recipes/com.example.ImageClassification.Service/recipe.yaml");
+    let recipe: serde_json::Value =
+        serde_norway::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let manifest = recipe["Manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["Platform"]["architecture"] == "amd64")
+        .expect("an x86_64 manifest");
+    manifest["Lifecycle"]["Setenv"][name]
+        .as_str()
+        .unwrap_or_else(|| panic!("the service recipe sets {name}"))
+        .to_owned()
+}
+
 fn service_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let path = exe
@@ -191,6 +210,7 @@ fn noise_png(w: u32, h: u32) -> Vec<u8> {
 async fn burst(
     client: &reqwest::Client,
     base: &str,
+    content_type: &'static str,
     bodies: &[Vec<u8>],
     pick: impl Fn(usize, usize) -> usize,
 ) -> Result<std::collections::BTreeMap<u16, usize>, String> {
@@ -204,7 +224,7 @@ async fn burst(
             for body in chosen {
                 let answer = client
                     .post(&url)
-                    .header("content-type", "application/octet-stream")
+                    .header("content-type", content_type)
                     .body(body)
                     .send()
                     .await;
@@ -231,6 +251,8 @@ async fn under_a_256_mib_limit_an_overload_of_large_images_is_answered_and_not_k
     let cgroup = LimitedCgroup::create(LIMIT_BYTES);
     let work = tempfile::tempdir().unwrap();
     let log = work.path().join("service.log");
+    let images = work.path().join("images");
+    std::fs::create_dir(&images).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -248,6 +270,10 @@ async fn under_a_256_mib_limit_an_overload_of_large_images_is_answered_and_not_k
         .arg("--dlr-library")
         .arg(paths::libdlr_path())
         .args(["--listen", &format!("127.0.0.1:{port}")])
+        .arg("--allowed-dir")
+        .arg(&images)
+        // The environment the service recipe sets (its x86_64 manifest's Setenv).
+        .env("MALLOC_ARENA_MAX", recipe_setenv("MALLOC_ARENA_MAX"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -326,9 +352,20 @@ async fn under_a_256_mib_limit_an_overload_of_large_images_is_answered_and_not_k
     // A mixed load, then every client sending the near-limit body at once (bodies are held in
     // memory from reading until the answer: without a bound on them, eight of these got the
     // service killed here).
-    let mixed = burst(&client, &base, &bodies, |c, r| (c + r) % bodies.len()).await;
-    let heavy_bodies = burst(&client, &base, &bodies, |_, _| 3).await;
-    for answered in [&mixed, &heavy_bodies] {
+    let octets = "application/octet-stream";
+    let mixed = burst(&client, &base, octets, &bodies, |c, r| {
+        (c + r) % bodies.len()
+    })
+    .await;
+    let heavy_bodies = burst(&client, &base, octets, &bodies, |_, _| 3).await;
+    // The same file by reference: read into memory before its decode, like a body.
+    let heavy_file = images.join("noisy.png");
+    std::fs::write(&heavy_file, &bodies[3]).unwrap();
+    let reference = [serde_json::json!({ "path": heavy_file })
+        .to_string()
+        .into_bytes()];
+    let heavy_files = burst(&client, &base, "application/json", &reference, |_, _| 0).await;
+    for answered in [&mixed, &heavy_bodies, &heavy_files] {
         let answered = answered.as_ref().unwrap_or_else(|e| {
             panic!(
                 "a request got no answer ({e}); OOM kills: {}\n{}",
@@ -347,12 +384,13 @@ async fn under_a_256_mib_limit_an_overload_of_large_images_is_answered_and_not_k
         );
         assert!(answered.contains_key(&200), "{answered:?}");
     }
-    let (mixed, heavy_bodies) = (mixed.unwrap(), heavy_bodies.unwrap());
+    let (mixed, heavy_bodies, heavy_files) =
+        (mixed.unwrap(), heavy_bodies.unwrap(), heavy_files.unwrap());
     assert!(mixed.contains_key(&413), "{mixed:?}");
     assert_eq!(
         cgroup.oom_kills(),
         0,
-        "{mixed:?} {heavy_bodies:?}\n{}",
+        "{mixed:?} {heavy_bodies:?} {heavy_files:?}\n{}",
         log_text()
     );
     assert!(
@@ -373,7 +411,8 @@ async fn under_a_256_mib_limit_an_overload_of_large_images_is_answered_and_not_k
         .unwrap();
     assert!(answer["label"].is_string(), "{answer}");
     eprintln!(
-        "answers under the {} MiB limit: mixed {mixed:?}, near-limit bodies {heavy_bodies:?}",
+        "answers under the {} MiB limit: mixed {mixed:?}, near-limit bodies {heavy_bodies:?}, \
+         the same by file reference {heavy_files:?}",
         LIMIT_BYTES >> 20
     );
     child.kill().await.unwrap();

@@ -359,44 +359,6 @@ fn admit(
     Ok((options, kind, slot, body))
 }
 
-/// Memory for the request bodies held at once — from reading until the answer — counted in
-/// KiB: a body reserves its declared length (the body limit when it declares none) at
-/// admission, before a byte of it is read, and a request that finds too little left is shed
-/// like one that finds the queue full (503). Sized from the memory limit
-/// ([`crate::memory_limit::body_memory_budget`]), and never below one largest body.
-#[derive(Debug)]
-pub(crate) struct BodyMemory {
-    total: u64,
-    kib: std::sync::Arc<tokio::sync::Semaphore>,
-}
-
-impl BodyMemory {
-    pub(crate) fn new(total: u64) -> Self {
-        let kib = usize::try_from(total.div_ceil(1024))
-            .unwrap_or(usize::MAX)
-            .min(tokio::sync::Semaphore::MAX_PERMITS);
-        Self {
-            total,
-            kib: std::sync::Arc::new(tokio::sync::Semaphore::new(kib)),
-        }
-    }
-
-    /// The budget in bytes.
-    pub(crate) fn total(&self) -> u64 {
-        self.total
-    }
-
-    fn reserve(
-        &self,
-        declared: Option<u64>,
-        limit: usize,
-    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        let bytes = declared.map_or(limit as u64, |d| d.min(limit as u64));
-        let kib = u32::try_from(bytes.div_ceil(1024).max(1)).ok()?;
-        self.kib.clone().try_acquire_many_owned(kib).ok()
-    }
-}
-
 /// Reads and drops the body of a request refused from its headers (load, options, media
 /// type) before the answer goes out — up to twice the body limit, like an oversized body,
 /// never decoded. HTTP/1.1 clients that write the whole request before reading the answer
@@ -676,6 +638,7 @@ mod tests {
     fn state(pool: Arc<InferencePool>, input: InputSpec) -> SharedState {
         let text = |s: &str| s.to_string();
         let metrics = Metrics::new();
+        let body_memory = Arc::new(crate::classifier::BodyMemory::new(u64::MAX >> 1));
         let classifier = Classifier {
             pool,
             labels: vec![text("first"), text("second")],
@@ -697,10 +660,11 @@ mod tests {
             allowed: AllowedDirs::new(&[]).unwrap(),
             decode_permits: Arc::new(tokio::sync::Semaphore::new(2)),
             max_file_bytes: 1 << 20,
+            body_memory: body_memory.clone(),
             metrics: metrics.clone(),
         };
         Arc::new(AppState {
-            body_memory: BodyMemory::new(u64::MAX >> 1),
+            body_memory,
             memory_limit: None,
             classifier: Arc::new(classifier),
             model: ModelInfo {

@@ -66,7 +66,7 @@ pub(crate) struct AppState {
     /// The memory limit the process runs under, as detected at start-up.
     pub(crate) memory_limit: Option<crate::memory_limit::MemoryLimit>,
     /// Memory for the request bodies held at once.
-    pub(crate) body_memory: classify::BodyMemory,
+    pub(crate) body_memory: Arc<crate::classifier::BodyMemory>,
 }
 
 impl AppState {

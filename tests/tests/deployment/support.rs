@@ -16,6 +16,8 @@ pub(crate) const NON_CLI_ENV: &[&str] = &[
     // Where the service's libdlr discovery finds the copy variant.DLR installed.
     "CONDA_PREFIX",
     "VIRTUAL_ENV",
+    // Read by glibc's malloc: bounded arenas under a memory limit (tests/tests/memory_cgroup.rs).
+    "MALLOC_ARENA_MAX",
 ];
 
 pub(crate) fn root() -> PathBuf {
