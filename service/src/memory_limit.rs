@@ -75,17 +75,9 @@ pub fn detect_under(root: &Path) -> Option<MemoryLimit> {
             bytes,
             source: LimitSource::MemTotal,
         });
-    let cgroups = read("/proc/self/cgroup").unwrap_or_default();
-    let mounts = read("/proc/self/mountinfo").unwrap_or_default();
     let mut candidates: Vec<MemoryLimit> = memtotal.into_iter().collect();
-    for version in [Version::V2, Version::V1] {
-        let Some(path) = cgroup_path(&cgroups, version) else {
-            continue;
-        };
-        let Some((mount_root, mount_point)) = mount(&mounts, version) else {
-            continue;
-        };
-        candidates.extend(limit_along(root, &path, &mount_root, &mount_point, version));
+    for cgroup in own_cgroups_under(root) {
+        candidates.extend(limit_along(root, &cgroup));
     }
     // The smallest wins; on a tie, the cgroup (it says why).
     candidates.into_iter().min_by_key(|limit| {
@@ -96,14 +88,56 @@ pub fn detect_under(root: &Path) -> Option<MemoryLimit> {
     })
 }
 
+/// A cgroup hierarchy version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Version {
+pub enum Version {
+    /// cgroup v1, the `memory` controller's own hierarchy.
     V1,
+    /// cgroup v2, the unified hierarchy.
     V2,
 }
 
+/// This process's own cgroup in a hierarchy that can hold a memory limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnCgroup {
+    /// Which hierarchy.
+    pub version: Version,
+    /// Where the hierarchy is mounted (the highest directory readable here).
+    pub top: PathBuf,
+    /// The process's own cgroup directory in it.
+    pub dir: PathBuf,
+}
+
+/// This process's own cgroups — v2 first, then v1's memory hierarchy — from
+/// `/proc/self/cgroup` and `/proc/self/mountinfo`; the ones not mounted here are left out.
+pub fn own_cgroups() -> Vec<OwnCgroup> {
+    own_cgroups_under(Path::new("/"))
+}
+
+fn own_cgroups_under(root: &Path) -> Vec<OwnCgroup> {
+    let read = |path: &str| std::fs::read_to_string(root.join(path)).unwrap_or_default();
+    let (cgroups, mounts) = (read("proc/self/cgroup"), read("proc/self/mountinfo"));
+    [Version::V2, Version::V1]
+        .into_iter()
+        .filter_map(|version| {
+            let path = cgroup_path(&cgroups, version)?;
+            let (mount_root, mount_point) = mount(&mounts, version)?;
+            // The path below what the mount shows (in a container the mount often shows the
+            // process's own cgroup as `/`); a cgroup outside the mounted part cannot be read.
+            let below = Path::new(&path).strip_prefix(&mount_root).ok()?;
+            let top = root.join(mount_point.trim_start_matches('/'));
+            Some(OwnCgroup {
+                version,
+                dir: top.join(below),
+                top,
+            })
+        })
+        .collect()
+}
+
 impl Version {
-    fn file(self) -> &'static str {
+    /// The file that holds a cgroup's memory limit.
+    pub fn limit_file(self) -> &'static str {
         match self {
             Self::V2 => "memory.max",
             Self::V1 => "memory.limit_in_bytes",
@@ -188,21 +222,12 @@ fn unescape(field: &str) -> String {
 }
 
 /// The smallest limit from the process's cgroup up to the mounted root of its hierarchy.
-fn limit_along(
-    root: &Path,
-    cgroup: &str,
-    mount_root: &str,
-    mount_point: &str,
-    version: Version,
-) -> Option<MemoryLimit> {
-    // The path below what the mount shows (in a container the mount often shows the process's
-    // own cgroup as `/`); a cgroup outside the mounted part cannot be read here.
-    let below = Path::new(cgroup).strip_prefix(mount_root).ok()?;
-    let mut dir = root.join(mount_point.trim_start_matches('/')).join(below);
-    let top = root.join(mount_point.trim_start_matches('/'));
+fn limit_along(root: &Path, cgroup: &OwnCgroup) -> Option<MemoryLimit> {
+    let (version, top) = (cgroup.version, &cgroup.top);
+    let mut dir = cgroup.dir.clone();
     let mut smallest: Option<MemoryLimit> = None;
     loop {
-        let file = dir.join(version.file());
+        let file = dir.join(version.limit_file());
         let bytes = std::fs::read_to_string(&file)
             .ok()
             .and_then(|text| version.parse(&text));
@@ -215,7 +240,7 @@ fn limit_along(
                 source: version.source(shown),
             });
         }
-        if dir == top || !dir.pop() || !dir.starts_with(&top) {
+        if dir == *top || !dir.pop() || !dir.starts_with(top) {
             break;
         }
     }

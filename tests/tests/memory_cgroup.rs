@@ -7,14 +7,15 @@
 //! afterwards.
 //!
 //! The service runs with the environment its recipe sets that matters here (`MALLOC_ARENA_MAX`).
-//! The test finds the memory controller itself (cgroup v1 `memory`, or v2 with the `memory`
-//! controller), makes a child of its own cgroup there, and fails with a plain reason where none
-//! is writable. It needs to run as root, as CI and this project's machines do.
+//! The test finds the memory controller with the service's own lookup (cgroup v1 `memory`, or
+//! v2 with the `memory` controller), makes a child of its own cgroup there, and fails with a
+//! plain reason where none is writable. It needs to run as root, as CI and this project's machines do.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use classify_service::memory_limit::{self, OwnCgroup, Version};
 use dlr_test_models::paths;
 use image::{Rgb, RgbImage};
 
@@ -24,72 +25,37 @@ const LIMIT_BYTES: u64 = 256 << 20;
 const CLIENTS: usize = 8;
 const ROUNDS: usize = 5;
 
-/// Where the memory controller is and which version.
-struct Controller {
-    /// The directory of this process's own cgroup in the memory hierarchy.
-    own: PathBuf,
-    v2: bool,
-}
-
-fn controller() -> Controller {
-    let cgroups = std::fs::read_to_string("/proc/self/cgroup").expect("/proc/self/cgroup");
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("/proc/self/mountinfo");
-    for v2 in [false, true] {
-        let path = cgroups.lines().find_map(|line| {
-            let mut parts = line.splitn(3, ':');
-            let (id, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-            let wanted = if v2 {
-                id == "0" && controllers.is_empty()
-            } else {
-                controllers.split(',').any(|c| c == "memory")
-            };
-            wanted.then(|| path.to_owned())
-        });
-        let mount = mounts.lines().find_map(|line| {
-            let (before, after) = line.split_once(" - ")?;
-            let fields: Vec<&str> = before.split_whitespace().collect();
-            let mut after = after.split_whitespace();
-            let (fstype, _, options) = (after.next()?, after.next()?, after.next()?);
-            let wanted = if v2 {
-                fstype == "cgroup2"
-            } else {
-                fstype == "cgroup" && options.split(',').any(|o| o == "memory")
-            };
-            wanted.then(|| (fields[3].to_owned(), fields[4].to_owned()))
-        });
-        if let (Some(path), Some((root, point))) = (path, mount) {
-            let below = Path::new(&path)
-                .strip_prefix(&root)
-                .unwrap_or(Path::new(""));
-            let own = Path::new(&point).join(below);
-            let controllers = own.join("cgroup.controllers");
-            if v2
-                && !std::fs::read_to_string(&controllers)
+/// This process's own cgroup in the hierarchy that has the memory controller, as the service
+/// finds it (`memory_limit::own_cgroups`): v1's `memory` hierarchy, or v2 where its
+/// `cgroup.controllers` lists `memory`.
+fn controller() -> OwnCgroup {
+    memory_limit::own_cgroups()
+        .into_iter()
+        .find(|cgroup| {
+            cgroup.version == Version::V1
+                || std::fs::read_to_string(cgroup.dir.join("cgroup.controllers"))
                     .is_ok_and(|c| c.split_whitespace().any(|c| c == "memory"))
-            {
-                continue;
-            }
-            return Controller { own, v2 };
-        }
-    }
-    panic!(
-        "no cgroup memory controller found (neither a cgroup v1 `memory` hierarchy nor cgroup \
-         v2 with the memory controller for this process): this test runs the service under a \
-         real memory limit and needs one, writable (root)"
-    );
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no cgroup memory controller found (neither a cgroup v1 `memory` hierarchy nor \
+                 cgroup v2 with the memory controller for this process): this test runs the \
+                 service under a real memory limit and needs one, writable (root)"
+            )
+        })
 }
 
 /// A child cgroup with a memory limit, removed when dropped.
 struct LimitedCgroup {
     dir: PathBuf,
-    v2: bool,
+    version: Version,
 }
 
 impl LimitedCgroup {
     fn create(limit: u64) -> Self {
         let controller = controller();
         let dir = controller
-            .own
+            .dir
             .join(format!("classify-memory-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| {
             panic!(
@@ -98,11 +64,8 @@ impl LimitedCgroup {
                 dir.display()
             )
         });
-        let (file, swap) = if controller.v2 {
-            ("memory.max", Some("memory.swap.max"))
-        } else {
-            ("memory.limit_in_bytes", None)
-        };
+        let file = controller.version.limit_file();
+        let swap = (controller.version == Version::V2).then_some("memory.swap.max");
         std::fs::write(dir.join(file), limit.to_string())
             .unwrap_or_else(|e| panic!("cannot set {}: {e}", dir.join(file).display()));
         if let Some(swap) = swap {
@@ -111,13 +74,13 @@ impl LimitedCgroup {
         }
         Self {
             dir,
-            v2: controller.v2,
+            version: controller.version,
         }
     }
 
     /// How many processes of the cgroup the kernel killed for memory.
     fn oom_kills(&self) -> u64 {
-        let file = if self.v2 {
+        let file = if self.version == Version::V2 {
             "memory.events"
         } else {
             "memory.oom_control"
