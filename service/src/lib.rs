@@ -459,7 +459,39 @@ fn prepare(config: &Config) -> Result<(LocatedModel, http::SharedState), Error> 
         source,
     })?;
 
-    let mut model = ModelInfo {
+    // The memory budgets, sized for the memory the process holds with the model loaded.
+    let preprocess = config.preprocess_options(&input);
+    let memory_limit = memory_limit::detect();
+    size_decode_budget(
+        config.decode_memory_budget_bytes,
+        memory_limit.as_ref(),
+        &preprocess.budget,
+        "after loading the model",
+    );
+    // Without a known limit, every admitted request may hold a whole body, as before.
+    let body_memory = match &memory_limit {
+        Some(limit) => memory_limit::body_memory_budget(limit.bytes, config.max_body_bytes as u64),
+        None => (config.max_body_bytes as u64)
+            .saturating_mul((config.queue_capacity + config.effective_workers()) as u64),
+    };
+    tracing::info!(
+        body_memory_mib = body_memory >> 20,
+        "request bodies and referenced files held at once are bounded by the body memory budget"
+    );
+    let memory = MemoryInfo {
+        limit_bytes: memory_limit.as_ref().map(|l| l.bytes),
+        limit_source: memory_limit.as_ref().map(|l| l.source.to_string()),
+        decode_memory_budget_bytes: preprocess.budget.total(),
+        decode_memory_budget: if config.decode_memory_budget_bytes.is_some() {
+            "configured"
+        } else {
+            "derived"
+        }
+        .into(),
+        body_memory_budget_bytes: body_memory,
+    };
+
+    let model = ModelInfo {
         name: located.name.clone(),
         version: located.version.clone(),
         path: dir.display().to_string(),
@@ -483,14 +515,7 @@ fn prepare(config: &Config) -> Result<(LocatedModel, http::SharedState), Error> 
         channel_order: value_name(&config.channel_order),
         resize_filter: value_name(&config.resize_filter),
         scores: value_name(&config.scores),
-        // Filled in below, once the budget is sized.
-        memory: MemoryInfo {
-            limit_bytes: None,
-            limit_source: None,
-            decode_memory_budget_bytes: 0,
-            decode_memory_budget: String::new(),
-            body_memory_budget_bytes: 0,
-        },
+        memory,
     };
 
     let metrics = Metrics::new();
@@ -526,37 +551,6 @@ fn prepare(config: &Config) -> Result<(LocatedModel, http::SharedState), Error> 
             input: input.clone(),
         },
     );
-    let preprocess = config.preprocess_options(&input);
-    let memory_limit = memory_limit::detect();
-    size_decode_budget(
-        config.decode_memory_budget_bytes,
-        memory_limit.as_ref(),
-        &preprocess.budget,
-        "after loading the model",
-    );
-    model.memory = MemoryInfo {
-        limit_bytes: memory_limit.as_ref().map(|l| l.bytes),
-        limit_source: memory_limit.as_ref().map(|l| l.source.to_string()),
-        decode_memory_budget_bytes: preprocess.budget.total(),
-        decode_memory_budget: if config.decode_memory_budget_bytes.is_some() {
-            "configured"
-        } else {
-            "derived"
-        }
-        .into(),
-        body_memory_budget_bytes: 0,
-    };
-    // Without a known limit, every admitted request may hold a whole body, as before.
-    let body_memory = match &memory_limit {
-        Some(limit) => memory_limit::body_memory_budget(limit.bytes, config.max_body_bytes as u64),
-        None => (config.max_body_bytes as u64)
-            .saturating_mul((config.queue_capacity + config.effective_workers()) as u64),
-    };
-    tracing::info!(
-        body_memory_mib = body_memory >> 20,
-        "request bodies and referenced files held at once are bounded by the body memory budget"
-    );
-    model.memory.body_memory_budget_bytes = body_memory;
     let body_memory = Arc::new(classifier::BodyMemory::new(body_memory));
     let classifier = classifier::Classifier {
         pool: Arc::new(pool),
