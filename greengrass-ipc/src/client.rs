@@ -1,4 +1,4 @@
-//! Async Greengrass IPC client (tokio, Unix socket) for the local pub/sub operations.
+//! Async Greengrass IPC client (tokio, Unix socket): request–response and streaming operations.
 //!
 //! Design, driven by what the classic nucleus and nucleus lite both accept:
 //!
@@ -37,8 +37,12 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 
+use crate::configuration::{self, ConfigurationUpdateEvent, GetConfigurationResponse};
 use crate::frame::{self, Frame, FrameError, FrameReader, MessageType, ReadOutcome, flags, header};
-use crate::operation::{Operation, PublishToTopic, UpdateState};
+use crate::iot_core::Qos;
+use crate::operation::{
+    GetConfiguration, Operation, PublishToIoTCore, PublishToTopic, UpdateState,
+};
 use crate::pubsub::{self, Payload, ReceiveMode, SubscriptionEvent};
 
 /// Settings of one IPC connection.
@@ -171,14 +175,40 @@ impl From<FrameError> for IpcError {
     }
 }
 
-type EventSender = mpsc::UnboundedSender<Result<SubscriptionEvent, IpcError>>;
+/// The event type of a streaming operation: the model type its events carry and how their JSON
+/// body reads.
+pub trait StreamEvent: Sized {
+    /// `service-model-type` of the events, e.g. `aws.greengrass#SubscriptionResponseMessage`.
+    const MODEL: &'static str;
+    /// Reads one event's JSON body; the error text says what is wrong with it.
+    fn from_body(body: &Value) -> Result<Self, String>;
+}
+
+impl StreamEvent for SubscriptionEvent {
+    const MODEL: &'static str = pubsub::SUBSCRIPTION_MESSAGE;
+    fn from_body(body: &Value) -> Result<Self, String> {
+        let (payload, topic) = pubsub::parse_message(body).map_err(|e| e.to_string())?;
+        Ok(Self { topic, payload })
+    }
+}
+
+impl StreamEvent for ConfigurationUpdateEvent {
+    const MODEL: &'static str = configuration::CONFIGURATION_UPDATE_EVENTS;
+    fn from_body(body: &Value) -> Result<Self, String> {
+        Self::from_body(body)
+    }
+}
+
+type EventSender = mpsc::UnboundedSender<Result<Frame, IpcError>>;
+type EventReceiver = mpsc::UnboundedReceiver<Result<Frame, IpcError>>;
 
 /// Routing entry of an open stream.
 struct StreamSlot {
     /// Completes the request on the stream's first message.
     first: Option<oneshot::Sender<Result<Frame, IpcError>>>,
-    /// Present for subscriptions: receives every later message.
-    events: Option<EventSender>,
+    /// Present for subscriptions: receives every later message, and the model type of its
+    /// events (an event may arrive before the response).
+    events: Option<(EventSender, &'static str)>,
 }
 
 #[derive(Default)]
@@ -214,7 +244,7 @@ impl Shared {
             if let Some(first) = slot.first {
                 let _ = first.send(Err(IpcError::ConnectionLost(reason.to_owned())));
             }
-            if let Some(events) = slot.events {
+            if let Some((events, _)) = slot.events {
                 let _ = events.send(Err(IpcError::ConnectionLost(reason.to_owned())));
             }
         }
@@ -366,7 +396,7 @@ impl IpcClient {
     /// Calls a request–response operation and reads its response (see [`crate::operation`]).
     pub async fn call<O: Operation>(&self, operation: &O) -> Result<O::Response, IpcError> {
         let (stream_id, first, _) = self
-            .open_stream(O::NAME, O::REQUEST_MODEL, &operation.body(), false)
+            .open_stream(O::NAME, O::REQUEST_MODEL, &operation.body(), None)
             .await?;
         let frame = match self.await_first(first).await {
             Ok(frame) => frame,
@@ -401,6 +431,39 @@ impl IpcClient {
         self.call(&UpdateState { state }).await.map(|_| ())
     }
 
+    /// Publishes `payload` to AWS IoT Core on `topic_name` (`aws.greengrass#PublishToIoTCore`).
+    /// On the classic nucleus success means queued to its spooler; on nucleus lite, sent (it
+    /// fails while the cloud is unreachable). See [`crate::iot_core`].
+    pub async fn publish_to_iot_core(
+        &self,
+        topic_name: &str,
+        qos: Qos,
+        payload: &[u8],
+    ) -> Result<(), IpcError> {
+        self.call(&PublishToIoTCore {
+            topic_name,
+            qos,
+            payload,
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Reads a component's configuration (`aws.greengrass#GetConfiguration`): `None` is this
+    /// component, an empty `key_path` the whole configuration, a leaf reads as `{"<leaf>": value}`
+    /// (see [`crate::configuration::read`]).
+    pub async fn get_configuration(
+        &self,
+        component_name: Option<&str>,
+        key_path: &[&str],
+    ) -> Result<GetConfigurationResponse, IpcError> {
+        self.call(&GetConfiguration {
+            component_name,
+            key_path,
+        })
+        .await
+    }
+
     /// Subscribes to `topic` (MQTT wildcards allowed where the nucleus supports them).
     pub async fn subscribe(
         &self,
@@ -408,8 +471,36 @@ impl IpcClient {
         receive_mode: Option<ReceiveMode>,
     ) -> Result<Subscription, IpcError> {
         let body = pubsub::subscribe_request(topic, receive_mode);
+        self.open_subscription(pubsub::OP_SUBSCRIBE, pubsub::SUBSCRIBE_REQUEST, &body)
+            .await
+    }
+
+    /// Subscribes to a component's configuration updates
+    /// (`aws.greengrass#SubscribeToConfigurationUpdate`; `None` is this component, an empty
+    /// `key_path` the root — subscribe at the root, see [`crate::configuration`]). The events
+    /// carry no value: read it with [`IpcClient::get_configuration`].
+    pub async fn subscribe_to_configuration_update(
+        &self,
+        component_name: Option<&str>,
+        key_path: &[&str],
+    ) -> Result<Subscription<ConfigurationUpdateEvent>, IpcError> {
+        let body = configuration::request(component_name, key_path);
+        self.open_subscription(
+            configuration::OP_SUBSCRIBE_TO_CONFIGURATION_UPDATE,
+            configuration::SUBSCRIBE_TO_CONFIGURATION_UPDATE_REQUEST,
+            &body,
+        )
+        .await
+    }
+
+    async fn open_subscription<E: StreamEvent>(
+        &self,
+        operation: &str,
+        model_type: &str,
+        body: &Value,
+    ) -> Result<Subscription<E>, IpcError> {
         let (stream_id, first, events) = self
-            .open_stream(pubsub::OP_SUBSCRIBE, pubsub::SUBSCRIBE_REQUEST, &body, true)
+            .open_stream(operation, model_type, body, Some(E::MODEL))
             .await?;
         let events = events.expect("streaming request has an event queue");
         match self.await_first(first).await {
@@ -418,6 +509,7 @@ impl IpcClient {
                 stream_id,
                 events,
                 open: true,
+                _event: std::marker::PhantomData,
             }),
             Err(e) => {
                 self.inner.shared.lock().map.remove(&stream_id);
@@ -453,12 +545,12 @@ impl IpcClient {
         operation: &str,
         model_type: &str,
         body: &Value,
-        streaming: bool,
+        event_model: Option<&'static str>,
     ) -> Result<
         (
             i32,
             oneshot::Receiver<Result<Frame, IpcError>>,
-            Option<mpsc::UnboundedReceiver<Result<SubscriptionEvent, IpcError>>>,
+            Option<EventReceiver>,
         ),
         IpcError,
     > {
@@ -482,11 +574,12 @@ impl IpcClient {
             // Encode first: a refused (oversized) request must not consume an id.
             let bytes = frame::encode(&request, max_out)?;
             let (first_tx, first_rx) = oneshot::channel();
-            let (events_tx, events_rx) = if streaming {
-                let (tx, rx) = mpsc::unbounded_channel();
-                (Some(tx), Some(rx))
-            } else {
-                (None, None)
+            let (events_tx, events_rx) = match event_model {
+                Some(model) => {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    (Some((tx, model)), Some(rx))
+                }
+                None => (None, None),
             };
             {
                 let mut s = shared.lock();
@@ -573,16 +666,26 @@ async fn wait_for_socket(path: &std::path::Path, wait: Duration) -> Result<UnixS
     }
 }
 
-/// An open subscription. Events arrive in order; `None` after the stream ended.
-#[derive(Debug)]
-pub struct Subscription {
+/// An open subscription to a streaming operation, by default `SubscribeToTopic`'s. Events arrive
+/// in order; `None` after the stream ended.
+pub struct Subscription<E = SubscriptionEvent> {
     client: IpcClient,
     stream_id: i32,
-    events: mpsc::UnboundedReceiver<Result<SubscriptionEvent, IpcError>>,
+    events: EventReceiver,
     open: bool,
+    _event: std::marker::PhantomData<fn() -> E>,
 }
 
-impl Subscription {
+impl<E> std::fmt::Debug for Subscription<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("stream_id", &self.stream_id)
+            .field("open", &self.open)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<E: StreamEvent> Subscription<E> {
     /// Stream id of the subscription.
     pub fn stream_id(&self) -> i32 {
         self.stream_id
@@ -591,13 +694,19 @@ impl Subscription {
     /// The next event, an error that ended the stream (connection lost, stream closed by the
     /// nucleus), or `None` once the stream has ended and its error was delivered.
     /// [`IpcError::MessageTooLarge`] is the exception: one message was skipped, the stream goes on.
-    pub async fn next(&mut self) -> Option<Result<SubscriptionEvent, IpcError>> {
-        self.events.recv().await
+    pub async fn next(&mut self) -> Option<Result<E, IpcError>> {
+        self.events
+            .recv()
+            .await
+            .map(|r| r.and_then(|f| to_event(&f)))
     }
 
     /// An event already received, without waiting (used to drain before shutting down).
-    pub fn try_next(&mut self) -> Option<Result<SubscriptionEvent, IpcError>> {
-        self.events.try_recv().ok()
+    pub fn try_next(&mut self) -> Option<Result<E, IpcError>> {
+        self.events
+            .try_recv()
+            .ok()
+            .map(|r| r.and_then(|f| to_event(&f)))
     }
 
     /// Closes the subscription (TerminateStream from the client side). Events received before the
@@ -614,7 +723,7 @@ impl Subscription {
     }
 }
 
-impl Drop for Subscription {
+impl<E> Drop for Subscription<E> {
     fn drop(&mut self) {
         if self.open && !self.client.is_closed() {
             // Best effort: tell the nucleus to stop sending, if a runtime is still around.
@@ -707,11 +816,12 @@ fn route(shared: &Shared, f: Frame) -> Option<String> {
     };
     let is_error = f.message_type == MessageType::ApplicationError;
     if let Some(first) = slot.first.take() {
+        let event_model = slot.events.as_ref().map(|(_, model)| *model);
         let is_event =
-            f.str_header(header::SERVICE_MODEL_TYPE) == Some(pubsub::SUBSCRIPTION_MESSAGE);
-        if is_event && let Some(events) = &slot.events {
+            event_model.is_some() && f.str_header(header::SERVICE_MODEL_TYPE) == event_model;
+        if is_event && let Some((events, _)) = &slot.events {
             // An event before the response still proves the subscription is in place.
-            let _ = events.send(to_event(&f));
+            let _ = events.send(Ok(f.clone()));
         }
         let done = slot.events.is_none() || is_error || (f.terminates_stream() && !is_event);
         let stream_id = f.stream_id;
@@ -721,19 +831,28 @@ fn route(shared: &Shared, f: Frame) -> Option<String> {
         }
         return None;
     }
-    let Some(events) = &slot.events else {
+    let Some((events, event_model)) = &slot.events else {
         return None;
     };
+    let model = f.str_header(header::SERVICE_MODEL_TYPE);
+    let closes = f.payload.is_empty() && f.terminates_stream();
+    if !is_error && !closes && model.is_some_and(|m| m != *event_model) {
+        // The response, after an event that arrived first and completed the request.
+        tracing::debug!(stream_id = f.stream_id, model, "late response ignored");
+        return None;
+    }
     if is_error {
         let _ = events.send(Err(parse_error(&f)));
         streams.map.remove(&f.stream_id);
-    } else if f.payload.is_empty() && f.terminates_stream() {
+    } else if closes {
         let _ = events.send(Err(IpcError::StreamClosed));
         streams.map.remove(&f.stream_id);
     } else {
-        let _ = events.send(to_event(&f));
-        if f.terminates_stream() {
-            streams.map.remove(&f.stream_id);
+        let terminates = f.terminates_stream();
+        let stream_id = f.stream_id;
+        let _ = events.send(Ok(f));
+        if terminates {
+            streams.map.remove(&stream_id);
         }
     }
     None
@@ -746,6 +865,7 @@ fn route_oversized(shared: &Shared, head: frame::OversizedHead, len: usize, max:
         .stream_id
         .and_then(|id| streams.map.get(&id))
         .and_then(|slot| slot.events.as_ref())
+        .map(|(events, _)| events)
     else {
         return;
     };
@@ -753,10 +873,8 @@ fn route_oversized(shared: &Shared, head: frame::OversizedHead, len: usize, max:
     let _ = events.send(Err(IpcError::MessageTooLarge { len, max, binary }));
 }
 
-fn to_event(f: &Frame) -> Result<SubscriptionEvent, IpcError> {
+fn to_event<E: StreamEvent>(f: &Frame) -> Result<E, IpcError> {
     let body: Value = serde_json::from_slice(&f.payload)
-        .map_err(|e| IpcError::Protocol(format!("subscription event is not JSON: {e}")))?;
-    let (payload, topic) = pubsub::parse_message(&body)
-        .map_err(|e| IpcError::Protocol(format!("invalid subscription event: {e}")))?;
-    Ok(SubscriptionEvent { topic, payload })
+        .map_err(|e| IpcError::Protocol(format!("{} event is not JSON: {e}", E::MODEL)))?;
+    E::from_body(&body).map_err(|e| IpcError::Protocol(format!("invalid {} event: {e}", E::MODEL)))
 }

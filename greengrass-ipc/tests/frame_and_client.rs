@@ -4,9 +4,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use greengrass_ipc::client::{ClientConfig, IpcClient, IpcError};
+use greengrass_ipc::configuration::{self, ConfigurationUpdateEvent};
 use greengrass_ipc::frame::{
     self, Frame, FrameError, FrameReader, LITE_MAX_FRAME, MessageType, ReadOutcome, flags, header,
 };
+use greengrass_ipc::iot_core::{self, Qos};
 use greengrass_ipc::operation::Operation;
 use greengrass_ipc::pubsub::{self, Payload};
 use serde_json::json;
@@ -152,6 +154,9 @@ async fn raw_server(script: Script) -> RawServer {
             }
             ids.lock().unwrap().push(f.stream_id);
             let body: serde_json::Value = serde_json::from_slice(&f.payload).unwrap();
+            if configuration_and_iot_core(&mut w, &f, &body).await {
+                continue;
+            }
             let topic = body["topic"].as_str().unwrap().to_owned();
             match topic.as_str() {
                 "deny" => {
@@ -222,6 +227,68 @@ async fn raw_server(script: Script) -> RawServer {
         stream_ids,
         _dir: dir,
     }
+}
+
+/// The configuration and IoT Core operations, answered as nucleus lite may: a configuration
+/// event *before* the subscription's response, values echoing what was asked. Returns whether
+/// the frame was one of them.
+async fn configuration_and_iot_core(
+    w: &mut OwnedWriteHalf,
+    f: &Frame,
+    body: &serde_json::Value,
+) -> bool {
+    let event = |key: &str| {
+        Frame::json(
+            MessageType::ApplicationMessage,
+            0,
+            f.stream_id,
+            configuration::CONFIGURATION_UPDATE_EVENTS,
+            ConfigurationUpdateEvent {
+                component_name: "com.example.Me".into(),
+                key_path: vec![key.into()],
+            }
+            .to_body()
+            .to_string(),
+        )
+    };
+    match f.str_header(header::OPERATION) {
+        Some(configuration::OP_SUBSCRIBE_TO_CONFIGURATION_UPDATE) => {
+            assert_eq!(
+                body,
+                &json!({}),
+                "subscribe at the root, as the caller's own"
+            );
+            send(w, &event("early")).await;
+            respond(
+                w,
+                f.stream_id,
+                configuration::SUBSCRIBE_TO_CONFIGURATION_UPDATE_RESPONSE,
+                "{}",
+            )
+            .await;
+            send(w, &event("later")).await;
+        }
+        Some(configuration::OP_GET_CONFIGURATION) => {
+            let value = json!({"asked": body});
+            let answer = json!({"componentName": "com.example.Me", "value": value});
+            respond(
+                w,
+                f.stream_id,
+                configuration::GET_CONFIGURATION_RESPONSE,
+                answer.to_string(),
+            )
+            .await;
+        }
+        Some(iot_core::OP_PUBLISH_TO_IOT_CORE) => {
+            // The classic nucleus' rules: qos a string, payload present.
+            let message = iot_core::parse_publish_request(body, greengrass_ipc::Flavour::Classic)
+                .expect("a request the classic nucleus accepts");
+            assert_eq!(message.payload, b"{\"Label\":\"x\"}");
+            respond(w, f.stream_id, iot_core::PUBLISH_TO_IOT_CORE_RESPONSE, "").await;
+        }
+        _ => return false,
+    }
+    true
 }
 
 fn config(socket: &std::path::Path) -> ClientConfig {
@@ -445,4 +512,45 @@ async fn an_operation_is_a_request_type_and_its_response_type() {
         .publish("after", &Payload::Binary(vec![1]))
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn configuration_events_and_reads_and_iot_core_publishes() {
+    let server = raw_server(Script::Lite).await;
+    let client = IpcClient::connect(config(&server.socket)).await.unwrap();
+    let mut updates = client
+        .subscribe_to_configuration_update(None, &[])
+        .await
+        .unwrap();
+    // The event that came before the response is kept, in order, with the later one.
+    for key in ["early", "later"] {
+        let event = tokio::time::timeout(WAIT, updates.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(event.component_name, "com.example.Me");
+        assert_eq!(event.key_path, vec![key.to_owned()]);
+    }
+    let read = client
+        .get_configuration(Some("com.example.Other"), &["ImageName"])
+        .await
+        .unwrap();
+    assert_eq!(read.component_name.as_deref(), Some("com.example.Me"));
+    assert_eq!(
+        read.value,
+        json!({"asked": {"componentName": "com.example.Other", "keyPath": ["ImageName"]}})
+    );
+    // An empty response body reads as success.
+    client
+        .publish_to_iot_core(
+            "ml/dlr/image-classification",
+            Qos::AtLeastOnce,
+            b"{\"Label\":\"x\"}",
+        )
+        .await
+        .unwrap();
+    updates.close().await.unwrap();
+    // Stream ids stayed sequential across the three kinds of operation.
+    assert_eq!(*server.stream_ids.lock().unwrap(), vec![1, 2, 3]);
 }
