@@ -1,4 +1,5 @@
-//! Recipe-style pub/sub access control for the emulator.
+//! Recipe-style access control for the emulator: local pub/sub
+//! (`aws.greengrass.ipc.pubsub`) and the MQTT proxy to IoT Core (`aws.greengrass.ipc.mqttproxy`).
 //!
 //! The file holds what a Greengrass recipe puts under
 //! `ComponentConfiguration.DefaultConfiguration.accessControl`, in JSON or YAML:
@@ -13,7 +14,9 @@
 //!
 //! A real nucleus applies a recipe's policies to that recipe's component; one emulator file serves
 //! several components, so each policy applies to the component named by its id up to the first
-//! `:` (component names cannot contain `:`). Also accepted: that object wrapped in
+//! `:` (component names cannot contain `:`). `aws.greengrass.ipc.mqttproxy` policies have the
+//! same shape, with `aws.greengrass#PublishToIoTCore` and IoT Core topics. Also accepted: that
+//! object wrapped in
 //! `{"accessControl": …}`, or a whole recipe (then every policy belongs to its `ComponentName`).
 //! Operations may be `*`; resources may use `*`, `+` and `#` (see [`greengrass_ipc::topic`]).
 
@@ -22,14 +25,19 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::Value;
 
+use greengrass_ipc::iot_core::MQTTPROXY_SERVICE;
 use greengrass_ipc::topic;
 
-/// The IPC service whose policies this module reads.
+/// The local pub/sub IPC service.
 pub const PUBSUB_SERVICE: &str = "aws.greengrass.ipc.pubsub";
+/// The IPC services whose policies this module reads.
+pub const SERVICES: [&str; 2] = [PUBSUB_SERVICE, MQTTPROXY_SERVICE];
 
 /// One policy: a component may run `operations` on `resources`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
+    /// The IPC service the policy is for, e.g. `aws.greengrass.ipc.pubsub`.
+    pub service: String,
     /// Component the policy applies to.
     pub component: String,
     /// Policy id as written in the file.
@@ -126,9 +134,14 @@ impl AccessControl {
             .as_object()
             .ok_or_else(|| AclError::Shape("expected an object".into()))?;
         let mut policies = Vec::new();
-        if let Some(pubsub) = services.get(PUBSUB_SERVICE) {
-            let map = pubsub.as_object().ok_or_else(|| {
-                AclError::Shape(format!("{PUBSUB_SERVICE} must map policy ids to policies"))
+        let mut found = false;
+        for service in SERVICES {
+            let Some(section) = services.get(service) else {
+                continue;
+            };
+            found = true;
+            let map = section.as_object().ok_or_else(|| {
+                AclError::Shape(format!("{service} must map policy ids to policies"))
             })?;
             for (id, raw) in map {
                 let raw: RawPolicy = serde_json::from_value(raw.clone())
@@ -137,29 +150,33 @@ impl AccessControl {
                     .clone()
                     .unwrap_or_else(|| id.split(':').next().unwrap_or(id).to_owned());
                 policies.push(Policy {
+                    service: service.to_owned(),
                     component,
                     id: id.clone(),
                     operations: raw.operations,
                     resources: raw.resources,
                 });
             }
-        } else if !services.is_empty() && recipe_component.is_none() {
+        }
+        if !found && !services.is_empty() && recipe_component.is_none() {
             // Catch a mistyped service key rather than silently denying everything.
             let keys: Vec<_> = services.keys().cloned().collect();
             return Err(AclError::Shape(format!(
-                "no {PUBSUB_SERVICE} section (found keys: {})",
+                "no {} section (found keys: {})",
+                SERVICES.join(" or "),
                 keys.join(", ")
             )));
         }
         Ok(Self::Policies(policies))
     }
 
-    /// Whether `component` may run `operation` on `topic`.
-    pub fn allows(&self, component: &str, operation: &str, topic: &str) -> bool {
+    /// Whether `component` may run `operation` of the IPC `service` on `topic`.
+    pub fn allows(&self, component: &str, service: &str, operation: &str, topic: &str) -> bool {
         match self {
             Self::AllowAll => true,
             Self::Policies(policies) => policies.iter().any(|p| {
                 p.component == component
+                    && p.service == service
                     && p.operations.iter().any(|o| o == operation || o == "*")
                     && p.resources
                         .iter()
@@ -205,9 +222,9 @@ mod tests {
         )
         .unwrap();
         let acl = AccessControl::from_files(&[&a, &b]).unwrap();
-        assert!(acl.allows("com.a", PUB, "t/in"));
-        assert!(acl.allows("com.b", SUB, "t/out"));
-        assert!(!acl.allows("com.a", SUB, "t/out"));
+        assert!(acl.allows("com.a", PUBSUB_SERVICE, PUB, "t/in"));
+        assert!(acl.allows("com.b", PUBSUB_SERVICE, SUB, "t/out"));
+        assert!(!acl.allows("com.a", PUBSUB_SERVICE, SUB, "t/out"));
         let none: [&Path; 0] = [];
         assert_eq!(
             AccessControl::from_files(&none).unwrap(),
@@ -224,10 +241,20 @@ mod tests {
                 "resources": ["local/inference"]}}}"#,
         )
         .unwrap();
-        assert!(acl.allows("com.custom.requester", PUB, "local/inference"));
-        assert!(!acl.allows("com.custom.requester", SUB, "local/inference"));
-        assert!(!acl.allows("com.custom.requester", PUB, "local/result"));
-        assert!(!acl.allows("other", PUB, "local/inference"));
+        assert!(acl.allows(
+            "com.custom.requester",
+            PUBSUB_SERVICE,
+            PUB,
+            "local/inference"
+        ));
+        assert!(!acl.allows(
+            "com.custom.requester",
+            PUBSUB_SERVICE,
+            SUB,
+            "local/inference"
+        ));
+        assert!(!acl.allows("com.custom.requester", PUBSUB_SERVICE, PUB, "local/result"));
+        assert!(!acl.allows("other", PUBSUB_SERVICE, PUB, "local/inference"));
         assert_eq!(acl.components(), vec!["com.custom.requester".to_owned()]);
     }
 
@@ -237,8 +264,34 @@ mod tests {
             "ComponentName: com.example.Adapter\nComponentConfiguration:\n  DefaultConfiguration:\n    accessControl:\n      aws.greengrass.ipc.pubsub:\n        policy:pubsub:1:\n          operations: ['*']\n          resources: ['local/#']\n",
         )
         .unwrap();
-        assert!(acl.allows("com.example.Adapter", SUB, "local/inference"));
-        assert!(!acl.allows("com.example.Adapter", SUB, "remote/x"));
+        assert!(acl.allows(
+            "com.example.Adapter",
+            PUBSUB_SERVICE,
+            SUB,
+            "local/inference"
+        ));
+        assert!(!acl.allows("com.example.Adapter", PUBSUB_SERVICE, SUB, "remote/x"));
+    }
+
+    #[test]
+    fn mqttproxy_policies_are_their_own_service() {
+        let acl = AccessControl::from_text(
+            "ComponentName: com.example.Scheduled\nComponentConfiguration:\n  DefaultConfiguration:\n    accessControl:\n      aws.greengrass.ipc.mqttproxy:\n        com.example.Scheduled:mqttproxy:1:\n          operations: ['aws.greengrass#PublishToIoTCore']\n          resources: ['ml/dlr/image-classification']\n      aws.greengrass.ipc.pubsub:\n        com.example.Scheduled:pubsub:1:\n          operations: ['*']\n          resources: ['local/#']\n",
+        )
+        .unwrap();
+        let iot = "aws.greengrass#PublishToIoTCore";
+        let c = "com.example.Scheduled";
+        assert!(acl.allows(c, MQTTPROXY_SERVICE, iot, "ml/dlr/image-classification"));
+        assert!(!acl.allows(c, MQTTPROXY_SERVICE, iot, "ml/other"));
+        // A pub/sub policy never authorises IoT Core, even with `*` operations, nor the reverse.
+        assert!(!acl.allows(c, MQTTPROXY_SERVICE, iot, "local/x"));
+        assert!(acl.allows(c, PUBSUB_SERVICE, PUB, "local/x"));
+        assert!(!acl.allows(c, PUBSUB_SERVICE, PUB, "ml/dlr/image-classification"));
+        let only_mqtt = AccessControl::from_text(
+            r#"{"aws.greengrass.ipc.mqttproxy": {"com.a:mqttproxy:1": {"operations": ["aws.greengrass#PublishToIoTCore"], "resources": ["a/#"]}}}"#,
+        )
+        .unwrap();
+        assert!(only_mqtt.allows("com.a", MQTTPROXY_SERVICE, iot, "a/b"));
     }
 
     #[test]

@@ -16,6 +16,15 @@
 //! | `receiveMode`                     | honoured                         | ignored                  |
 //! | jsonMessage of > 50 JSON values   | delivered                        | dropped, and the receiving subscription silently closed |
 //!
+//! **IoT Core.** `PublishToIoTCore` is authorised by the recipes' `aws.greengrass.ipc.mqttproxy`
+//! policies and checked with each flavour's rules ([`greengrass_ipc::iot_core`]). What reaches
+//! the cloud is recorded ([`EmulatorHandle::iot_core_messages`],
+//! [`EmulatorHandle::wait_for_iot_core`]). The cloud can be made unreachable
+//! ([`EmulatorHandle::set_cloud_reachable`]): the classic nucleus then answers success and
+//! spools QoS 1 messages (delivered in order when the cloud is back; a publish that would take the
+//! spool over [`CLASSIC_SPOOL_BYTES`] fails) and drops QoS 0 ones; nucleus lite has no spooler,
+//! so the publish fails with a ServiceError.
+//!
 //! Both flavours accept `UpdateState` (any component may report its own state, as with the real
 //! nuclei, which need no policy for it); [`EmulatorHandle::wait_for_state`] is how a test waits,
 //! like the nucleus does before starting dependents, for a component to report RUNNING.
@@ -41,11 +50,12 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::acl::AccessControl;
+use crate::acl::{AccessControl, PUBSUB_SERVICE as PUBSUB};
 use greengrass_ipc::Flavour;
 use greengrass_ipc::frame::{
     self, Frame, FrameError, FrameReader, MessageType, ReadOutcome, flags, header,
 };
+use greengrass_ipc::iot_core::{self, IotCoreMessage, MQTTPROXY_SERVICE, Qos};
 use greengrass_ipc::pubsub::{self, Payload, ReceiveMode};
 use greengrass_ipc::topic;
 
@@ -103,9 +113,35 @@ struct Subscriber {
     tx: mpsc::UnboundedSender<Vec<u8>>,
 }
 
+/// Bytes of payload the classic nucleus' spooler holds by default (2.5 MB) while the cloud is
+/// unreachable; a QoS 1 publish beyond it fails.
+pub const CLASSIC_SPOOL_BYTES: usize = 2_621_440;
+
+/// One message that reached IoT Core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IotCoreRecord {
+    /// The component that published it.
+    pub component: String,
+    /// The message as published.
+    pub message: IotCoreMessage,
+    /// Whether it waited in the classic nucleus' spooler while the cloud was unreachable.
+    pub spooled: bool,
+}
+
+/// The emulated cloud connection: reachable or not, what reached it, what waits in the spooler.
+#[derive(Debug, Default)]
+struct Cloud {
+    unreachable: bool,
+    delivered: Vec<IotCoreRecord>,
+    spool: std::collections::VecDeque<IotCoreRecord>,
+    spool_bytes: usize,
+    dropped_qos0: u64,
+}
+
 struct State {
     config: EmulatorConfig,
     subscribers: Mutex<Vec<Subscriber>>,
+    cloud: watch::Sender<Cloud>,
     next_conn_id: AtomicU64,
     connections: AtomicU64,
     /// Lifecycle state each component last reported with UpdateState.
@@ -168,6 +204,47 @@ impl EmulatorHandle {
         n
     }
 
+    /// Makes the emulated cloud reachable or unreachable. Made reachable again, the classic
+    /// nucleus' spooler delivers what it kept, in order.
+    pub fn set_cloud_reachable(&self, reachable: bool) {
+        self.state.cloud.send_modify(|cloud| {
+            cloud.unreachable = !reachable;
+            if reachable {
+                let kept = cloud.spool.len();
+                cloud.delivered.extend(cloud.spool.drain(..));
+                cloud.spool_bytes = 0;
+                if kept > 0 {
+                    tracing::info!(
+                        kept,
+                        "cloud reachable again: spooled IoT Core messages delivered"
+                    );
+                }
+            }
+        });
+    }
+
+    /// Every message that reached IoT Core, in order.
+    pub fn iot_core_messages(&self) -> Vec<IotCoreRecord> {
+        self.state.cloud.borrow().delivered.clone()
+    }
+
+    /// Messages waiting in the classic nucleus' spooler, and QoS 0 messages it dropped while the
+    /// cloud was unreachable.
+    pub fn iot_core_spool(&self) -> (usize, u64) {
+        let cloud = self.state.cloud.borrow();
+        (cloud.spool.len(), cloud.dropped_qos0)
+    }
+
+    /// Resolves once at least `n` messages have reached IoT Core; returns them all.
+    pub async fn wait_for_iot_core(&self, n: usize) -> Vec<IotCoreRecord> {
+        let mut rx = self.state.cloud.subscribe();
+        // The sender lives as long as `self`, so this cannot fail.
+        match rx.wait_for(|cloud| cloud.delivered.len() >= n).await {
+            Ok(cloud) => cloud.delivered.clone(),
+            Err(_) => Vec::new(),
+        }
+    }
+
     /// Number of connections currently open.
     pub fn connection_count(&self) -> u64 {
         self.state.connections.load(Ordering::SeqCst)
@@ -211,6 +288,7 @@ pub async fn spawn(config: EmulatorConfig) -> std::io::Result<EmulatorHandle> {
     let state = Arc::new(State {
         config,
         subscribers: Mutex::new(Vec::new()),
+        cloud: watch::Sender::new(Cloud::default()),
         next_conn_id: AtomicU64::new(1),
         connections: AtomicU64::new(0),
         component_states: watch::Sender::new(HashMap::new()),
@@ -498,6 +576,7 @@ impl Session {
             pubsub::OP_PUBLISH => self.publish(component, id, &body),
             pubsub::OP_SUBSCRIBE => self.subscribe(component, id, &body),
             pubsub::OP_UPDATE_STATE => self.update_state(component, id, &body),
+            iot_core::OP_PUBLISH_TO_IOT_CORE => self.publish_to_iot_core(component, id, &body),
             other => self.send_error(
                 id,
                 pubsub::SERVICE_ERROR,
@@ -532,16 +611,21 @@ impl Session {
         }
     }
 
-    /// Whether the access control lets `component` run `operation` on `topic`; when it does
-    /// not, answers the stream with an UnauthorizedError.
-    fn authorised(&self, component: &str, operation: &str, topic: &str, stream_id: i32) -> bool {
+    /// Whether the access control lets `component` run `operation` of `service` on `topic`;
+    /// when it does not, answers the stream with an UnauthorizedError.
+    fn authorised(
+        &self,
+        component: &str,
+        (service, operation): (&str, &str),
+        topic: &str,
+        stream_id: i32,
+    ) -> bool {
         let acl = &self.state.config.access_control;
-        if acl.allows(component, operation, topic) {
+        if acl.allows(component, service, operation, topic) {
             return true;
         }
         let message = format!(
-            "Principal {component} is not authorized to perform {}:{operation} on resource {topic}",
-            crate::acl::PUBSUB_SERVICE
+            "Principal {component} is not authorized to perform {service}:{operation} on resource {topic}"
         );
         tracing::info!(conn_id = self.conn_id, %message, "unauthorised");
         self.send_error(stream_id, pubsub::UNAUTHORIZED_ERROR, &message);
@@ -555,7 +639,7 @@ impl Session {
                 return self.send_error(stream_id, pubsub::INVALID_ARGUMENTS_ERROR, &e.to_string());
             }
         };
-        if !self.authorised(component, pubsub::OP_PUBLISH, &topic, stream_id) {
+        if !self.authorised(component, (PUBSUB, pubsub::OP_PUBLISH), &topic, stream_id) {
             return;
         }
         self.send(&Frame::json(
@@ -566,6 +650,58 @@ impl Session {
             "{}",
         ));
         self.fan_out(component, &topic, &payload);
+    }
+
+    /// PublishToIoTCore: the flavour's argument rules, the mqttproxy policies, then the cloud.
+    fn publish_to_iot_core(&self, component: &str, stream_id: i32, body: &Value) {
+        let message = match iot_core::parse_publish_request(body, self.flavour()) {
+            Ok(m) => m,
+            Err(e) => {
+                return self.send_error(stream_id, pubsub::INVALID_ARGUMENTS_ERROR, &e.to_string());
+            }
+        };
+        let operation = (MQTTPROXY_SERVICE, iot_core::OP_PUBLISH_TO_IOT_CORE);
+        if !self.authorised(component, operation, &message.topic_name, stream_id) {
+            return;
+        }
+        let flavour = self.flavour();
+        let mut refusal = None;
+        self.state.cloud.send_modify(|cloud| {
+            let mut record = IotCoreRecord {
+                component: component.to_owned(),
+                message,
+                spooled: false,
+            };
+            if !cloud.unreachable {
+                cloud.delivered.push(record);
+                return;
+            }
+            match (flavour, record.message.qos) {
+                (Flavour::Lite, _) => refusal = Some("Failed to publish the message."),
+                (Flavour::Classic, Qos::AtMostOnce) => cloud.dropped_qos0 += 1,
+                (Flavour::Classic, Qos::AtLeastOnce) => {
+                    let len = record.message.payload.len();
+                    if cloud.spool_bytes + len > CLASSIC_SPOOL_BYTES {
+                        refusal = Some("the spooler is full");
+                    } else {
+                        record.spooled = true;
+                        cloud.spool_bytes += len;
+                        cloud.spool.push_back(record);
+                    }
+                }
+            }
+        });
+        if let Some(reason) = refusal {
+            tracing::info!(conn_id = self.conn_id, %component, reason, "PublishToIoTCore failed: cloud unreachable");
+            return self.send_error(stream_id, pubsub::SERVICE_ERROR, reason);
+        }
+        self.send(&Frame::json(
+            MessageType::ApplicationMessage,
+            self.response_flags(false),
+            stream_id,
+            iot_core::PUBLISH_TO_IOT_CORE_RESPONSE,
+            "{}",
+        ));
     }
 
     /// UpdateState: only RUNNING and ERRORED may be reported, as on both nuclei.
@@ -649,7 +785,12 @@ impl Session {
                 return self.send_error(stream_id, pubsub::INVALID_ARGUMENTS_ERROR, &e.to_string());
             }
         };
-        if !self.authorised(component, pubsub::OP_SUBSCRIBE, &filter, stream_id) {
+        if !self.authorised(
+            component,
+            (PUBSUB, pubsub::OP_SUBSCRIBE),
+            &filter,
+            stream_id,
+        ) {
             return;
         }
         // Queue the response before registering, so it precedes every event on this stream.

@@ -254,7 +254,8 @@ pub async fn dead_url() -> String {
     format!("http://{addr}")
 }
 
-/// Access control used by the adapter tests: the adapter and a requester, as in the seed recipes.
+/// Access control used by the adapter tests: the adapter and a requester, as in the seed recipes,
+/// and the requester's IoT Core topics.
 pub const ACL: &str = r#"{
   "aws.greengrass.ipc.pubsub": {
     "com.example.Adapter:pubsub:1": {
@@ -266,6 +267,13 @@ pub const ACL: &str = r#"{
       "policyDescription": "requester",
       "operations": ["aws.greengrass#PublishToTopic", "aws.greengrass#SubscribeToTopic"],
       "resources": ["local/inference", "local/result", "custom/#", "forbidden/x"]
+    }
+  },
+  "aws.greengrass.ipc.mqttproxy": {
+    "com.custom.requester:mqttproxy:1": {
+      "policyDescription": "requester to IoT Core",
+      "operations": ["aws.greengrass#PublishToIoTCore"],
+      "resources": ["ml/dlr/image-classification", "fleet/+/results"]
     }
   }
 }"#;

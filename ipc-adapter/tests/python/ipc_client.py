@@ -17,10 +17,15 @@ import time
 
 from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
 from awsiot.greengrasscoreipc.model import (
+    QOS,
     BinaryMessage,
+    ConfigurationUpdateEvents,
+    InvalidArgumentsError,
     JsonMessage,
     PublishMessage,
     ReceiveMode,
+    ResourceNotFoundError,
+    ServiceError,
     SubscriptionResponseMessage,
     UnauthorizedError,
 )
@@ -203,12 +208,71 @@ def json_requests(args):
     return True
 
 
+def error_name(call):
+    """Runs `call`; returns None on success or the name of the modelled error it raised."""
+    try:
+        call()
+    except (UnauthorizedError, InvalidArgumentsError, ServiceError, ResourceNotFoundError) as e:
+        return type(e).__name__
+    return None
+
+
+def iot_core(args):
+    """PublishToIoTCore as AWS's components call it: QoS 1 with a payload to --topic; then QoS 0;
+    then without qos (the classic nucleus requires it); then to a topic outside the policy."""
+    client = GreengrassCoreIPCClientV2()
+    results = {
+        "qos1": error_name(lambda: client.publish_to_iot_core(
+            topic_name=args.topic, qos=QOS.AT_LEAST_ONCE, payload=b'{"n": 1}')),
+        "qos0": error_name(lambda: client.publish_to_iot_core(
+            topic_name=args.topic, qos=QOS.AT_MOST_ONCE, payload=b'{"n": 2}')),
+        "no_qos": error_name(lambda: client.publish_to_iot_core(
+            topic_name=args.topic, payload=b'{"n": 3}')),
+        "other_topic": error_name(lambda: client.publish_to_iot_core(
+            topic_name="not/allowed", qos=QOS.AT_LEAST_ONCE, payload=b"x")),
+    }
+    client.close()
+    out(ok=results["qos1"] is None and results["other_topic"] == "UnauthorizedError", **results)
+    return True
+
+
+def configuration(args):
+    """GetConfiguration of the whole configuration and of one leaf; a missing key; then, after
+    subscribing at the root, one line per update event until the test closes stdin."""
+    client = GreengrassCoreIPCClientV2()
+    whole = client.get_configuration()
+    leaf = client.get_configuration(key_path=[args.key])
+    missing = error_name(lambda: client.get_configuration(key_path=["no", "such", "key"]))
+    out(step="read", component=whole.component_name, whole=whole.value, leaf=leaf.value,
+        missing=missing)
+    events = queue.Queue()
+
+    def on_event(event: ConfigurationUpdateEvents) -> None:
+        e = event.configuration_update_event
+        events.put({"component": e.component_name, "key_path": e.key_path})
+
+    _, op = client.subscribe_to_configuration_update(on_stream_event=on_event)
+    out(step="subscribed")
+    while sys.stdin.readline():
+        try:
+            event = events.get(timeout=WAIT)
+        except queue.Empty:
+            event = None
+        value = client.get_configuration(key_path=[args.key]).value
+        out(step="event", event=event, value=value)
+    op.close().result(WAIT)
+    client.close()
+    out(ok=True)
+    return True
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("scenario", choices=[
         "roundtrip", "own-messages", "unauthorized", "rejected", "close-handshake", "seed-request",
-        "json-requests",
+        "json-requests", "iot-core", "configuration",
     ])
+    p.add_argument("--key", default="ImageName")
     p.add_argument("--count", type=int, default=3)
     p.add_argument("--topic", default="test/topic")
     p.add_argument("--operation", choices=["publish", "subscribe"], default="publish")
@@ -226,6 +290,8 @@ def main():
         "close-handshake": close_handshake,
         "seed-request": seed_request,
         "json-requests": json_requests,
+        "iot-core": iot_core,
+        "configuration": configuration,
     }[args.scenario]
     started = time.monotonic()
     ok = scenario(args)
