@@ -25,6 +25,14 @@
 //! spool over [`CLASSIC_SPOOL_BYTES`] fails) and drops QoS 0 ones; nucleus lite has no spooler,
 //! so the publish fails with a ServiceError.
 //!
+//! **Configuration.** Each component's configuration is its recipe's `DefaultConfiguration` with
+//! the configuration file's entry merged on top ([`crate::configuration`]); `GetConfiguration`
+//! reads it (a leaf as `{"<leaf>": value}`, a missing key or component as ResourceNotFoundError)
+//! and `SubscribeToConfigurationUpdate` streams one event per changed node when the watched file
+//! changes or a test calls [`EmulatorHandle::set_configuration`]. The classic nucleus reports
+//! removals; nucleus lite does not, and sends each event twice (a lite deployment can notify more
+//! than once), so consumers must coalesce.
+//!
 //! Both flavours accept `UpdateState` (any component may report its own state, as with the real
 //! nuclei, which need no policy for it); [`EmulatorHandle::wait_for_state`] is how a test waits,
 //! like the nucleus does before starting dependents, for a component to report RUNNING.
@@ -51,7 +59,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::acl::{AccessControl, PUBSUB_SERVICE as PUBSUB};
+use crate::configuration::{self as files, Configurations};
 use greengrass_ipc::Flavour;
+use greengrass_ipc::configuration::{
+    self as config_ops, Change, ConfigurationRequest, ConfigurationUpdateEvent,
+};
 use greengrass_ipc::frame::{
     self, Frame, FrameError, FrameReader, MessageType, ReadOutcome, flags, header,
 };
@@ -70,6 +82,12 @@ pub struct EmulatorConfig {
     pub access_control: AccessControl,
     /// Token → component name. Empty: see the module docs for the fallback rules.
     pub tokens: HashMap<String, String>,
+    /// Each component's configuration before the configuration file is applied (its recipe's
+    /// `DefaultConfiguration`, see [`files::recipe_defaults`]).
+    pub configurations: Configurations,
+    /// A JSON or YAML file of per-component configuration merged over
+    /// [`EmulatorConfig::configurations`], watched for changes.
+    pub configuration_file: Option<PathBuf>,
 }
 
 impl EmulatorConfig {
@@ -80,6 +98,8 @@ impl EmulatorConfig {
             flavour,
             access_control: AccessControl::AllowAll,
             tokens: HashMap::new(),
+            configurations: Configurations::new(),
+            configuration_file: None,
         }
     }
 
@@ -138,9 +158,23 @@ struct Cloud {
     dropped_qos0: u64,
 }
 
+/// A `SubscribeToConfigurationUpdate` stream.
+struct ConfigSubscriber {
+    conn_id: u64,
+    stream_id: i32,
+    /// Whose configuration.
+    component: String,
+    /// The subscribed node; events come for it, everything below it and its removal.
+    key_path: Vec<String>,
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+}
+
 struct State {
     config: EmulatorConfig,
     subscribers: Mutex<Vec<Subscriber>>,
+    /// The configurations in force.
+    configurations: Mutex<Configurations>,
+    config_subscribers: Mutex<Vec<ConfigSubscriber>>,
     cloud: watch::Sender<Cloud>,
     next_conn_id: AtomicU64,
     connections: AtomicU64,
@@ -151,6 +185,89 @@ struct State {
 impl State {
     fn subs(&self) -> std::sync::MutexGuard<'_, Vec<Subscriber>> {
         self.subscribers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn configs(&self) -> std::sync::MutexGuard<'_, Configurations> {
+        self.configurations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn config_subs(&self) -> std::sync::MutexGuard<'_, Vec<ConfigSubscriber>> {
+        self.config_subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Puts `new` in force for `component` and sends update events for what changed.
+    fn set_configuration(&self, component: &str, new: Value) {
+        let old = {
+            let mut configs = self.configs();
+            configs
+                .insert(component.to_owned(), new.clone())
+                .unwrap_or_else(|| Value::Object(Default::default()))
+        };
+        let changes = config_ops::changes(&old, &new);
+        if changes.is_empty() {
+            return;
+        }
+        let lite = self.config.flavour == Flavour::Lite;
+        let subs = self.config_subs();
+        let mut sent = 0;
+        for (path, change) in &changes {
+            if lite && *change == Change::Removed {
+                continue; // lite reports no removals
+            }
+            let event = ConfigurationUpdateEvent {
+                component_name: component.to_owned(),
+                key_path: path.clone(),
+            }
+            .to_body()
+            .to_string();
+            for sub in subs.iter().filter(|s| {
+                s.component == component
+                    && (path.starts_with(&s.key_path) || s.key_path.starts_with(path))
+            }) {
+                let frame = Frame::json(
+                    MessageType::ApplicationMessage,
+                    0,
+                    sub.stream_id,
+                    config_ops::CONFIGURATION_UPDATE_EVENTS,
+                    event.clone(),
+                );
+                let Ok(bytes) = frame::encode(&frame, self.config.max_incoming()) else {
+                    continue;
+                };
+                // Lite: one deployment can notify more than once.
+                for _ in 0..if lite { 2 } else { 1 } {
+                    let _ = sub.tx.send(bytes.clone());
+                    sent += 1;
+                }
+            }
+        }
+        tracing::info!(
+            component,
+            changed = changes.len(),
+            events = sent,
+            "configuration updated"
+        );
+    }
+
+    /// Rebuilds every configuration from the defaults and the configuration file's `file`.
+    fn apply_file(&self, file: &Value) -> Result<(), crate::acl::AclError> {
+        let merged = files::with_file(&self.config.configurations, file)?;
+        let mut components: Vec<String> = merged.keys().cloned().collect();
+        components.extend(self.configs().keys().cloned());
+        components.sort();
+        components.dedup();
+        for component in components {
+            let new = merged
+                .get(&component)
+                .cloned()
+                .unwrap_or_else(|| Value::Object(Default::default()));
+            self.set_configuration(&component, new);
+        }
+        Ok(())
     }
 }
 
@@ -202,6 +319,22 @@ impl EmulatorHandle {
         let n = subs.len();
         subs.clear();
         n
+    }
+
+    /// The configuration in force for `component`.
+    pub fn configuration(&self, component: &str) -> Option<Value> {
+        self.state.configs().get(component).cloned()
+    }
+
+    /// Puts `config` in force for `component`, as a deployment would, and sends update events
+    /// for every node that changed.
+    pub fn set_configuration(&self, component: &str, config: Value) {
+        self.state.set_configuration(component, config);
+    }
+
+    /// Number of open `SubscribeToConfigurationUpdate` streams.
+    pub fn configuration_subscription_count(&self) -> usize {
+        self.state.config_subs().len()
     }
 
     /// Makes the emulated cloud reachable or unreachable. Made reachable again, the classic
@@ -284,10 +417,38 @@ pub async fn spawn(config: EmulatorConfig) -> std::io::Result<EmulatorHandle> {
             ));
         }
     }
+    let invalid = |e: crate::acl::AclError| {
+        let path = config
+            .configuration_file
+            .as_deref()
+            .unwrap_or(Path::new(""));
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("configuration file {}: {e}", path.display()),
+        )
+    };
+    // Read once, here: the watcher compares with exactly what was applied.
+    let (configurations, file_bytes) = match &config.configuration_file {
+        Some(path) => {
+            let bytes = std::fs::read(path)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+            let doc = std::str::from_utf8(&bytes)
+                .map_err(|e| crate::acl::AclError::Parse(e.to_string()))
+                .and_then(files::parse_document)
+                .map_err(invalid)?;
+            (
+                files::with_file(&config.configurations, &doc).map_err(invalid)?,
+                Some(bytes),
+            )
+        }
+        None => (config.configurations.clone(), None),
+    };
     let listener = UnixListener::bind(&path)?;
     let state = Arc::new(State {
         config,
         subscribers: Mutex::new(Vec::new()),
+        configurations: Mutex::new(configurations),
+        config_subscribers: Mutex::new(Vec::new()),
         cloud: watch::Sender::new(Cloud::default()),
         next_conn_id: AtomicU64::new(1),
         connections: AtomicU64::new(0),
@@ -301,6 +462,14 @@ pub async fn spawn(config: EmulatorConfig) -> std::io::Result<EmulatorHandle> {
         cancel.clone(),
         tracker.clone(),
     ));
+    if let Some(file) = state.config.configuration_file.clone() {
+        tracker.spawn(watch_configuration_file(
+            file,
+            file_bytes,
+            state.clone(),
+            cancel.clone(),
+        ));
+    }
     tracing::info!(socket = %path.display(), flavour = ?state.config.flavour, "nucleus emulator listening");
     Ok(EmulatorHandle {
         socket_path: path,
@@ -308,6 +477,41 @@ pub async fn spawn(config: EmulatorConfig) -> std::io::Result<EmulatorHandle> {
         tracker,
         state,
     })
+}
+
+/// How often the configuration file is looked at.
+const WATCH_PERIOD: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Re-reads the configuration file whenever its contents change (polling: it works the same for
+/// files edited in place, replaced by a rename, removed and created again).
+async fn watch_configuration_file(
+    path: PathBuf,
+    mut last: Option<Vec<u8>>,
+    state: Arc<State>,
+    cancel: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(WATCH_PERIOD) => {}
+        }
+        let now = tokio::fs::read(&path).await.ok();
+        if now == last {
+            continue;
+        }
+        last = now;
+        let Some(bytes) = &last else {
+            tracing::warn!(file = %path.display(), "configuration file removed: the configuration in force stays");
+            continue;
+        };
+        let parsed = std::str::from_utf8(bytes)
+            .map_err(|e| crate::acl::AclError::Parse(e.to_string()))
+            .and_then(files::parse_document)
+            .and_then(|doc| state.apply_file(&doc));
+        if let Err(e) = parsed {
+            tracing::warn!(file = %path.display(), error = %e, "configuration file not applied: the configuration in force stays");
+        }
+    }
 }
 
 async fn accept_loop(
@@ -416,6 +620,7 @@ async fn serve(
         }
     }
     state.subs().retain(|s| s.conn_id != conn_id);
+    state.config_subs().retain(|s| s.conn_id != conn_id);
     drop(session);
     // The writer drains what was queued (e.g. a final ProtocolError) and then closes.
     let _ = writer.await;
@@ -529,9 +734,11 @@ impl Session {
         if self.subscriptions.contains(&id) {
             if f.terminates_stream() {
                 self.subscriptions.remove(&id);
+                let this = |conn_id, stream_id| conn_id == self.conn_id && stream_id == id;
+                self.state.subs().retain(|s| !this(s.conn_id, s.stream_id));
                 self.state
-                    .subs()
-                    .retain(|s| !(s.conn_id == self.conn_id && s.stream_id == id));
+                    .config_subs()
+                    .retain(|s| !this(s.conn_id, s.stream_id));
                 tracing::debug!(
                     conn_id = self.conn_id,
                     stream_id = id,
@@ -577,6 +784,10 @@ impl Session {
             pubsub::OP_SUBSCRIBE => self.subscribe(component, id, &body),
             pubsub::OP_UPDATE_STATE => self.update_state(component, id, &body),
             iot_core::OP_PUBLISH_TO_IOT_CORE => self.publish_to_iot_core(component, id, &body),
+            config_ops::OP_GET_CONFIGURATION => self.get_configuration(component, id, &body),
+            config_ops::OP_SUBSCRIBE_TO_CONFIGURATION_UPDATE => {
+                self.subscribe_to_configuration_update(component, id, &body);
+            }
             other => self.send_error(
                 id,
                 pubsub::SERVICE_ERROR,
@@ -702,6 +913,86 @@ impl Session {
             iot_core::PUBLISH_TO_IOT_CORE_RESPONSE,
             "{}",
         ));
+    }
+
+    /// Reads a configuration request; answers InvalidArgumentsError when it is not one.
+    fn configuration_request(
+        &self,
+        component: &str,
+        stream_id: i32,
+        body: &Value,
+    ) -> Option<(String, Vec<String>)> {
+        match serde_json::from_value::<ConfigurationRequest>(body.clone()) {
+            Ok(r) => Some((
+                r.component_name.unwrap_or_else(|| component.to_owned()),
+                r.key_path,
+            )),
+            Err(e) => {
+                self.send_error(
+                    stream_id,
+                    pubsub::INVALID_ARGUMENTS_ERROR,
+                    &format!("invalid configuration request: {e}"),
+                );
+                None
+            }
+        }
+    }
+
+    /// GetConfiguration: the node at the key path of the component's configuration in force.
+    fn get_configuration(&self, component: &str, stream_id: i32, body: &Value) {
+        let Some((target, key_path)) = self.configuration_request(component, stream_id, body)
+        else {
+            return;
+        };
+        let value = {
+            let configs = self.state.configs();
+            configs
+                .get(&target)
+                .map(|config| config_ops::read(config, &key_path))
+        };
+        let value = match value {
+            Some(Some(v)) => v,
+            Some(None) => {
+                let message = format!("Key not found: {}", key_path.join("."));
+                return self.send_error(stream_id, config_ops::RESOURCE_NOT_FOUND_ERROR, &message);
+            }
+            None => {
+                let message = format!("Component not found: {target}");
+                return self.send_error(stream_id, config_ops::RESOURCE_NOT_FOUND_ERROR, &message);
+            }
+        };
+        let answer = serde_json::json!({ "componentName": target, "value": value });
+        self.send(&Frame::json(
+            MessageType::ApplicationMessage,
+            self.response_flags(false),
+            stream_id,
+            config_ops::GET_CONFIGURATION_RESPONSE,
+            answer.to_string(),
+        ));
+    }
+
+    /// SubscribeToConfigurationUpdate: the response, then events as configurations change.
+    fn subscribe_to_configuration_update(&mut self, component: &str, stream_id: i32, body: &Value) {
+        let Some((target, key_path)) = self.configuration_request(component, stream_id, body)
+        else {
+            return;
+        };
+        // Queue the response before registering, so it precedes every event on this stream.
+        self.send(&Frame::json(
+            MessageType::ApplicationMessage,
+            self.response_flags(true),
+            stream_id,
+            config_ops::SUBSCRIBE_TO_CONFIGURATION_UPDATE_RESPONSE,
+            "{}",
+        ));
+        self.subscriptions.insert(stream_id);
+        self.state.config_subs().push(ConfigSubscriber {
+            conn_id: self.conn_id,
+            stream_id,
+            component: target,
+            key_path,
+            tx: self.tx.clone(),
+        });
     }
 
     /// UpdateState: only RUNNING and ERRORED may be reported, as on both nuclei.

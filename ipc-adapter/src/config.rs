@@ -391,13 +391,23 @@ pub struct EmulatorArgs {
     #[arg(long = "socket", env = "CLASSIFY_EMULATOR_SOCKET", value_name = "PATH")]
     pub socket: PathBuf,
     /// Recipe-style accessControl file or whole recipe (JSON or YAML); repeat it to combine
-    /// several components' policies. Without any, every topic is allowed.
+    /// several components' policies. Without any, every topic is allowed. A whole recipe's
+    /// DefaultConfiguration is also its component's configuration (GetConfiguration).
     #[arg(
         long = "access-control",
         env = "CLASSIFY_EMULATOR_ACCESS_CONTROL",
         value_name = "FILE"
     )]
     pub access_control: Vec<PathBuf>,
+    /// Per-component configuration merged over the recipes' defaults, as a deployment's merge
+    /// does (JSON or YAML: `{"<component>": {"Key": "value"}}`). Watched: when it changes,
+    /// subscribers get configuration update events.
+    #[arg(
+        long = "configuration",
+        env = "CLASSIFY_EMULATOR_CONFIGURATION",
+        value_name = "FILE"
+    )]
+    pub configuration: Option<PathBuf>,
     /// Nucleus behaviour to imitate.
     #[arg(long = "flavour", env = "CLASSIFY_EMULATOR_FLAVOUR", value_enum, default_value_t = Flavour::Classic)]
     pub flavour: Flavour,

@@ -73,11 +73,21 @@ async fn emulate(args: classify_ipc_adapter::config::EmulatorArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let configurations =
+        match greengrass_ipc_emulator::configuration::recipe_defaults(&args.access_control) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("{e}");
+                return ExitCode::from(2);
+            }
+        };
     let config = emulator::EmulatorConfig {
         socket_path: args.socket,
         flavour: args.flavour,
         access_control,
         tokens: args.tokens.into_iter().collect::<HashMap<_, _>>(),
+        configurations,
+        configuration_file: args.configuration,
     };
     let stop = shutdown_signal();
     if let Some(path) = &args.ready_file {

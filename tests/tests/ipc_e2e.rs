@@ -75,6 +75,7 @@ async fn start_flow(flavour: Flavour, reply_format: ReplyFormat) -> Flow {
             (ADAPTER_TOKEN.to_owned(), ADAPTER.to_owned()),
             (REQUESTER_TOKEN.to_owned(), REQUESTER.to_owned()),
         ]),
+        ..EmulatorConfig::new(&socket, flavour)
     })
     .await
     .expect("emulator starts");

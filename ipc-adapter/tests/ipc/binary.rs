@@ -366,3 +366,74 @@ async fn emulate_subcommand_serves_until_sigterm() {
         .unwrap();
     assert!(!reason.is_empty());
 }
+
+#[tokio::test]
+async fn emulate_serves_a_recipes_default_configuration_with_the_file_merged_over_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("emu.sock");
+    let ready = dir.path().join("emu.ready");
+    let recipe = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../recipes/com.example.ImageClassification.IpcAdapter/recipe.yaml");
+    let adapter = "com.example.ImageClassification.IpcAdapter";
+    let file = dir.path().join("configuration.json");
+    std::fs::write(
+        &file,
+        json!({adapter: {"ReplyFormat": "label"}}).to_string(),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["emulate", "--socket", socket.to_str().unwrap()])
+        .arg("--ready-file")
+        .arg(&ready)
+        .arg("--access-control")
+        .arg(&recipe)
+        .arg("--configuration")
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wait_ready(&[&ready]).await;
+    let c = client(&socket, adapter, Flavour::Classic).await;
+    let config = c.get_configuration(None, &[]).await.unwrap().value;
+    assert_eq!(config["ReplyFormat"], "label", "the file wins: {config}");
+    assert_eq!(
+        config["RequestTopic"], "local/inference",
+        "recipe default: {config}"
+    );
+    let mut updates = c
+        .subscribe_to_configuration_update(None, &[])
+        .await
+        .unwrap();
+    let tmp = dir.path().join("configuration.tmp");
+    std::fs::write(&tmp, json!({adapter: {"ReplyFormat": "json"}}).to_string()).unwrap();
+    std::fs::rename(&tmp, &file).unwrap();
+    let event = tokio::time::timeout(WAIT, updates.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(event.key_path, ["ReplyFormat"]);
+    let leaf = c.get_configuration(None, &["ReplyFormat"]).await.unwrap();
+    assert_eq!(leaf.value, json!({"ReplyFormat": "json"}));
+    signal(&child, "-TERM");
+    let (code, stderr) = wait_exit(&mut child).await;
+    assert_eq!(code, 0, "{stderr}");
+
+    // A configuration file that does not parse stops the emulator at start, saying which.
+    std::fs::write(&file, "{ not json").unwrap();
+    let out = Command::new(BIN)
+        .args(["emulate", "--socket", socket.to_str().unwrap()])
+        .arg("--configuration")
+        .arg(&file)
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("configuration file") && stderr.contains("configuration.json"),
+        "{stderr}"
+    );
+}
