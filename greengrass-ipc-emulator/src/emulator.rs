@@ -88,6 +88,11 @@ pub struct EmulatorConfig {
     /// A JSON or YAML file of per-component configuration merged over
     /// [`EmulatorConfig::configurations`], watched for changes.
     pub configuration_file: Option<PathBuf>,
+    /// A file each message that reaches IoT Core is appended to, as one JSON line
+    /// ([`IotCoreRecord::to_json`]).
+    pub iot_core_log: Option<PathBuf>,
+    /// While this file exists the cloud is unreachable (checked every 200 ms).
+    pub cloud_unreachable_while: Option<PathBuf>,
 }
 
 impl EmulatorConfig {
@@ -100,6 +105,8 @@ impl EmulatorConfig {
             tokens: HashMap::new(),
             configurations: Configurations::new(),
             configuration_file: None,
+            iot_core_log: None,
+            cloud_unreachable_while: None,
         }
     }
 
@@ -146,6 +153,30 @@ pub struct IotCoreRecord {
     pub message: IotCoreMessage,
     /// Whether it waited in the classic nucleus' spooler while the cloud was unreachable.
     pub spooled: bool,
+}
+
+impl IotCoreRecord {
+    /// One line of the IoT Core log: `component`, `topic`, `qos` (`"0"`/`"1"`), `spooled`, and
+    /// the payload as `payload` (a JSON document inline, else UTF-8 text) or `payload_base64`.
+    pub fn to_json(&self) -> Value {
+        let mut line = serde_json::json!({
+            "component": self.component,
+            "topic": self.message.topic_name,
+            "qos": self.message.qos.as_str(),
+            "spooled": self.spooled,
+        });
+        let payload = &self.message.payload;
+        if let Ok(doc) = serde_json::from_slice::<Value>(payload) {
+            line["payload"] = doc;
+        } else if let Ok(text) = std::str::from_utf8(payload) {
+            line["payload"] = Value::from(text);
+        } else {
+            use base64::Engine as _;
+            line["payload_base64"] =
+                Value::from(base64::engine::general_purpose::STANDARD.encode(payload));
+        }
+        line
+    }
 }
 
 /// The emulated cloud connection: reachable or not, what reached it, what waits in the spooler.
@@ -340,20 +371,7 @@ impl EmulatorHandle {
     /// Makes the emulated cloud reachable or unreachable. Made reachable again, the classic
     /// nucleus' spooler delivers what it kept, in order.
     pub fn set_cloud_reachable(&self, reachable: bool) {
-        self.state.cloud.send_modify(|cloud| {
-            cloud.unreachable = !reachable;
-            if reachable {
-                let kept = cloud.spool.len();
-                cloud.delivered.extend(cloud.spool.drain(..));
-                cloud.spool_bytes = 0;
-                if kept > 0 {
-                    tracing::info!(
-                        kept,
-                        "cloud reachable again: spooled IoT Core messages delivered"
-                    );
-                }
-            }
-        });
+        set_cloud_reachable(&self.state, reachable);
     }
 
     /// Every message that reached IoT Core, in order.
@@ -403,6 +421,23 @@ impl Drop for EmulatorHandle {
     }
 }
 
+fn set_cloud_reachable(state: &State, reachable: bool) {
+    state.cloud.send_modify(|cloud| {
+        cloud.unreachable = !reachable;
+        if reachable {
+            let kept = cloud.spool.len();
+            cloud.delivered.extend(cloud.spool.drain(..));
+            cloud.spool_bytes = 0;
+            if kept > 0 {
+                tracing::info!(
+                    kept,
+                    "cloud reachable again: spooled IoT Core messages delivered"
+                );
+            }
+        }
+    });
+}
+
 /// Binds the socket and starts serving in the background.
 pub async fn spawn(config: EmulatorConfig) -> std::io::Result<EmulatorHandle> {
     let path = config.socket_path.clone();
@@ -443,13 +478,21 @@ pub async fn spawn(config: EmulatorConfig) -> std::io::Result<EmulatorHandle> {
         }
         None => (config.configurations.clone(), None),
     };
+    let cloud_unreachable_at_start = config
+        .cloud_unreachable_while
+        .as_deref()
+        .is_some_and(Path::exists);
     let listener = UnixListener::bind(&path)?;
     let state = Arc::new(State {
         config,
         subscribers: Mutex::new(Vec::new()),
         configurations: Mutex::new(configurations),
         config_subscribers: Mutex::new(Vec::new()),
-        cloud: watch::Sender::new(Cloud::default()),
+        cloud: watch::Sender::new(Cloud {
+            // Decided before the socket exists, so the first client already sees it.
+            unreachable: cloud_unreachable_at_start,
+            ..Cloud::default()
+        }),
         next_conn_id: AtomicU64::new(1),
         connections: AtomicU64::new(0),
         component_states: watch::Sender::new(HashMap::new()),
@@ -462,6 +505,12 @@ pub async fn spawn(config: EmulatorConfig) -> std::io::Result<EmulatorHandle> {
         cancel.clone(),
         tracker.clone(),
     ));
+    if let Some(log) = state.config.iot_core_log.clone() {
+        tracker.spawn(write_iot_core_log(log, state.clone(), cancel.clone()));
+    }
+    if let Some(flag) = state.config.cloud_unreachable_while.clone() {
+        tracker.spawn(follow_cloud_flag(flag, state.clone(), cancel.clone()));
+    }
     if let Some(file) = state.config.configuration_file.clone() {
         tracker.spawn(watch_configuration_file(
             file,
@@ -477,6 +526,55 @@ pub async fn spawn(config: EmulatorConfig) -> std::io::Result<EmulatorHandle> {
         tracker,
         state,
     })
+}
+
+/// Appends each message that reaches IoT Core to `path`, one JSON line each.
+async fn write_iot_core_log(path: PathBuf, state: Arc<State>, cancel: CancellationToken) {
+    let mut rx = state.cloud.subscribe();
+    let mut written = 0;
+    loop {
+        let lines: String = {
+            let cloud = rx.borrow_and_update();
+            let new = cloud.delivered.get(written..).unwrap_or_default();
+            written += new.len();
+            new.iter().map(|r| format!("{}\n", r.to_json())).collect()
+        };
+        if !lines.is_empty() {
+            let appended = async {
+                let mut f = tokio::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .await?;
+                f.write_all(lines.as_bytes()).await?;
+                f.flush().await
+            };
+            if let Err(e) = appended.await {
+                tracing::warn!(file = %path.display(), error = %e, "cannot append to the IoT Core log");
+            }
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            changed = rx.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+/// Makes the cloud unreachable while `flag` exists.
+async fn follow_cloud_flag(flag: PathBuf, state: Arc<State>, cancel: CancellationToken) {
+    let mut unreachable = state.cloud.borrow().unreachable;
+    loop {
+        let exists = tokio::fs::try_exists(&flag).await.unwrap_or(false);
+        if exists != unreachable {
+            unreachable = exists;
+            tracing::info!(flag = %flag.display(), unreachable, "cloud reachability changed");
+            set_cloud_reachable(&state, !unreachable);
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(WATCH_PERIOD) => {}
+        }
+    }
 }
 
 /// How often the configuration file is looked at.

@@ -408,6 +408,19 @@ pub struct EmulatorArgs {
         value_name = "FILE"
     )]
     pub configuration: Option<PathBuf>,
+    /// Append each message that reaches IoT Core (PublishToIoTCore) to this file as one JSON
+    /// line: component, topic, qos, spooled, payload.
+    #[arg(
+        long = "iot-core-log",
+        env = "CLASSIFY_EMULATOR_IOT_CORE_LOG",
+        value_name = "FILE"
+    )]
+    pub iot_core_log: Option<PathBuf>,
+    /// The cloud is unreachable while this file exists: the classic nucleus spools QoS 1
+    /// messages, nucleus lite fails the publish (`touch` it to go offline, remove it to
+    /// reconnect).
+    #[arg(long = "cloud-unreachable-while", value_name = "PATH")]
+    pub cloud_unreachable_while: Option<PathBuf>,
     /// Nucleus behaviour to imitate.
     #[arg(long = "flavour", env = "CLASSIFY_EMULATOR_FLAVOUR", value_enum, default_value_t = Flavour::Classic)]
     pub flavour: Flavour,

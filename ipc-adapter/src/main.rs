@@ -88,6 +88,8 @@ async fn emulate(args: classify_ipc_adapter::config::EmulatorArgs) -> ExitCode {
         tokens: args.tokens.into_iter().collect::<HashMap<_, _>>(),
         configurations,
         configuration_file: args.configuration,
+        iot_core_log: args.iot_core_log,
+        cloud_unreachable_while: args.cloud_unreachable_while,
     };
     let stop = shutdown_signal();
     if let Some(path) = &args.ready_file {

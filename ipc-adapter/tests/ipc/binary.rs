@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::support::*;
 use greengrass_ipc::Flavour;
+use greengrass_ipc::iot_core::Qos;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -436,4 +437,67 @@ async fn emulate_serves_a_recipes_default_configuration_with_the_file_merged_ove
         stderr.contains("configuration file") && stderr.contains("configuration.json"),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+async fn emulate_logs_what_reaches_iot_core_and_goes_offline_while_a_file_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("emu.sock");
+    let ready = dir.path().join("emu.ready");
+    let acl = dir.path().join("acl.json");
+    std::fs::write(&acl, ACL).unwrap();
+    let log = dir.path().join("iot-core.jsonl");
+    let offline = dir.path().join("offline");
+    std::fs::write(&offline, "").unwrap();
+    let mut child = Command::new(BIN)
+        .args(["emulate", "--socket", socket.to_str().unwrap()])
+        .arg("--ready-file")
+        .arg(&ready)
+        .arg("--access-control")
+        .arg(&acl)
+        .arg("--iot-core-log")
+        .arg(&log)
+        .arg("--cloud-unreachable-while")
+        .arg(&offline)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wait_ready(&[&ready]).await;
+    let c = client(&socket, REQUESTER, Flavour::Classic).await;
+    let topic = "ml/dlr/image-classification";
+    // Offline from the start: the classic nucleus accepts QoS 1 into its spooler.
+    c.publish_to_iot_core(topic, Qos::AtLeastOnce, br#"{"n": 1}"#)
+        .await
+        .unwrap();
+    assert!(!log.exists(), "nothing reached IoT Core while offline");
+    std::fs::remove_file(&offline).unwrap();
+    assert!(
+        eventually(|| std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() == 1)).await,
+        "the spooled message is delivered once the cloud is back"
+    );
+    c.publish_to_iot_core(topic, Qos::AtMostOnce, b"plain text")
+        .await
+        .unwrap();
+    assert!(
+        eventually(|| std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() == 2)).await
+    );
+    let lines: Vec<Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            json!({"component": REQUESTER, "topic": topic, "qos": "1", "spooled": true,
+                   "payload": {"n": 1}}),
+            json!({"component": REQUESTER, "topic": topic, "qos": "0", "spooled": false,
+                   "payload": "plain text"}),
+        ]
+    );
+    signal(&child, "-TERM");
+    let (code, stderr) = wait_exit(&mut child).await;
+    assert_eq!(code, 0, "{stderr}");
 }
