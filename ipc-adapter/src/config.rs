@@ -48,6 +48,11 @@ pub mod defaults {
     /// `--max-queued-bytes`: 64 MiB of waiting messages (with the 4 MiB frame bound, the
     /// adapter fits a 128 MiB memory limit).
     pub const MAX_QUEUED_BYTES: u64 = 64 << 20;
+    /// `schedule --max-image-bytes`: 12 MiB, which base64 turns into the service's 16 MiB.
+    pub const MAX_IMAGE_BYTES: u64 = 12 << 20;
+    /// `schedule --classify-deadline-ms`: 30 s, long enough for a service still loading its
+    /// model at the first, start-up classification.
+    pub const CLASSIFY_DEADLINE_MS: u64 = 30_000;
 }
 
 /// Environment variables renamed to the adapter's own prefix, as `(name, former name)`: every
@@ -143,6 +148,10 @@ pub enum Command {
     Emulate(EmulatorArgs),
     /// Publish one classification request and print the reply.
     Request(RequestArgs),
+    /// Classify ImageDirectory/ImageName at start and every InferenceInterval seconds and publish
+    /// the result to IoT Core: a drop-in for aws.greengrass.DLRImageClassification, configured by
+    /// the component's configuration (GetConfiguration).
+    Schedule(ScheduleArgs),
     /// Wait until ready files exist (scripts: start `emulate`/`run` in the background, then this).
     WaitReady(WaitReadyArgs),
 }
@@ -441,6 +450,69 @@ fn parse_token(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// Options of `schedule`. What to classify, how often and where to publish come from the
+/// component's configuration (AWS's keys, see `scheduled::settings`), not from flags.
+#[derive(Debug, Clone, Args)]
+pub struct ScheduleArgs {
+    /// Nucleus connection.
+    #[command(flatten)]
+    pub ipc: IpcArgs,
+    /// Base URL of the classification service.
+    #[arg(
+        long = "service-url",
+        env = "CLASSIFY_SCHEDULE_SERVICE_URL",
+        default_value = defaults::SERVICE_URL
+    )]
+    pub service_url: String,
+    /// Folder of the image when the configuration has no ImageDirectory (the recipe passes the
+    /// component's sample images); a relative path is taken from the working directory.
+    #[arg(
+        long = "default-image-directory",
+        env = "CLASSIFY_SCHEDULE_DEFAULT_IMAGE_DIRECTORY",
+        default_value = ".",
+        value_name = "DIR"
+    )]
+    pub default_image_directory: PathBuf,
+    /// Largest image file read, in bytes; a larger one is a logged error (the file travels
+    /// base64-encoded, so 12 MiB fits the service's default 16 MiB body limit).
+    #[arg(
+        long = "max-image-bytes",
+        env = "CLASSIFY_SCHEDULE_MAX_IMAGE_BYTES",
+        default_value_t = defaults::MAX_IMAGE_BYTES
+    )]
+    pub max_image_bytes: u64,
+    /// Deadline of one classification (the service call and its retries while the service is
+    /// still starting), in milliseconds.
+    #[arg(
+        long = "classify-deadline-ms",
+        env = "CLASSIFY_SCHEDULE_CLASSIFY_DEADLINE_MS",
+        default_value_t = defaults::CLASSIFY_DEADLINE_MS
+    )]
+    pub classify_deadline_ms: u64,
+    /// File written (atomically, containing `ready`) once the configuration is read and the
+    /// schedule started; removed at exit.
+    #[arg(long = "ready-file", value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
+}
+
+impl ScheduleArgs {
+    /// Settings for `socket`, `token` and `service_url` with every other value at its default.
+    pub fn new(
+        socket: impl Into<PathBuf>,
+        token: impl Into<String>,
+        service_url: impl Into<String>,
+    ) -> Self {
+        Self {
+            ipc: IpcArgs::new(socket, token),
+            service_url: service_url.into(),
+            default_image_directory: PathBuf::from("."),
+            max_image_bytes: defaults::MAX_IMAGE_BYTES,
+            classify_deadline_ms: defaults::CLASSIFY_DEADLINE_MS,
+            ready_file: None,
+        }
+    }
+}
+
 /// Options of `request`.
 #[derive(Debug, Clone, Args)]
 pub struct RequestArgs {
@@ -581,6 +653,7 @@ mod tests {
             assert!(
                 name.starts_with("CLASSIFY_ADAPTER_")
                     || name.starts_with("CLASSIFY_EMULATOR_")
+                    || name.starts_with("CLASSIFY_SCHEDULE_")
                     || [ENV_SOCKET, ENV_TOKEN].contains(&name.as_str()),
                 "{name}: adapter variables are CLASSIFY_ADAPTER_*"
             );

@@ -9,6 +9,8 @@
 //! * [`service`] — HTTP client of the classification service and its error mapping.
 //! * [`adapter`] — the adapter loop: subscribe, classify, reply; shutdown and connection loss.
 //! * [`requester`] — one-shot requester (the seed's `com.custom.requester`).
+//! * [`scheduled`] — `schedule`: the drop-in for AWS's `aws.greengrass.DLRImageClassification`
+//!   (classify a file on a timer, publish AWS's result document to IoT Core).
 //! * [`ready`] — waiting for the ready files `run` and `emulate` write (scripts without sleeps).
 //! * [`config`] — command-line / environment configuration of every subcommand.
 
@@ -19,4 +21,5 @@ pub mod config;
 pub mod messages;
 pub mod ready;
 pub mod requester;
+pub mod scheduled;
 pub mod service;

@@ -1,4 +1,4 @@
-//! `classify-ipc-adapter`: `run` (default), `emulate`, `request`, `wait-ready`. Logic lives in
+//! `classify-ipc-adapter`: `run` (default), `emulate`, `request`, `schedule`, `wait-ready`. Logic lives in
 //! the library.
 
 use std::io::IsTerminal;
@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::FromArgMatches;
 use classify_ipc_adapter::config::{self, Cli, Command};
-use classify_ipc_adapter::{adapter, ready, requester};
+use classify_ipc_adapter::{adapter, ready, requester, scheduled};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -47,6 +47,13 @@ async fn main() -> ExitCode {
             Err(e) => {
                 tracing::error!("{e}");
                 ExitCode::from(2)
+            }
+        },
+        Command::Schedule(args) => match scheduled::run(args, shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!("{e}");
+                ExitCode::from(e.exit_code() as u8)
             }
         },
         Command::WaitReady(args) => match ready::wait_for_files(&args.files, args.timeout_ms).await

@@ -1,0 +1,309 @@
+//! `schedule`: the drop-in for AWS's `aws.greengrass.DLRImageClassification`.
+//!
+//! Every `InferenceInterval` seconds it classifies `ImageDirectory/ImageName` with the service and
+//! publishes the result document ([`document`]) to IoT Core on `PublishResultsOnTopic`, QoS 1 —
+//! configured by the component's configuration with AWS's keys ([`settings`]), read with
+//! GetConfiguration.
+//!
+//! Like AWS's component: the first classification runs at start. Unlike it:
+//! * the schedule is fixed-rate (ticks at start + n × interval; a classification that overruns a
+//!   tick skips it), so results do not drift by the time each one takes;
+//! * the image file is read fresh at every tick (a replaced file is seen), bounded by
+//!   `--max-image-bytes`;
+//! * a missing, unreadable or undecodable image, a service failure or a failed publish is a
+//!   logged error and the schedule goes on — the component never exits for them; only a lost
+//!   nucleus connection ends it (status 4, so that Greengrass restarts it).
+//!
+//! Flow: [`run`] → connect, GetConfiguration, [`Settings::apply`] → [`Scheduler::run`]: wait for
+//! the tick → [`Scheduler::classify`] (read the file, `POST /classify` with the image, the
+//! document) → [`Scheduler::publish`].
+
+pub mod document;
+pub mod settings;
+
+use std::future::Future;
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine as _;
+use classify_api::{ClassifyBase64, ClassifyJson};
+use greengrass_ipc::client::{IpcClient, IpcError};
+use greengrass_ipc::iot_core::Qos;
+use tokio::io::AsyncReadExt;
+use tokio::time::Instant;
+
+use crate::adapter::write_ready_file;
+use crate::config::ScheduleArgs;
+use crate::messages::ClassifyRequest;
+use crate::service::ServiceClient;
+pub use document::ResultDocument;
+pub use settings::Settings;
+
+/// Why the scheduled component stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    /// The command line is unusable.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// Connecting or reading the configuration failed at start-up.
+    #[error("cannot start: {0}")]
+    Startup(#[source] IpcError),
+    /// The nucleus connection ended while running.
+    #[error(
+        "lost the connection to the Greengrass nucleus ({0}); exiting so that Greengrass restarts the component"
+    )]
+    ConnectionLost(String),
+}
+
+impl ScheduleError {
+    /// Process exit status: 2 configuration, 3 start-up, 4 connection lost (as the adapter's).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Config(_) => 2,
+            Self::Startup(_) => 3,
+            Self::ConnectionLost(_) => 4,
+        }
+    }
+}
+
+/// Connects, reads the configuration and classifies on schedule until `shutdown` resolves or
+/// the nucleus connection is lost.
+pub async fn run(
+    args: ScheduleArgs,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ScheduleError> {
+    let scheduler = Scheduler::start(args).await?;
+    let result = scheduler.run(shutdown).await;
+    if let Some(path) = &scheduler.args.ready_file {
+        let _ = std::fs::remove_file(path);
+    }
+    result
+}
+
+/// A connected scheduler with its settings in force.
+#[derive(Debug)]
+pub struct Scheduler {
+    client: IpcClient,
+    service: ServiceClient,
+    args: ScheduleArgs,
+    settings: Settings,
+}
+
+impl Scheduler {
+    /// Connects to the nucleus (waiting for its socket) and reads this component's
+    /// configuration.
+    pub async fn start(args: ScheduleArgs) -> Result<Self, ScheduleError> {
+        let client_config = args.ipc.client_config().map_err(ScheduleError::Config)?;
+        let service = ServiceClient::new(&args.service_url).map_err(ScheduleError::Config)?;
+        let default_dir = std::path::absolute(&args.default_image_directory).map_err(|e| {
+            ScheduleError::Config(format!(
+                "--default-image-directory {}: {e}",
+                args.default_image_directory.display()
+            ))
+        })?;
+        let client = IpcClient::connect(client_config)
+            .await
+            .map_err(ScheduleError::Startup)?;
+        let config = client
+            .get_configuration(None, &[])
+            .await
+            .map_err(ScheduleError::Startup)?;
+        let (settings, refused) = Settings::defaults(default_dir).apply(&config.value);
+        for r in &refused {
+            tracing::error!(
+                key = r.key,
+                "configuration value refused, default kept: {}",
+                r.message
+            );
+        }
+        log_settings(&settings);
+        if let Some(path) = &args.ready_file
+            && let Err(e) = write_ready_file(path)
+        {
+            return Err(ScheduleError::Config(format!(
+                "cannot write --ready-file {}: {e}",
+                path.display()
+            )));
+        }
+        Ok(Self {
+            client,
+            service,
+            args,
+            settings,
+        })
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Classifies at once, then at every tick, until `shutdown` or a lost connection.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), ScheduleError> {
+        tokio::pin!(shutdown);
+        let mut runs = 0;
+        let mut tick = Instant::now();
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => return Ok(()),
+                reason = self.client.closed() => return Err(ScheduleError::ConnectionLost(reason)),
+                () = tokio::time::sleep_until(tick) => {}
+            }
+            runs += 1;
+            tokio::select! {
+                biased;
+                () = &mut shutdown => return Ok(()),
+                () = self.once(runs) => {}
+            }
+            tick = next_tick(tick, self.settings.interval, Instant::now());
+        }
+    }
+
+    /// One scheduled run: classify, log, publish. Every failure is logged, none is returned.
+    async fn once(&self, run: u64) {
+        let path = self.settings.image_path();
+        let document = match self.classify(&path, run).await {
+            Ok(document) => document,
+            Err(message) => {
+                tracing::error!(run, image = %path.display(), "classification failed: {message}");
+                return;
+            }
+        };
+        let text = document.to_bytes();
+        tracing::info!(run, result = %String::from_utf8_lossy(&text), "classified");
+        self.publish(run, &text).await;
+    }
+
+    /// Reads the image fresh and classifies it; the error says what went wrong in plain words.
+    pub async fn classify(&self, path: &Path, run: u64) -> Result<ResultDocument, String> {
+        let started = Instant::now();
+        let bytes = read_image(path, self.args.max_image_bytes).await?;
+        let request = ClassifyRequest {
+            request_id: format!("scheduled-{run}"),
+            body: ClassifyJson::Base64(ClassifyBase64 {
+                image_base64: base64::engine::general_purpose::STANDARD.encode(&bytes),
+                top_k: Some(self.settings.top_k),
+                threshold: Some(self.settings.threshold),
+            }),
+            reply_topic: None,
+        };
+        drop(bytes);
+        let deadline = Instant::now() + Duration::from_millis(self.args.classify_deadline_ms);
+        let answer = self
+            .service
+            .classify_until(&request, deadline)
+            .await
+            .map_err(|f| format!("{} ({})", f.message, f.code.as_str()))?;
+        Ok(ResultDocument::new(
+            &answer,
+            self.settings.top_k,
+            self.settings.threshold,
+            &path.display().to_string(),
+            started.elapsed().as_secs_f64() * 1000.0,
+            time::OffsetDateTime::now_utc(),
+        ))
+    }
+
+    /// Publishes a document to IoT Core on the configured topic, QoS 1 (nothing when the topic
+    /// is empty). A failure is logged.
+    async fn publish(&self, run: u64, document: &[u8]) {
+        let Some(topic) = &self.settings.iot_core_topic else {
+            return;
+        };
+        match self
+            .client
+            .publish_to_iot_core(topic, Qos::AtLeastOnce, document)
+            .await
+        {
+            Ok(()) => tracing::debug!(run, topic, "result published to IoT Core"),
+            Err(e) if e.is_unauthorized() => tracing::error!(
+                run,
+                topic,
+                "not authorised to publish to IoT Core on this topic: the recipe's accessControl \
+                 (aws.greengrass.ipc.mqttproxy, aws.greengrass#PublishToIoTCore) must list it: {e}"
+            ),
+            Err(e) => tracing::error!(run, topic, "publishing to IoT Core failed: {e}"),
+        }
+    }
+}
+
+/// The tick after `tick` on the grid `tick + n × interval` that is still ahead of `now`: a run
+/// that overran one or more ticks skips them instead of running back to back.
+fn next_tick(tick: Instant, interval: Duration, now: Instant) -> Instant {
+    let next = tick + interval;
+    if next > now {
+        return next;
+    }
+    let behind = now.duration_since(next).as_nanos();
+    let skipped = behind / interval.as_nanos().max(1) + 1;
+    let skipped = u32::try_from(skipped).unwrap_or(u32::MAX);
+    next + interval.saturating_mul(skipped)
+}
+
+/// Reads an image file of at most `max` bytes.
+async fn read_image(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+    let shown = path.display();
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => format!("{shown} does not exist"),
+            _ => format!("cannot open {shown}: {e}"),
+        })?;
+    let meta = file
+        .metadata()
+        .await
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{shown} is not a file"));
+    }
+    if meta.len() > max {
+        return Err(format!(
+            "{shown} is {} bytes; the limit is {max} bytes (--max-image-bytes)",
+            meta.len()
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // A file that grows while being read stops at the limit instead of growing the buffer.
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if bytes.len() as u64 > max {
+        return Err(format!(
+            "{shown} grew past the limit of {max} bytes while being read"
+        ));
+    }
+    Ok(bytes)
+}
+
+fn log_settings(s: &Settings) {
+    tracing::info!(
+        interval_s = s.interval.as_secs_f64(),
+        image = %s.image_path().display(),
+        iot_core_topic = s.iot_core_topic.as_deref().unwrap_or("(none: log only)"),
+        top_k = s.top_k,
+        threshold = s.threshold,
+        "scheduled classification settings"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_stay_on_the_grid_and_overrun_ticks_are_skipped() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(10);
+        // On time: the next grid point.
+        assert_eq!(next_tick(t0, s, t0 + Duration::from_secs(3)), t0 + s);
+        // A run that took 25 s skips the ticks at 10 and 20 and lands on 30.
+        assert_eq!(
+            next_tick(t0, s, t0 + Duration::from_secs(25)),
+            t0 + Duration::from_secs(30)
+        );
+        // Exactly on a tick: the following one.
+        assert_eq!(next_tick(t0, s, t0 + s), t0 + 2 * s);
+    }
+}

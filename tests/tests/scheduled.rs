@@ -1,0 +1,261 @@
+//! The scheduled component (`classify-ipc-adapter schedule`, the drop-in for AWS's
+//! `aws.greengrass.DLRImageClassification`) with every part real: the executable started as
+//! Greengrass starts a component (socket and token in its environment), the nucleus emulator
+//! serving its configuration and recording what reaches IoT Core, and the classification service
+//! on a real socket running the real EfficientNet-Lite0 through libdlr on real photos.
+//!
+//! No clock decides a verdict: the tests wait for the emulator's IoT Core record and for lines in
+//! the component's log; the interval is checked from the documents' own timestamps, with a lower
+//! bound only (a schedule cannot run early without being wrong).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use dlr_test_models::paths;
+use e2e_tests::{RunningService, service_config};
+use greengrass_ipc::Flavour;
+use greengrass_ipc::iot_core::Qos;
+use greengrass_ipc_emulator::acl::AccessControl;
+use greengrass_ipc_emulator::emulator::{self, EmulatorConfig, EmulatorHandle, IotCoreRecord};
+use serde_json::{Value, json};
+
+const COMPONENT: &str = "com.example.ImageClassification.Scheduled";
+const TOPIC: &str = "ml/dlr/image-classification";
+/// Bound on waiting for an event that must come: a guard against hanging, not a verdict.
+const WAIT: Duration = Duration::from_secs(90);
+
+/// The component's mqttproxy policy, as its recipe grants it.
+fn access_control() -> AccessControl {
+    AccessControl::from_value(&json!({
+        "aws.greengrass.ipc.mqttproxy": {
+            format!("{COMPONENT}:mqttproxy:1"): {
+                "operations": ["aws.greengrass#PublishToIoTCore"],
+                "resources": [TOPIC]
+            }
+        }
+    }))
+    .unwrap()
+}
+
+/// The workspace's `classify-ipc-adapter` executable (the test binary lives in `deps/`).
+fn adapter_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("classify-ipc-adapter");
+    assert!(
+        bin.exists(),
+        "{} not found: `cargo build -p classify-ipc-adapter` first",
+        bin.display()
+    );
+    bin
+}
+
+/// Copies a real photo to `dir/name` by a rename, so that a reader never sees half a file.
+fn put_photo(photo: &str, dir: &Path, name: &str) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::copy(paths::photo(photo), &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join(name)).unwrap();
+}
+
+/// The emulator, the real service and the scheduled component as a process.
+struct Scheduled {
+    dir: tempfile::TempDir,
+    images: PathBuf,
+    emulator: EmulatorHandle,
+    service: RunningService,
+    child: tokio::process::Child,
+    log: PathBuf,
+}
+
+impl Scheduled {
+    async fn start(configuration: Value) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let images = dir.path().join("images");
+        std::fs::create_dir(&images).unwrap();
+        put_photo("chelsea.png", &images, "cat.png");
+        let service = RunningService::start(service_config("efficientnet-lite0")).await;
+
+        let mut config = EmulatorConfig::new(dir.path().join("gg.sock"), Flavour::Classic);
+        config.access_control = access_control();
+        let mut component = json!({"ImageDirectory": images, "ImageName": "cat.png"});
+        greengrass_ipc::configuration::merge(&mut component, &configuration);
+        config.configurations.insert(COMPONENT.into(), component);
+        let emulator = emulator::spawn(config).await.unwrap();
+
+        let log = dir.path().join("scheduled.log");
+        let child = tokio::process::Command::new(adapter_bin())
+            .arg("schedule")
+            .args(["--service-url", &service.base_url(), "--nucleus", "classic"])
+            .env(
+                "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT",
+                emulator.socket_path(),
+            )
+            .env("SVCUID", COMPONENT)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        Self {
+            dir,
+            images,
+            emulator,
+            service,
+            child,
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for the `n`-th message to reach IoT Core and returns them all.
+    async fn results(&self, n: usize) -> Vec<IotCoreRecord> {
+        tokio::time::timeout(WAIT, self.emulator.wait_for_iot_core(n))
+            .await
+            .unwrap_or_else(|_| panic!("no result {n}; the component's log:\n{}", self.log()))
+    }
+
+    /// Waits until the log has at least `n` lines containing `text`.
+    async fn log_lines(&self, text: &str, n: usize) {
+        let found = tokio::time::timeout(WAIT, async {
+            while self.log().matches(text).count() < n {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        assert!(found.is_ok(), "{n}× {text:?} never logged:\n{}", self.log());
+    }
+
+    /// SIGTERM, as Greengrass stops a component; expects a clean exit.
+    async fn stop(mut self) {
+        let pid = self.child.id().expect("still running").to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .expect("exits after SIGTERM")
+            .unwrap();
+        assert!(exit.success(), "{exit:?}\n{}", self.log());
+        self.service.stop().await.unwrap();
+        self.emulator.shutdown().await;
+        drop(self.dir);
+    }
+}
+
+fn document(record: &IotCoreRecord) -> Value {
+    assert_eq!(record.component, COMPONENT);
+    assert_eq!(record.message.topic_name, TOPIC);
+    assert_eq!(record.message.qos, Qos::AtLeastOnce, "AWS's QoS 1");
+    serde_json::from_slice(&record.message.payload).expect("a JSON document")
+}
+
+fn labels(doc: &Value) -> Vec<String> {
+    doc["inference-results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["Label"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn timestamp(doc: &Value) -> time::OffsetDateTime {
+    let text = doc["timestamp"].as_str().unwrap();
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("{text} is not ISO 8601 / RFC 3339: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn classifies_at_start_then_every_interval_reading_the_file_fresh_and_survives_a_missing_one()
+{
+    let s = Scheduled::start(json!({"InferenceInterval": "1"})).await;
+
+    // The first result comes at start, in AWS's document shape.
+    let first = document(&s.results(1).await[0]);
+    assert_eq!(first["inference-type"], "image-classification");
+    assert_eq!(
+        first["inference-description"],
+        "Top 5 predictions with score 0.3 or above "
+    );
+    let results = first["inference-results"].as_array().unwrap();
+    assert!(!results.is_empty() && results.len() <= 5, "{first}");
+    for r in results {
+        assert_eq!(r.as_object().unwrap().len(), 2, "Label and Score only: {r}");
+        let score: f64 = r["Score"]
+            .as_str()
+            .expect("Score is a string")
+            .parse()
+            .unwrap();
+        assert!(
+            (0.3..=1.0).contains(&score),
+            "a probability over the threshold: {r}"
+        );
+    }
+    assert!(
+        labels(&first)[0].contains("cat"),
+        "chelsea is a cat: {first}"
+    );
+    assert_eq!(timestamp(&first).offset(), time::UtcOffset::UTC);
+    assert_eq!(
+        first["image-path"],
+        s.images.join("cat.png").display().to_string()
+    );
+    assert_eq!(first["model"]["name"], "efficientnet-lite0");
+
+    // Then one per interval: four results span at least three intervals.
+    let four = s.results(4).await;
+    let span = timestamp(&document(&four[3])) - timestamp(&document(&four[0]));
+    assert!(
+        span >= time::Duration::milliseconds(2500),
+        "4 results of a 1 s schedule within {span}"
+    );
+
+    // The file is read fresh at every tick: a replaced photo is seen.
+    put_photo("coffee.png", &s.images, "cat.png");
+    let coffee = ["espresso", "cup", "coffee mug"];
+    let mut n = four.len();
+    loop {
+        n += 1;
+        let doc = document(&s.results(n).await[n - 1]);
+        if coffee.contains(&labels(&doc)[0].as_str()) {
+            break;
+        }
+        assert!(n < four.len() + 5, "the new photo was never classified");
+    }
+
+    // A missing image is a logged error, and the schedule goes on until it is back.
+    std::fs::remove_file(s.images.join("cat.png")).unwrap();
+    s.log_lines("does not exist", 2).await;
+    let before = s.emulator.iot_core_messages().len();
+    put_photo("chelsea.png", &s.images, "cat.png");
+    let back = s.results(before + 2).await;
+    assert!(labels(&document(&back[before + 1]))[0].contains("cat"));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unauthorised_topic_is_logged_and_the_schedule_goes_on() {
+    let s = Scheduled::start(json!({
+        "InferenceInterval": "0.5",
+        "PublishResultsOnTopic": "not/in/the/policy",
+        "TopK": "2",
+        "ScoreThreshold": "0"
+    }))
+    .await;
+    s.log_lines("not authorised to publish to IoT Core", 3)
+        .await;
+    assert!(s.emulator.iot_core_messages().is_empty());
+    // Each run still classified, with the configured options.
+    s.log_lines("Top 2 predictions with score 0 or above", 3)
+        .await;
+    s.stop().await;
+}
