@@ -22,6 +22,8 @@ use serde_json::{Value, json};
 
 const COMPONENT: &str = "com.example.ImageClassification.Scheduled";
 const TOPIC: &str = "ml/dlr/image-classification";
+/// A second topic the component's policy allows.
+const OTHER_TOPIC: &str = "fleet/results";
 /// Bound on waiting for an event that must come: a guard against hanging, not a verdict.
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -31,7 +33,7 @@ fn access_control() -> AccessControl {
         "aws.greengrass.ipc.mqttproxy": {
             format!("{COMPONENT}:mqttproxy:1"): {
                 "operations": ["aws.greengrass#PublishToIoTCore"],
-                "resources": [TOPIC]
+                "resources": [TOPIC, OTHER_TOPIC]
             }
         }
     }))
@@ -73,13 +75,17 @@ struct Scheduled {
 
 impl Scheduled {
     async fn start(configuration: Value) -> Self {
+        Self::start_on(Flavour::Classic, configuration).await
+    }
+
+    async fn start_on(flavour: Flavour, configuration: Value) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let images = dir.path().join("images");
         std::fs::create_dir(&images).unwrap();
         put_photo("chelsea.png", &images, "cat.png");
         let service = RunningService::start(service_config("efficientnet-lite0")).await;
 
-        let mut config = EmulatorConfig::new(dir.path().join("gg.sock"), Flavour::Classic);
+        let mut config = EmulatorConfig::new(dir.path().join("gg.sock"), flavour);
         config.access_control = access_control();
         let mut component = json!({"ImageDirectory": images, "ImageName": "cat.png"});
         greengrass_ipc::configuration::merge(&mut component, &configuration);
@@ -89,7 +95,12 @@ impl Scheduled {
         let log = dir.path().join("scheduled.log");
         let child = tokio::process::Command::new(adapter_bin())
             .arg("schedule")
-            .args(["--service-url", &service.base_url(), "--nucleus", "classic"])
+            .args(["--service-url", &service.base_url()])
+            .arg("--nucleus")
+            .arg(match flavour {
+                Flavour::Classic => "classic",
+                Flavour::Lite => "lite",
+            })
             .env(
                 "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT",
                 emulator.socket_path(),
@@ -153,8 +164,12 @@ impl Scheduled {
 }
 
 fn document(record: &IotCoreRecord) -> Value {
+    document_on(record, TOPIC)
+}
+
+fn document_on(record: &IotCoreRecord, topic: &str) -> Value {
     assert_eq!(record.component, COMPONENT);
-    assert_eq!(record.message.topic_name, TOPIC);
+    assert_eq!(record.message.topic_name, topic);
     assert_eq!(record.message.qos, Qos::AtLeastOnce, "AWS's QoS 1");
     serde_json::from_slice(&record.message.payload).expect("a JSON document")
 }
@@ -258,4 +273,76 @@ async fn an_unauthorised_topic_is_logged_and_the_schedule_goes_on() {
     s.log_lines("Top 2 predictions with score 0 or above", 3)
         .await;
     s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_change_takes_effect_at_once_without_a_restart() {
+    for flavour in [Flavour::Classic, Flavour::Lite] {
+        // An hour between runs: every result after the first comes from a change.
+        let s = Scheduled::start_on(flavour, json!({})).await;
+        put_photo("coffee.png", &s.images, "coffee.png");
+        let image = |name: &str| s.images.join(name).display().to_string();
+        let base = json!({"ImageDirectory": s.images, "ImageName": "cat.png"});
+        let with = |changes: Value| {
+            let mut c = base.clone();
+            greengrass_ipc::configuration::merge(&mut c, &changes);
+            c
+        };
+        let pid = s.child.id();
+        assert_eq!(
+            document(&s.results(1).await[0])["image-path"],
+            image("cat.png")
+        );
+
+        // A new image: classified at once.
+        s.emulator
+            .set_configuration(COMPONENT, with(json!({"ImageName": "coffee.png"})));
+        let second = document(&s.results(2).await[1]);
+        assert_eq!(second["image-path"], image("coffee.png"), "{flavour:?}");
+
+        // A new topic and options, in one deployment (several events, one classification).
+        s.emulator.set_configuration(
+            COMPONENT,
+            with(
+                json!({"ImageName": "coffee.png", "PublishResultsOnTopic": OTHER_TOPIC,
+                        "TopK": "1", "ScoreThreshold": "0.01"}),
+            ),
+        );
+        let third = document_on(&s.results(3).await[2], OTHER_TOPIC);
+        assert_eq!(
+            third["inference-description"],
+            "Top 1 predictions with score 0.01 or above "
+        );
+
+        // A bad interval is refused and classifies nothing; the next good change does.
+        s.emulator.set_configuration(
+            COMPONENT,
+            with(
+                json!({"ImageName": "coffee.png", "PublishResultsOnTopic": OTHER_TOPIC,
+                        "TopK": "1", "ScoreThreshold": "0.01", "InferenceInterval": "-1"}),
+            ),
+        );
+        s.log_lines("InferenceInterval", 1).await;
+        s.emulator
+            .set_configuration(COMPONENT, with(json!({"InferenceInterval": "-1"})));
+        let fourth = s.results(4).await;
+        let fourth = document(&fourth[3]);
+        assert_eq!(
+            fourth["image-path"],
+            image("cat.png"),
+            "{flavour:?}: the refused change classified nothing"
+        );
+        assert!(
+            s.log().contains("configuration value refused"),
+            "{}",
+            s.log()
+        );
+
+        // A shorter interval: the schedule restarts with it.
+        s.emulator
+            .set_configuration(COMPONENT, with(json!({"InferenceInterval": "0.3"})));
+        s.results(8).await;
+        assert_eq!(s.child.id(), pid, "the same process throughout");
+        s.stop().await;
+    }
 }

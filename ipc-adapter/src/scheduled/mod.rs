@@ -5,7 +5,10 @@
 //! configured by the component's configuration with AWS's keys ([`settings`]), read with
 //! GetConfiguration.
 //!
-//! Like AWS's component: the first classification runs at start. Unlike it:
+//! Like AWS's component: the first classification runs at start, and a configuration change
+//! takes effect without a restart (SubscribeToConfigurationUpdate at the root; GetConfiguration
+//! after the events, a burst coalesced into one read) and classifies at once, restarting the
+//! schedule from then. Unlike it:
 //! * the schedule is fixed-rate (ticks at start + n × interval; a classification that overruns a
 //!   tick skips it), so results do not drift by the time each one takes;
 //! * the image file is read fresh at every tick (a replaced file is seen), bounded by
@@ -14,9 +17,15 @@
 //!   logged error and the schedule goes on — the component never exits for them; only a lost
 //!   nucleus connection ends it (status 4, so that Greengrass restarts it).
 //!
-//! Flow: [`run`] → connect, GetConfiguration, [`Settings::apply`] → [`Scheduler::run`]: wait for
-//! the tick → [`Scheduler::classify`] (read the file, `POST /classify` with the image, the
-//! document) → [`Scheduler::publish`].
+//! * a configuration value that is not accepted (an interval that is not a positive number, an
+//!   unsupported image extension, …) is refused with a log line saying what is accepted, and the
+//!   last good value stays in force; a change that leaves the settings as they were (nucleus lite
+//!   notifies more than once per deployment) does not classify again.
+//!
+//! Flow: [`run`] → connect, subscribe to configuration updates, GetConfiguration,
+//! [`Settings::apply`] → [`Scheduler::run`]: wait for the tick or a configuration event
+//! ([`Scheduler::reconfigure`]) → [`Scheduler::classify`] (read the file, `POST /classify` with
+//! the image, the document) → [`Scheduler::publish`].
 
 pub mod document;
 pub mod settings;
@@ -27,7 +36,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use classify_api::{ClassifyBase64, ClassifyJson};
-use greengrass_ipc::client::{IpcClient, IpcError};
+use greengrass_ipc::client::{IpcClient, IpcError, Subscription};
+use greengrass_ipc::configuration::ConfigurationUpdateEvent;
 use greengrass_ipc::iot_core::Qos;
 use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
@@ -72,13 +82,17 @@ pub async fn run(
     args: ScheduleArgs,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ScheduleError> {
-    let scheduler = Scheduler::start(args).await?;
-    let result = scheduler.run(shutdown).await;
-    if let Some(path) = &scheduler.args.ready_file {
+    let ready_file = args.ready_file.clone();
+    let result = Scheduler::start(args).await?.run(shutdown).await;
+    if let Some(path) = &ready_file {
         let _ = std::fs::remove_file(path);
     }
     result
 }
+
+/// How long a burst of configuration events may keep arriving before the configuration is read
+/// (a deployment changing N keys sends about N events).
+const SETTLE: Duration = Duration::from_millis(200);
 
 /// A connected scheduler with its settings in force.
 #[derive(Debug)]
@@ -87,6 +101,9 @@ pub struct Scheduler {
     service: ServiceClient,
     args: ScheduleArgs,
     settings: Settings,
+    /// This component's name, as the nucleus reports it.
+    component: String,
+    updates: Subscription<ConfigurationUpdateEvent>,
 }
 
 impl Scheduler {
@@ -104,10 +121,17 @@ impl Scheduler {
         let client = IpcClient::connect(client_config)
             .await
             .map_err(ScheduleError::Startup)?;
+        // Subscribed before the first read, so that no change falls between the two; at the
+        // root, because a key-level subscription can be lost when a reset deletes the key.
+        let updates = client
+            .subscribe_to_configuration_update(None, &[])
+            .await
+            .map_err(ScheduleError::Startup)?;
         let config = client
             .get_configuration(None, &[])
             .await
             .map_err(ScheduleError::Startup)?;
+        let component = config.component_name.clone().unwrap_or_default();
         let (settings, refused) = Settings::defaults(default_dir).apply(&config.value);
         for r in &refused {
             tracing::error!(
@@ -130,6 +154,8 @@ impl Scheduler {
             service,
             args,
             settings,
+            component,
+            updates,
         })
     }
 
@@ -138,8 +164,10 @@ impl Scheduler {
         &self.settings
     }
 
-    /// Classifies at once, then at every tick, until `shutdown` or a lost connection.
-    pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), ScheduleError> {
+    /// Classifies at once, then at every tick, until `shutdown` or a lost connection; a
+    /// configuration change that changes the settings classifies at once and restarts the
+    /// schedule.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), ScheduleError> {
         tokio::pin!(shutdown);
         let mut runs = 0;
         let mut tick = Instant::now();
@@ -148,6 +176,13 @@ impl Scheduler {
                 biased;
                 () = &mut shutdown => return Ok(()),
                 reason = self.client.closed() => return Err(ScheduleError::ConnectionLost(reason)),
+                event = self.updates.next() => {
+                    if self.reconfigure(event).await? {
+                        tick = Instant::now();
+                    } else {
+                        continue;
+                    }
+                }
                 () = tokio::time::sleep_until(tick) => {}
             }
             runs += 1;
@@ -157,6 +192,84 @@ impl Scheduler {
                 () = self.once(runs) => {}
             }
             tick = next_tick(tick, self.settings.interval, Instant::now());
+        }
+    }
+
+    /// Handles a configuration event: waits for the burst to settle, reads the configuration and
+    /// applies it. Returns whether the settings in force changed.
+    pub async fn reconfigure(
+        &mut self,
+        event: Option<Result<ConfigurationUpdateEvent, IpcError>>,
+    ) -> Result<bool, ScheduleError> {
+        let mut relevant = self.relevant(event).await?;
+        // Coalesce: every event that follows within SETTLE of the last one is the same change.
+        while let Ok(next) = tokio::time::timeout(SETTLE, self.updates.next()).await {
+            relevant |= self.relevant(next).await?;
+        }
+        if !relevant {
+            return Ok(false);
+        }
+        let config = match self.client.get_configuration(None, &[]).await {
+            Ok(c) => c.value,
+            Err(e) if e.is_connection_lost() => {
+                return Err(ScheduleError::ConnectionLost(e.to_string()));
+            }
+            Err(e) => {
+                tracing::error!(
+                    "reading the changed configuration failed; the settings in force stay: {e}"
+                );
+                return Ok(false);
+            }
+        };
+        let (next, refused) = self.settings.apply(&config);
+        for r in &refused {
+            tracing::error!(
+                key = r.key,
+                "configuration value refused, the one in force stays: {}",
+                r.message
+            );
+        }
+        if next == self.settings {
+            tracing::info!("configuration changed; the settings in force are the same");
+            return Ok(false);
+        }
+        self.settings = next;
+        tracing::info!("configuration changed: classifying now with the new settings");
+        log_settings(&self.settings);
+        Ok(true)
+    }
+
+    /// Whether an event concerns this component's configuration. A subscription the nucleus
+    /// ended is opened again.
+    async fn relevant(
+        &mut self,
+        event: Option<Result<ConfigurationUpdateEvent, IpcError>>,
+    ) -> Result<bool, ScheduleError> {
+        match event {
+            Some(Ok(e)) => {
+                let ours = self.component.is_empty() || e.component_name == self.component;
+                tracing::debug!(component = %e.component_name, key_path = ?e.key_path, ours, "configuration update event");
+                Ok(ours)
+            }
+            Some(Err(IpcError::MessageTooLarge { len, .. })) => {
+                tracing::warn!(len, "a configuration event too large to read was skipped");
+                Ok(true)
+            }
+            Some(Err(e)) if e.is_connection_lost() => {
+                Err(ScheduleError::ConnectionLost(e.to_string()))
+            }
+            Some(Err(_)) | None => {
+                tracing::warn!(
+                    "the nucleus ended the configuration subscription; subscribing again"
+                );
+                self.updates = self
+                    .client
+                    .subscribe_to_configuration_update(None, &[])
+                    .await
+                    .map_err(|e| ScheduleError::ConnectionLost(e.to_string()))?;
+                // A change may have come while no subscription was open.
+                Ok(true)
+            }
         }
     }
 
