@@ -1,8 +1,10 @@
 //! The scheduled component (`classify-ipc-adapter schedule`, the drop-in for AWS's
-//! `aws.greengrass.DLRImageClassification`) with every part real: the executable started as
-//! Greengrass starts a component (socket and token in its environment), the nucleus emulator
-//! serving its configuration and recording what reaches IoT Core, and the classification service
-//! on a real socket running the real EfficientNet-Lite0 through libdlr on real photos.
+//! `aws.greengrass.DLRImageClassification`) with every part real: its recipe's Run script run
+//! under `sh` as Greengrass runs it (recipe variables substituted from the DefaultConfiguration
+//! merged with the test's deployment, `Setenv`, socket and token in the environment), the nucleus
+//! emulator serving that configuration and enforcing the recipe's accessControl while recording
+//! what reaches IoT Core, and the classification service on a real socket running the real
+//! EfficientNet-Lite0 through libdlr on real photos.
 //!
 //! No clock decides a verdict: the tests wait for the emulator's IoT Core record and for lines in
 //! the component's log; the interval is checked from the documents' own timestamps, with a lower
@@ -27,17 +29,68 @@ const OTHER_TOPIC: &str = "fleet/results";
 /// Bound on waiting for an event that must come: a guard against hanging, not a verdict.
 const WAIT: Duration = Duration::from_secs(90);
 
-/// The component's mqttproxy policy, as its recipe grants it.
+fn recipe_path() -> PathBuf {
+    paths::workspace_root()
+        .join("recipes")
+        .join(COMPONENT)
+        .join("recipe.yaml")
+}
+
+/// The recipe's accessControl, plus what a deployment moving the results to [`OTHER_TOPIC`]
+/// merges.
 fn access_control() -> AccessControl {
-    AccessControl::from_value(&json!({
+    let AccessControl::Policies(mut policies) = AccessControl::from_file(&recipe_path()).unwrap()
+    else {
+        panic!("the recipe has policies");
+    };
+    let AccessControl::Policies(other) = AccessControl::from_value(&json!({
         "aws.greengrass.ipc.mqttproxy": {
-            format!("{COMPONENT}:mqttproxy:1"): {
+            format!("{COMPONENT}:mqttproxy:2"): {
                 "operations": ["aws.greengrass#PublishToIoTCore"],
-                "resources": [TOPIC, OTHER_TOPIC]
+                "resources": [OTHER_TOPIC]
             }
         }
     }))
-    .unwrap()
+    .unwrap() else {
+        unreachable!()
+    };
+    policies.extend(other);
+    AccessControl::Policies(policies)
+}
+
+/// The x86_64 manifest's Run script and Setenv with `{artifacts:path}` and every
+/// `{configuration:/Key}` substituted, as the nucleus does before running it.
+fn run_script(configuration: &Value, artifacts: &Path) -> (String, Vec<(String, String)>) {
+    let recipe: Value =
+        serde_norway::from_str(&std::fs::read_to_string(recipe_path()).unwrap()).unwrap();
+    let manifest = recipe["Manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["Platform"]["architecture"] == "amd64")
+        .expect("an amd64 manifest");
+    let substitute = |text: &str| {
+        let mut text = text.replace("{artifacts:path}", &artifacts.display().to_string());
+        for (key, value) in configuration.as_object().unwrap() {
+            if let Some(value) = value.as_str() {
+                text = text.replace(&format!("{{configuration:/{key}}}"), value);
+            }
+        }
+        assert!(
+            !text.contains('{'),
+            "an unsubstituted recipe variable: {text}"
+        );
+        text
+    };
+    let lifecycle = &manifest["Lifecycle"];
+    let script = substitute(lifecycle["Run"]["Script"].as_str().unwrap());
+    let env = lifecycle["Setenv"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), substitute(v.as_str().unwrap())))
+        .collect();
+    (script, env)
 }
 
 /// The workspace's `classify-ipc-adapter` executable (the test binary lives in `deps/`).
@@ -85,27 +138,47 @@ impl Scheduled {
         put_photo("chelsea.png", &images, "cat.png");
         let service = RunningService::start(service_config("efficientnet-lite0")).await;
 
+        // The deployment: the recipe's defaults, merged with where the service listens, the
+        // nucleus flavour, the image and the test's own changes.
+        let mut deployed =
+            greengrass_ipc_emulator::configuration::recipe_defaults(&[recipe_path()])
+                .unwrap()
+                .remove(COMPONENT)
+                .expect("the recipe's DefaultConfiguration");
+        let nucleus = match flavour {
+            Flavour::Classic => "classic",
+            Flavour::Lite => "lite",
+        };
+        greengrass_ipc::configuration::merge(
+            &mut deployed,
+            &json!({"ServiceUrl": service.base_url(), "Nucleus": nucleus,
+                    "ImageDirectory": images, "ImageName": "cat.png"}),
+        );
+        greengrass_ipc::configuration::merge(&mut deployed, &configuration);
         let mut config = EmulatorConfig::new(dir.path().join("gg.sock"), flavour);
         config.access_control = access_control();
-        let mut component = json!({"ImageDirectory": images, "ImageName": "cat.png"});
-        greengrass_ipc::configuration::merge(&mut component, &configuration);
-        config.configurations.insert(COMPONENT.into(), component);
+        config
+            .configurations
+            .insert(COMPONENT.into(), deployed.clone());
         let emulator = emulator::spawn(config).await.unwrap();
 
+        // The component's artifact folder, holding the binary under the recipe's file name.
+        let artifacts = dir.path().join("artifacts");
+        std::fs::create_dir(&artifacts).unwrap();
+        std::os::unix::fs::symlink(adapter_bin(), artifacts.join("classify-ipc-adapter-x86_64"))
+            .unwrap();
+        let (script, env) = run_script(&deployed, &artifacts);
         let log = dir.path().join("scheduled.log");
-        let child = tokio::process::Command::new(adapter_bin())
-            .arg("schedule")
-            .args(["--service-url", &service.base_url()])
-            .arg("--nucleus")
-            .arg(match flavour {
-                Flavour::Classic => "classic",
-                Flavour::Lite => "lite",
-            })
+        let child = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .envs(env)
             .env(
                 "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT",
                 emulator.socket_path(),
             )
             .env("SVCUID", COMPONENT)
+            .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -282,7 +355,8 @@ async fn a_configuration_change_takes_effect_at_once_without_a_restart() {
         let s = Scheduled::start_on(flavour, json!({})).await;
         put_photo("coffee.png", &s.images, "coffee.png");
         let image = |name: &str| s.images.join(name).display().to_string();
-        let base = json!({"ImageDirectory": s.images, "ImageName": "cat.png"});
+        let mut base = s.emulator.configuration(COMPONENT).unwrap();
+        greengrass_ipc::configuration::merge(&mut base, &json!({"ImageName": "cat.png"}));
         let with = |changes: Value| {
             let mut c = base.clone();
             greengrass_ipc::configuration::merge(&mut c, &changes);

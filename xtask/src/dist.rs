@@ -191,8 +191,17 @@ pub const REQUESTER: Component = Component {
     binaries: &[("classify-ipc-adapter", "classify-ipc-adapter")],
 };
 
+/// Scheduled classification to IoT Core, the drop-in for AWS's
+/// `aws.greengrass.DLRImageClassification` (the adapter binary's `schedule` subcommand, its own
+/// copy like the requester's).
+pub const SCHEDULED: Component = Component {
+    name: "com.example.ImageClassification.Scheduled",
+    version_package: "classify-ipc-adapter",
+    binaries: &[("classify-ipc-adapter", "classify-ipc-adapter")],
+};
+
 /// Every component, in dependency order.
-pub const COMPONENTS: &[Component] = &[SERVICE, ADAPTER, REQUESTER];
+pub const COMPONENTS: &[Component] = &[SERVICE, ADAPTER, REQUESTER, SCHEDULED];
 
 /// The workspace root (this file's crate lives one level below it).
 pub fn workspace_root() -> PathBuf {

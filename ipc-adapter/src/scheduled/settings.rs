@@ -34,6 +34,16 @@ pub const TOP_K: &str = "TopK";
 /// Configuration key: minimum probability.
 pub const SCORE_THRESHOLD: &str = "ScoreThreshold";
 
+/// Every key this component reads from its configuration, live.
+pub const KEYS: [&str; 6] = [
+    INFERENCE_INTERVAL,
+    IMAGE_DIRECTORY,
+    IMAGE_NAME,
+    PUBLISH_RESULTS_ON_TOPIC,
+    TOP_K,
+    SCORE_THRESHOLD,
+];
+
 /// AWS's defaults.
 pub mod defaults {
     use std::time::Duration;

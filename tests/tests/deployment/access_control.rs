@@ -72,6 +72,28 @@ fn access_control_grants_exactly_the_configured_topics() {
         ])
     );
 
+    // The scheduled component: PublishToIoTCore on its results topic, nothing else.
+    let scheduled = recipe(&dist::SCHEDULED);
+    let scheduled_config = default_configuration(&scheduled);
+    let acl = scheduled_config["accessControl"].as_object().unwrap();
+    assert_eq!(
+        acl.keys().collect::<Vec<_>>(),
+        ["aws.greengrass.ipc.mqttproxy"],
+        "only IoT Core is granted"
+    );
+    let policies = acl["aws.greengrass.ipc.mqttproxy"].as_object().unwrap();
+    assert_eq!(policies.len(), 1);
+    let (name, policy) = policies.iter().next().unwrap();
+    assert!(name.starts_with(&format!("{}:mqttproxy:", dist::SCHEDULED.name)));
+    assert_eq!(
+        policy["operations"],
+        serde_json::json!(["aws.greengrass#PublishToIoTCore"])
+    );
+    assert_eq!(
+        policy["resources"],
+        serde_json::json!([scheduled_config["PublishResultsOnTopic"]])
+    );
+
     let service = recipe(&dist::SERVICE);
     assert!(
         default_configuration(&service)

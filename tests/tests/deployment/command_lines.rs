@@ -227,6 +227,78 @@ fn requester_run_command_is_accepted_and_wired_to_the_configuration() {
 }
 
 #[test]
+fn scheduled_run_command_is_accepted_and_wired_to_the_configuration() {
+    let recipe = recipe(&dist::SCHEDULED);
+    let cli = adapter_config::Cli::command();
+    let defaults = default_configuration(&recipe);
+    let value = |key: &str| defaults[key].as_str().unwrap().to_owned();
+    for manifest in manifests(&recipe) {
+        let target = target_for(manifest);
+        let context = format!("{} {}", dist::SCHEDULED.name, target.arch);
+        let sandbox = tempfile::tempdir().unwrap();
+        let interpolation = Interpolation::new(&recipe, sandbox.path(), &[]);
+        let argv = with_env_as_flags(launch(&interpolation, manifest, &context), &cli, &context);
+        assert!(argv[0].ends_with(&format!("/classify-ipc-adapter-{}", target.arch)));
+        let adapter_config::Command::Schedule(args) = parse_adapter(&argv, &context) else {
+            panic!("{context}: the scheduled component must run the `schedule` subcommand");
+        };
+        assert_eq!(args.service_url, value("ServiceUrl"));
+        assert_eq!(lower_debug(args.ipc.nucleus), value("Nucleus"));
+    }
+    // It calls the service where the service listens.
+    let listen = default_configuration(&crate::support::recipe(&dist::SERVICE))["Listen"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(value("ServiceUrl"), format!("http://{listen}"));
+}
+
+#[test]
+fn scheduled_defaults_are_aws_keys_with_the_code_s_defaults() {
+    use classify_ipc_adapter::scheduled::settings::{self, Settings};
+    let recipe = recipe(&dist::SCHEDULED);
+    let config = serde_json::Value::Object(default_configuration(&recipe).clone());
+    for key in settings::KEYS {
+        assert!(
+            config[key].is_string(),
+            "{key} is in DefaultConfiguration, a string as in AWS's recipe"
+        );
+    }
+    // AWS's values for AWS's keys.
+    assert_eq!(config["InferenceInterval"], "3600");
+    assert_eq!(config["ImageName"], "cat.jpeg");
+    assert_eq!(
+        config["PublishResultsOnTopic"],
+        "ml/dlr/image-classification"
+    );
+    // The recipe says what the code does when a key is missing: applying it changes nothing
+    // but the folder.
+    let code = Settings::defaults("/elsewhere");
+    let (from_recipe, refused) = code.apply(&config);
+    assert!(refused.is_empty(), "{refused:?}");
+    assert_eq!(
+        from_recipe.image_directory,
+        std::path::Path::new(config["ImageDirectory"].as_str().unwrap())
+    );
+    assert_eq!(
+        (
+            from_recipe.interval,
+            &from_recipe.image_name,
+            &from_recipe.iot_core_topic,
+            from_recipe.top_k,
+            from_recipe.threshold
+        ),
+        (
+            code.interval,
+            &code.image_name,
+            &code.iot_core_topic,
+            code.top_k,
+            code.threshold
+        )
+    );
+}
+
+#[test]
 fn no_lifecycle_step_requires_privilege() {
     for component in dist::COMPONENTS {
         let recipe = recipe(component);

@@ -4,6 +4,7 @@ use serde_json::Value;
 
 use crate::lifecycle::Interpolation;
 use crate::support::*;
+use classify_ipc_adapter::scheduled;
 
 #[test]
 fn every_recipe_folder_is_a_dist_component() {
@@ -116,6 +117,7 @@ fn dependencies_model_store_and_between_components() {
     for (dependent, dependency) in [
         (&dist::ADAPTER, &dist::SERVICE),
         (&dist::REQUESTER, &dist::ADAPTER),
+        (&dist::SCHEDULED, &dist::SERVICE),
     ] {
         let recipe = recipe(dependent);
         let deps = recipe["ComponentDependencies"].as_object().unwrap();
@@ -160,7 +162,16 @@ fn configuration_references_resolve_and_every_setting_is_used() {
             interpolation.apply(text, component.name);
         }
         let all = texts.join("\n");
-        for key in config.keys().filter(|k| *k != "accessControl") {
+        // The scheduled component reads these over IPC (GetConfiguration), live, instead.
+        let live: &[&str] = if component.name == dist::SCHEDULED.name {
+            &scheduled::settings::KEYS
+        } else {
+            &[]
+        };
+        for key in config
+            .keys()
+            .filter(|k| *k != "accessControl" && !live.contains(&k.as_str()))
+        {
             assert!(
                 all.contains(&format!("{{configuration:/{key}}}")),
                 "{}: DefaultConfiguration.{key} is not used by any manifest",
