@@ -26,6 +26,9 @@ const COMPONENT: &str = "com.example.ImageClassification.Scheduled";
 const TOPIC: &str = "ml/dlr/image-classification";
 /// A second topic the component's policy allows.
 const OTHER_TOPIC: &str = "fleet/results";
+/// The local pub/sub topic of results and errors, and a component that watches it.
+const LOCAL_TOPIC: &str = "local/scheduled";
+const WATCHER: &str = "com.example.Watcher";
 /// Bound on waiting for an event that must come: a guard against hanging, not a verdict.
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -48,6 +51,16 @@ fn access_control() -> AccessControl {
             format!("{COMPONENT}:mqttproxy:2"): {
                 "operations": ["aws.greengrass#PublishToIoTCore"],
                 "resources": [OTHER_TOPIC]
+            }
+        },
+        "aws.greengrass.ipc.pubsub": {
+            format!("{COMPONENT}:pubsub:1"): {
+                "operations": ["aws.greengrass#PublishToTopic"],
+                "resources": [LOCAL_TOPIC]
+            },
+            format!("{WATCHER}:pubsub:1"): {
+                "operations": ["aws.greengrass#SubscribeToTopic"],
+                "resources": [LOCAL_TOPIC]
             }
         }
     }))
@@ -111,8 +124,12 @@ fn adapter_bin() -> PathBuf {
 
 /// Copies a real photo to `dir/name` by a rename, so that a reader never sees half a file.
 fn put_photo(photo: &str, dir: &Path, name: &str) {
+    put_bytes(&std::fs::read(paths::photo(photo)).unwrap(), dir, name);
+}
+
+fn put_bytes(bytes: &[u8], dir: &Path, name: &str) {
     let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::copy(paths::photo(photo), &tmp).unwrap();
+    std::fs::write(&tmp, bytes).unwrap();
     std::fs::rename(&tmp, dir.join(name)).unwrap();
 }
 
@@ -416,6 +433,91 @@ async fn a_configuration_change_takes_effect_at_once_without_a_restart() {
         s.emulator
             .set_configuration(COMPONENT, with(json!({"InferenceInterval": "0.3"})));
         s.results(8).await;
+        assert_eq!(s.child.id(), pid, "the same process throughout");
+        s.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_and_error_documents_reach_the_local_topic_and_a_bad_image_never_stops_it() {
+    for flavour in [Flavour::Classic, Flavour::Lite] {
+        // No image yet.
+        let s = Scheduled::start_on(
+            flavour,
+            json!({"InferenceInterval": "0.3", "ImageName": "frame.jpg",
+                   "PublishResultsOnLocalTopic": LOCAL_TOPIC}),
+        )
+        .await;
+        let pid = s.child.id();
+        let mut watcher = greengrass_ipc::client::IpcClient::connect(
+            greengrass_ipc::client::ClientConfig::new(s.emulator.socket_path(), WATCHER),
+        )
+        .await
+        .unwrap()
+        .subscribe(LOCAL_TOPIC, None)
+        .await
+        .unwrap();
+        let frame = s.images.join("frame.jpg").display().to_string();
+        let mut next_local = async || -> (Vec<u8>, Value) {
+            let event = tokio::time::timeout(WAIT, watcher.next())
+                .await
+                .expect("a local document")
+                .unwrap()
+                .unwrap();
+            let greengrass_ipc::pubsub::Payload::Binary(bytes) = event.payload else {
+                panic!("a binaryMessage holding JSON text")
+            };
+            let doc = serde_json::from_slice(&bytes).unwrap();
+            (bytes, doc)
+        };
+        let error_code = |doc: &Value| doc["error"]["code"].as_str().map(str::to_owned);
+
+        // A missing image: an error document, nothing to IoT Core.
+        let (_, missing) = next_local().await;
+        assert_eq!(
+            error_code(&missing).as_deref(),
+            Some("not_found"),
+            "{missing}"
+        );
+        assert_eq!(missing["image-path"], frame);
+        assert!(
+            missing["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("does not exist")
+        );
+        assert!(missing.get("inference-results").is_none());
+        timestamp(&missing);
+
+        // Not an image: the service's refusal, as an error document.
+        put_bytes(b"these bytes are not a JPEG", &s.images, "frame.jpg");
+        let mut seen = Vec::new();
+        loop {
+            let (_, doc) = next_local().await;
+            let code = error_code(&doc);
+            if code.as_deref() != Some("not_found") {
+                assert_eq!(code.as_deref(), Some("invalid_image"), "{doc}");
+                break;
+            }
+            seen.push(doc);
+            assert!(seen.len() < 20, "the file was never read again");
+        }
+        assert!(s.emulator.iot_core_messages().is_empty());
+
+        // A photo: the same document locally as to IoT Core.
+        put_photo("chelsea.png", &s.images, "frame.jpg");
+        let local = loop {
+            let (bytes, doc) = next_local().await;
+            if doc.get("inference-results").is_some() {
+                break bytes;
+            }
+        };
+        let cloud = s.results(1).await;
+        assert_eq!(
+            String::from_utf8_lossy(&cloud[0].message.payload),
+            String::from_utf8_lossy(&local),
+            "{flavour:?}"
+        );
         assert_eq!(s.child.id(), pid, "the same process throughout");
         s.stop().await;
     }

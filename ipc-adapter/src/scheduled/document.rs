@@ -18,6 +18,8 @@
 //! extras a consumer of AWS's keys does not read.
 
 use classify_api::ClassifyResponse;
+
+use crate::messages::ErrorCode;
 use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -118,6 +120,60 @@ impl ResultDocument {
     }
 }
 
+/// What a failed run publishes on the local topic (never to IoT Core, where consumers expect
+/// `inference-results`):
+///
+/// ```json
+/// {"timestamp": "2026-12-07T16:38:27.123456+00:00", "inference-type": "image-classification",
+///  "error": {"code": "not_found", "message": "/data/frames/latest.jpg does not exist"},
+///  "image-path": "/data/frames/latest.jpg"}
+/// ```
+///
+/// The codes are the IPC adapter's reply codes (`not_found`, `forbidden_path`,
+/// `image_too_large`, `invalid_image`, `unsupported_media_type`, `service_unreachable`, …).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ErrorDocument {
+    /// When the run failed (ISO 8601, UTC, with its offset).
+    pub timestamp: String,
+    /// Always [`INFERENCE_TYPE`].
+    #[serde(rename = "inference-type")]
+    pub inference_type: &'static str,
+    /// What went wrong.
+    pub error: ErrorDetail,
+    /// The image the run was for.
+    #[serde(rename = "image-path")]
+    pub image_path: String,
+}
+
+/// The `error` of an [`ErrorDocument`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ErrorDetail {
+    /// A stable code.
+    pub code: ErrorCode,
+    /// What went wrong, in plain words.
+    pub message: String,
+}
+
+impl ErrorDocument {
+    /// The document for a run that failed with `code` and `message`.
+    pub fn new(code: ErrorCode, message: &str, image_path: &str, at: OffsetDateTime) -> Self {
+        Self {
+            timestamp: timestamp(at),
+            inference_type: INFERENCE_TYPE,
+            error: ErrorDetail {
+                code,
+                message: message.to_owned(),
+            },
+            image_path: image_path.to_owned(),
+        }
+    }
+
+    /// The document as JSON text.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("the document serialises")
+    }
+}
+
 /// AWS's description text, trailing space included.
 pub fn description(top_k: u64, threshold: f64) -> String {
     format!("Top {top_k} predictions with score {threshold} or above ")
@@ -196,5 +252,25 @@ mod tests {
         .map(|k| text.find(&format!("\"{k}\"")).unwrap())
         .collect();
         assert!(order.windows(2).all(|w| w[0] < w[1]), "{text}");
+    }
+
+    #[test]
+    fn an_error_document_names_the_code_the_message_and_the_image() {
+        let at = time::macros::datetime!(2026-12-07 16:38:27.5 UTC);
+        let doc = ErrorDocument::new(
+            ErrorCode::NotFound,
+            "/f/x.jpg does not exist",
+            "/f/x.jpg",
+            at,
+        );
+        assert_eq!(
+            serde_json::from_slice::<Value>(&doc.to_bytes()).unwrap(),
+            json!({
+                "timestamp": "2026-12-07T16:38:27.500000+00:00",
+                "inference-type": "image-classification",
+                "error": {"code": "not_found", "message": "/f/x.jpg does not exist"},
+                "image-path": "/f/x.jpg"
+            })
+        );
     }
 }

@@ -15,8 +15,11 @@
 //!   `--max-image-bytes`;
 //! * a missing, unreadable or undecodable image, a service failure or a failed publish is a
 //!   logged error and the schedule goes on — the component never exits for them; only a lost
-//!   nucleus connection ends it (status 4, so that Greengrass restarts it).
-//!
+//!   nucleus connection ends it (status 4, so that Greengrass restarts it);
+//! * optionally (`PublishResultsOnLocalTopic`), every result document and an error document for
+//!   every failed run also go to a local pub/sub topic, so components on the device see the
+//!   results offline ([`document::ErrorDocument`]; as binaryMessages holding the JSON text, which
+//!   nucleus lite delivers whatever their size in JSON values);
 //! * a configuration value that is not accepted (an interval that is not a positive number, an
 //!   unsupported image extension, …) is refused with a log line saying what is accepted, and the
 //!   last good value stays in force; a change that leaves the settings as they were (nucleus lite
@@ -39,14 +42,15 @@ use classify_api::{ClassifyBase64, ClassifyJson};
 use greengrass_ipc::client::{IpcClient, IpcError, Subscription};
 use greengrass_ipc::configuration::ConfigurationUpdateEvent;
 use greengrass_ipc::iot_core::Qos;
+use greengrass_ipc::pubsub::Payload;
 use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 
 use crate::adapter::write_ready_file;
 use crate::config::ScheduleArgs;
-use crate::messages::ClassifyRequest;
+use crate::messages::{ClassifyRequest, ErrorCode};
 use crate::service::ServiceClient;
-pub use document::ResultDocument;
+pub use document::{ErrorDocument, ResultDocument};
 pub use settings::Settings;
 
 /// Why the scheduled component stopped with an error.
@@ -273,23 +277,37 @@ impl Scheduler {
         }
     }
 
-    /// One scheduled run: classify, log, publish. Every failure is logged, none is returned.
+    /// One scheduled run: classify, log, publish. Every failure is logged (and published as an
+    /// error document on the local topic), none is returned.
     async fn once(&self, run: u64) {
         let path = self.settings.image_path();
         let document = match self.classify(&path, run).await {
             Ok(document) => document,
-            Err(message) => {
-                tracing::error!(run, image = %path.display(), "classification failed: {message}");
+            Err((code, message)) => {
+                tracing::error!(run, image = %path.display(), code = code.as_str(), "classification failed: {message}");
+                let error = ErrorDocument::new(
+                    code,
+                    &message,
+                    &path.display().to_string(),
+                    time::OffsetDateTime::now_utc(),
+                );
+                self.publish_locally(run, &error.to_bytes()).await;
                 return;
             }
         };
         let text = document.to_bytes();
         tracing::info!(run, result = %String::from_utf8_lossy(&text), "classified");
         self.publish(run, &text).await;
+        self.publish_locally(run, &text).await;
     }
 
-    /// Reads the image fresh and classifies it; the error says what went wrong in plain words.
-    pub async fn classify(&self, path: &Path, run: u64) -> Result<ResultDocument, String> {
+    /// Reads the image fresh and classifies it; a failure is the code of the error document and
+    /// what went wrong in plain words.
+    pub async fn classify(
+        &self,
+        path: &Path,
+        run: u64,
+    ) -> Result<ResultDocument, (ErrorCode, String)> {
         let started = Instant::now();
         let bytes = read_image(path, self.args.max_image_bytes).await?;
         let request = ClassifyRequest {
@@ -307,7 +325,7 @@ impl Scheduler {
             .service
             .classify_until(&request, deadline)
             .await
-            .map_err(|f| format!("{} ({})", f.message, f.code.as_str()))?;
+            .map_err(|f| (f.code, f.message))?;
         Ok(ResultDocument::new(
             &answer,
             self.settings.top_k,
@@ -316,6 +334,27 @@ impl Scheduler {
             started.elapsed().as_secs_f64() * 1000.0,
             time::OffsetDateTime::now_utc(),
         ))
+    }
+
+    /// Publishes a document on the local topic, if one is configured. A failure is logged.
+    async fn publish_locally(&self, run: u64, document: &[u8]) {
+        let Some(topic) = &self.settings.local_topic else {
+            return;
+        };
+        match self
+            .client
+            .publish(topic, &Payload::Binary(document.to_vec()))
+            .await
+        {
+            Ok(()) => tracing::debug!(run, topic, "document published on the local topic"),
+            Err(e) if e.is_unauthorized() => tracing::error!(
+                run,
+                topic,
+                "not authorised to publish on this local topic: the recipe's accessControl \
+                 (aws.greengrass.ipc.pubsub, aws.greengrass#PublishToTopic) must list it: {e}"
+            ),
+            Err(e) => tracing::error!(run, topic, "publishing on the local topic failed: {e}"),
+        }
     }
 
     /// Publishes a document to IoT Core on the configured topic, QoS 1 (nothing when the topic
@@ -354,38 +393,40 @@ fn next_tick(tick: Instant, interval: Duration, now: Instant) -> Instant {
     next + interval.saturating_mul(skipped)
 }
 
-/// Reads an image file of at most `max` bytes.
-async fn read_image(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+/// Reads an image file of at most `max` bytes; a failure is the code of the error document and
+/// what went wrong.
+async fn read_image(path: &Path, max: u64) -> Result<Vec<u8>, (ErrorCode, String)> {
     let shown = path.display();
-    let file = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => format!("{shown} does not exist"),
-            _ => format!("cannot open {shown}: {e}"),
-        })?;
-    let meta = file
-        .metadata()
-        .await
-        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let unreadable = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::NotFound => (ErrorCode::NotFound, format!("{shown} does not exist")),
+        std::io::ErrorKind::PermissionDenied => (
+            ErrorCode::ForbiddenPath,
+            format!("cannot read {shown}: {e}"),
+        ),
+        _ => (ErrorCode::InvalidImage, format!("cannot read {shown}: {e}")),
+    };
+    let file = tokio::fs::File::open(path).await.map_err(unreadable)?;
+    let meta = file.metadata().await.map_err(unreadable)?;
     if !meta.is_file() {
-        return Err(format!("{shown} is not a file"));
+        return Err((ErrorCode::NotFound, format!("{shown} is not a file")));
     }
+    let too_large = |what: String| (ErrorCode::ImageTooLarge, what);
     if meta.len() > max {
-        return Err(format!(
+        return Err(too_large(format!(
             "{shown} is {} bytes; the limit is {max} bytes (--max-image-bytes)",
             meta.len()
-        ));
+        )));
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     // A file that grows while being read stops at the limit instead of growing the buffer.
     file.take(max + 1)
         .read_to_end(&mut bytes)
         .await
-        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+        .map_err(unreadable)?;
     if bytes.len() as u64 > max {
-        return Err(format!(
+        return Err(too_large(format!(
             "{shown} grew past the limit of {max} bytes while being read"
-        ));
+        )));
     }
     Ok(bytes)
 }
@@ -395,6 +436,7 @@ fn log_settings(s: &Settings) {
         interval_s = s.interval.as_secs_f64(),
         image = %s.image_path().display(),
         iot_core_topic = s.iot_core_topic.as_deref().unwrap_or("(none: log only)"),
+        local_topic = s.local_topic.as_deref().unwrap_or("(none)"),
         top_k = s.top_k,
         threshold = s.threshold,
         "scheduled classification settings"

@@ -7,6 +7,7 @@
 //! | `ImageDirectory` | the component's `sample_images/` (`--default-image-directory`) | an absolute path; empty means the default |
 //! | `ImageName` | `"cat.jpeg"` | a file name (no `/`) ending in `.jpg`, `.jpeg` or `.png`, any case |
 //! | `PublishResultsOnTopic` | `"ml/dlr/image-classification"` | an IoT Core topic without `+`/`#`; empty publishes nothing (log only) |
+//! | `PublishResultsOnLocalTopic` | `""` | a local pub/sub topic without `+`/`#` that also gets every result and an error document for every failed run; empty turns it off |
 //! | `TopK` | `"5"` | predictions in the document: an integer ≥ 1 |
 //! | `ScoreThreshold` | `"0.3"` | minimum probability of a prediction, 0 to 1 |
 //!
@@ -29,17 +30,20 @@ pub const IMAGE_DIRECTORY: &str = "ImageDirectory";
 pub const IMAGE_NAME: &str = "ImageName";
 /// Configuration key: IoT Core topic of the results.
 pub const PUBLISH_RESULTS_ON_TOPIC: &str = "PublishResultsOnTopic";
+/// Configuration key: local pub/sub topic of results and errors.
+pub const PUBLISH_RESULTS_ON_LOCAL_TOPIC: &str = "PublishResultsOnLocalTopic";
 /// Configuration key: number of predictions.
 pub const TOP_K: &str = "TopK";
 /// Configuration key: minimum probability.
 pub const SCORE_THRESHOLD: &str = "ScoreThreshold";
 
 /// Every key this component reads from its configuration, live.
-pub const KEYS: [&str; 6] = [
+pub const KEYS: [&str; 7] = [
     INFERENCE_INTERVAL,
     IMAGE_DIRECTORY,
     IMAGE_NAME,
     PUBLISH_RESULTS_ON_TOPIC,
+    PUBLISH_RESULTS_ON_LOCAL_TOPIC,
     TOP_K,
     SCORE_THRESHOLD,
 ];
@@ -78,6 +82,8 @@ pub struct Settings {
     pub image_name: String,
     /// IoT Core topic of the results; `None` publishes nothing.
     pub iot_core_topic: Option<String>,
+    /// Local pub/sub topic of results and error documents; `None` publishes nothing.
+    pub local_topic: Option<String>,
     /// Number of predictions in the document.
     pub top_k: u64,
     /// Minimum probability of a prediction.
@@ -109,6 +115,7 @@ impl Settings {
             image_directory: dir.clone(),
             image_name: defaults::IMAGE_NAME.into(),
             iot_core_topic: Some(defaults::PUBLISH_RESULTS_ON_TOPIC.into()),
+            local_topic: None,
             top_k: defaults::TOP_K,
             threshold: defaults::SCORE_THRESHOLD,
             default_image_directory: dir,
@@ -157,6 +164,14 @@ impl Settings {
             PUBLISH_RESULTS_ON_TOPIC,
             &mut next.iot_core_topic,
             default_topic,
+            topic,
+            r,
+        );
+        set(
+            config,
+            PUBLISH_RESULTS_ON_LOCAL_TOPIC,
+            &mut next.local_topic,
+            None,
             topic,
             r,
         );
@@ -261,7 +276,7 @@ fn topic(value: &Value) -> Result<Option<String>, String> {
     }
     if topic.contains(['+', '#']) {
         return Err(format!(
-            "{topic:?} is a filter; give a topic without '+' or '#' (or \"\" to only log results)"
+            "{topic:?} is a filter; give a topic without '+' or '#' (or \"\" for none)"
         ));
     }
     Ok(Some(topic.to_owned()))
