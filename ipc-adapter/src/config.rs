@@ -53,6 +53,12 @@ pub mod defaults {
     /// `schedule --classify-deadline-ms`: 30 s, long enough for a service still loading its
     /// model at the first, start-up classification.
     pub const CLASSIFY_DEADLINE_MS: u64 = 30_000;
+    /// `schedule --spool-max-results`: 1000 results (41 days of the hourly default).
+    pub const SPOOL_MAX_RESULTS: usize = 1000;
+    /// `schedule --spool-max-bytes`: 4 MiB.
+    pub const SPOOL_MAX_BYTES: usize = 4 << 20;
+    /// `schedule --spool-retry-max-ms`: at most a minute between delivery attempts.
+    pub const SPOOL_RETRY_MAX_MS: u64 = 60_000;
 }
 
 /// Environment variables renamed to the adapter's own prefix, as `(name, former name)`: every
@@ -489,6 +495,29 @@ pub struct ScheduleArgs {
         default_value_t = defaults::CLASSIFY_DEADLINE_MS
     )]
     pub classify_deadline_ms: u64,
+    /// Results kept while IoT Core cannot be reached (nucleus lite has no spooler); beyond it
+    /// the oldest are dropped, and counted in the log.
+    #[arg(
+        long = "spool-max-results",
+        env = "CLASSIFY_SCHEDULE_SPOOL_MAX_RESULTS",
+        default_value_t = defaults::SPOOL_MAX_RESULTS
+    )]
+    pub spool_max_results: usize,
+    /// Bytes of results kept while IoT Core cannot be reached.
+    #[arg(
+        long = "spool-max-bytes",
+        env = "CLASSIFY_SCHEDULE_SPOOL_MAX_BYTES",
+        default_value_t = defaults::SPOOL_MAX_BYTES
+    )]
+    pub spool_max_bytes: usize,
+    /// Longest pause between attempts to deliver kept results, in milliseconds (the pause
+    /// doubles from 1 s up to it).
+    #[arg(
+        long = "spool-retry-max-ms",
+        env = "CLASSIFY_SCHEDULE_SPOOL_RETRY_MAX_MS",
+        default_value_t = defaults::SPOOL_RETRY_MAX_MS
+    )]
+    pub spool_retry_max_ms: u64,
     /// File written (atomically, containing `ready`) once the configuration is read and the
     /// schedule started; removed at exit.
     #[arg(long = "ready-file", value_name = "PATH")]
@@ -508,6 +537,9 @@ impl ScheduleArgs {
             default_image_directory: PathBuf::from("."),
             max_image_bytes: defaults::MAX_IMAGE_BYTES,
             classify_deadline_ms: defaults::CLASSIFY_DEADLINE_MS,
+            spool_max_results: defaults::SPOOL_MAX_RESULTS,
+            spool_max_bytes: defaults::SPOOL_MAX_BYTES,
+            spool_retry_max_ms: defaults::SPOOL_RETRY_MAX_MS,
             ready_file: None,
         }
     }

@@ -149,6 +149,17 @@ impl Scheduled {
     }
 
     async fn start_on(flavour: Flavour, configuration: Value) -> Self {
+        Self::start_with(flavour, configuration, None, &[]).await
+    }
+
+    /// `offline`: the cloud is unreachable while this file exists (checked before the component
+    /// starts). `env`: more variables for the component's process.
+    async fn start_with(
+        flavour: Flavour,
+        configuration: Value,
+        offline: Option<&Path>,
+        env: &[(&str, &str)],
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let images = dir.path().join("images");
         std::fs::create_dir(&images).unwrap();
@@ -177,6 +188,7 @@ impl Scheduled {
         config
             .configurations
             .insert(COMPONENT.into(), deployed.clone());
+        config.cloud_unreachable_while = offline.map(Path::to_path_buf);
         let emulator = emulator::spawn(config).await.unwrap();
 
         // The component's artifact folder, holding the binary under the recipe's file name.
@@ -184,12 +196,14 @@ impl Scheduled {
         std::fs::create_dir(&artifacts).unwrap();
         std::os::unix::fs::symlink(adapter_bin(), artifacts.join("classify-ipc-adapter-x86_64"))
             .unwrap();
+        let env_extra = env;
         let (script, env) = run_script(&deployed, &artifacts);
         let log = dir.path().join("scheduled.log");
         let child = tokio::process::Command::new("sh")
             .arg("-c")
             .arg(&script)
             .envs(env)
+            .envs(env_extra.iter().copied())
             .env(
                 "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT",
                 emulator.socket_path(),
@@ -521,4 +535,81 @@ async fn results_and_error_documents_reach_the_local_topic_and_a_bad_image_never
         assert_eq!(s.child.id(), pid, "the same process throughout");
         s.stop().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_results_are_kept_and_delivered_in_order_on_lite_and_spooled_by_classic() {
+    for flavour in [Flavour::Lite, Flavour::Classic] {
+        let flags = tempfile::tempdir().unwrap();
+        let offline = flags.path().join("offline");
+        std::fs::write(&offline, "").unwrap();
+        let s = Scheduled::start_with(
+            flavour,
+            json!({"InferenceInterval": "0.3"}),
+            Some(&offline),
+            &[("CLASSIFY_SCHEDULE_SPOOL_MAX_RESULTS", "4")],
+        )
+        .await;
+        let runs = |log: &str| log.matches(" classified run=").count();
+        match flavour {
+            // Lite has no spooler: the publishes fail; the component keeps 4 and drops the oldest.
+            Flavour::Lite => s.log_lines("the oldest were dropped", 2).await,
+            // The classic nucleus accepts QoS 1 while offline and spools it itself.
+            Flavour::Classic => {
+                let spooled = async {
+                    while s.emulator.iot_core_spool().0 < 6 {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                };
+                tokio::time::timeout(WAIT, spooled).await.unwrap();
+                assert!(!s.log().contains("cannot be reached"), "{}", s.log());
+            }
+        }
+        assert!(s.emulator.iot_core_messages().is_empty());
+        let made_offline = runs(&s.log());
+        std::fs::remove_file(&offline).unwrap();
+
+        let delivered = s.results(made_offline.min(4) + 3).await;
+        let times: Vec<_> = delivered.iter().map(|r| timestamp(&document(r))).collect();
+        assert!(
+            times.windows(2).all(|w| w[0] < w[1]),
+            "{flavour:?}: delivered in the order made, each once: {times:?}"
+        );
+        let first_run = s
+            .log()
+            .lines()
+            .find(|l| l.contains(" classified run=1 "))
+            .map(|l| {
+                let doc = &l[l.find("result=").unwrap() + "result=".len()..];
+                timestamp(&serde_json::from_str(doc).unwrap())
+            })
+            .unwrap();
+        match flavour {
+            Flavour::Lite => {
+                assert!(times[0] > first_run, "the oldest results were dropped");
+                assert!(s.log().contains("were delivered"), "{}", s.log());
+            }
+            Flavour::Classic => {
+                assert_eq!(times[0], first_run, "the nucleus kept everything");
+                assert!(delivered[0].spooled);
+            }
+        }
+        s.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_over_lite_s_frame_limit_is_refused_with_the_reason_never_trimmed_of_results() {
+    // Every ImageNet class: a document of about 45 KB.
+    let every_class = json!({"TopK": "1000", "ScoreThreshold": "0"});
+    let s = Scheduled::start_on(Flavour::Lite, every_class.clone()).await;
+    s.log_lines("lower TopK or raise ScoreThreshold", 1).await;
+    assert!(s.emulator.iot_core_messages().is_empty());
+    s.stop().await;
+    // The classic nucleus takes up to 128 KB: the whole document arrives.
+    let s = Scheduled::start_on(Flavour::Classic, every_class).await;
+    let doc = document(&s.results(1).await[0]);
+    assert_eq!(doc["inference-results"].as_array().unwrap().len(), 1000);
+    assert!(doc.get("model").is_some(), "with its extras");
+    s.stop().await;
 }

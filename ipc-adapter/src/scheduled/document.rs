@@ -69,13 +69,14 @@ pub struct ResultDocument {
     #[serde(rename = "inference-results")]
     pub inference_results: Vec<Result>,
     /// The image classified (extra).
-    #[serde(rename = "image-path")]
-    pub image_path: String,
+    #[serde(rename = "image-path", skip_serializing_if = "Option::is_none")]
+    pub image_path: Option<String>,
     /// The model that answered (extra).
-    pub model: Model,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<Model>,
     /// From reading the file to the answer, in milliseconds (extra).
-    #[serde(rename = "duration-ms")]
-    pub duration_ms: f64,
+    #[serde(rename = "duration-ms", skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<f64>,
 }
 
 impl ResultDocument {
@@ -100,12 +101,23 @@ impl ResultDocument {
                     score: format!("{:.6}", p.probability),
                 })
                 .collect(),
-            image_path: image_path.to_owned(),
-            model: Model {
+            image_path: Some(image_path.to_owned()),
+            model: Some(Model {
                 name: answer.model.name.clone(),
                 version: answer.model.version.clone(),
-            },
-            duration_ms: (duration_ms * 1000.0).round() / 1000.0,
+            }),
+            duration_ms: Some((duration_ms * 1000.0).round() / 1000.0),
+        }
+    }
+
+    /// The same document with AWS's keys only: what is sent when the whole one does not fit the
+    /// nucleus' size limit (the results are never trimmed).
+    pub fn without_extras(&self) -> Self {
+        Self {
+            image_path: None,
+            model: None,
+            duration_ms: None,
+            ..self.clone()
         }
     }
 
@@ -239,6 +251,21 @@ mod tests {
                 "model": {"name": "efficientnet-lite0", "version": "1"},
                 "duration-ms": 12.346
             })
+        );
+        let bare = serde_json::from_slice::<Value>(&doc.without_extras().to_bytes()).unwrap();
+        let keys: Vec<&String> = bare.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            [
+                "inference-description",
+                "inference-results",
+                "inference-type",
+                "timestamp"
+            ]
+        );
+        assert_eq!(
+            bare["inference-results"],
+            doc.to_value()["inference-results"]
         );
         // AWS's keys come first, in AWS's order.
         let text = String::from_utf8(doc.to_bytes()).unwrap();

@@ -32,6 +32,7 @@
 
 pub mod document;
 pub mod settings;
+pub mod spool;
 
 use std::future::Future;
 use std::path::Path;
@@ -41,7 +42,7 @@ use base64::Engine as _;
 use classify_api::{ClassifyBase64, ClassifyJson};
 use greengrass_ipc::client::{IpcClient, IpcError, Subscription};
 use greengrass_ipc::configuration::ConfigurationUpdateEvent;
-use greengrass_ipc::iot_core::Qos;
+use greengrass_ipc::iot_core::{self, Qos};
 use greengrass_ipc::pubsub::Payload;
 use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
@@ -52,6 +53,7 @@ use crate::messages::{ClassifyRequest, ErrorCode};
 use crate::service::ServiceClient;
 pub use document::{ErrorDocument, ResultDocument};
 pub use settings::Settings;
+use spool::{Backoff, Spool};
 
 /// Why the scheduled component stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +110,10 @@ pub struct Scheduler {
     /// This component's name, as the nucleus reports it.
     component: String,
     updates: Subscription<ConfigurationUpdateEvent>,
+    /// Results not yet delivered to IoT Core (topic, document), oldest first.
+    spool: Spool<(String, ResultDocument)>,
+    /// When to try delivering them again.
+    backoff: Backoff,
 }
 
 impl Scheduler {
@@ -153,6 +159,11 @@ impl Scheduler {
                 path.display()
             )));
         }
+        let spool = Spool::new(args.spool_max_results, args.spool_max_bytes);
+        let backoff = Backoff::new(
+            Duration::from_secs(1),
+            Duration::from_millis(args.spool_retry_max_ms),
+        );
         Ok(Self {
             client,
             service,
@@ -160,6 +171,8 @@ impl Scheduler {
             settings,
             component,
             updates,
+            spool,
+            backoff,
         })
     }
 
@@ -176,10 +189,15 @@ impl Scheduler {
         let mut runs = 0;
         let mut tick = Instant::now();
         loop {
+            let retry = self.backoff.due();
             tokio::select! {
                 biased;
                 () = &mut shutdown => return Ok(()),
                 reason = self.client.closed() => return Err(ScheduleError::ConnectionLost(reason)),
+                () = tokio::time::sleep_until(retry.unwrap_or(tick)), if retry.is_some() => {
+                    self.flush().await;
+                    continue;
+                }
                 event = self.updates.next() => {
                     if self.reconfigure(event).await? {
                         tick = Instant::now();
@@ -279,7 +297,7 @@ impl Scheduler {
 
     /// One scheduled run: classify, log, publish. Every failure is logged (and published as an
     /// error document on the local topic), none is returned.
-    async fn once(&self, run: u64) {
+    async fn once(&mut self, run: u64) {
         let path = self.settings.image_path();
         let document = match self.classify(&path, run).await {
             Ok(document) => document,
@@ -291,14 +309,15 @@ impl Scheduler {
                     &path.display().to_string(),
                     time::OffsetDateTime::now_utc(),
                 );
-                self.publish_locally(run, &error.to_bytes()).await;
+                self.publish_locally(run, &error.to_bytes(), None).await;
                 return;
             }
         };
         let text = document.to_bytes();
         tracing::info!(run, result = %String::from_utf8_lossy(&text), "classified");
-        self.publish(run, &text).await;
-        self.publish_locally(run, &text).await;
+        self.publish(document.clone()).await;
+        let trimmed = document.without_extras().to_bytes();
+        self.publish_locally(run, &text, Some(&trimmed)).await;
     }
 
     /// Reads the image fresh and classifies it; a failure is the code of the error document and
@@ -336,16 +355,26 @@ impl Scheduler {
         ))
     }
 
-    /// Publishes a document on the local topic, if one is configured. A failure is logged.
-    async fn publish_locally(&self, run: u64, document: &[u8]) {
+    /// Publishes a document on the local topic, if one is configured; `trimmed` is sent instead
+    /// when the whole document does not fit the nucleus' frame limit. A failure is logged.
+    async fn publish_locally(&self, run: u64, document: &[u8], trimmed: Option<&[u8]>) {
         let Some(topic) = &self.settings.local_topic else {
             return;
         };
-        match self
-            .client
-            .publish(topic, &Payload::Binary(document.to_vec()))
-            .await
-        {
+        let send = async |bytes: &[u8]| {
+            let payload = Payload::Binary(bytes.to_vec());
+            self.client.publish(topic, &payload).await
+        };
+        let mut result = send(document).await;
+        if let (Err(IpcError::FrameTooLarge { .. }), Some(trimmed)) = (&result, trimmed) {
+            tracing::warn!(
+                run,
+                topic,
+                "the document's extras were left out to fit the nucleus' frame limit"
+            );
+            result = send(trimmed).await;
+        }
+        match result {
             Ok(()) => tracing::debug!(run, topic, "document published on the local topic"),
             Err(e) if e.is_unauthorized() => tracing::error!(
                 run,
@@ -357,27 +386,111 @@ impl Scheduler {
         }
     }
 
-    /// Publishes a document to IoT Core on the configured topic, QoS 1 (nothing when the topic
-    /// is empty). A failure is logged.
-    async fn publish(&self, run: u64, document: &[u8]) {
-        let Some(topic) = &self.settings.iot_core_topic else {
+    /// Publishes a result to IoT Core on the configured topic, QoS 1 (nothing when the topic is
+    /// empty): behind the results already waiting in the spool, so that order is kept.
+    async fn publish(&mut self, document: ResultDocument) {
+        let Some(topic) = self.settings.iot_core_topic.clone() else {
             return;
         };
-        match self
-            .client
-            .publish_to_iot_core(topic, Qos::AtLeastOnce, document)
-            .await
-        {
-            Ok(()) => tracing::debug!(run, topic, "result published to IoT Core"),
-            Err(e) if e.is_unauthorized() => tracing::error!(
-                run,
-                topic,
-                "not authorised to publish to IoT Core on this topic: the recipe's accessControl \
-                 (aws.greengrass.ipc.mqttproxy, aws.greengrass#PublishToIoTCore) must list it: {e}"
-            ),
-            Err(e) => tracing::error!(run, topic, "publishing to IoT Core failed: {e}"),
+        let size = document.to_bytes().len();
+        let dropped = self.spool.push((topic, document), size);
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                dropped_in_total = self.spool.dropped(),
+                kept = self.spool.len(),
+                "the spool of results waiting for IoT Core is full: the oldest were dropped"
+            );
+        }
+        // While a retry is pending, the new result waits its turn with the others.
+        if self.backoff.due().is_none() {
+            self.flush().await;
         }
     }
+
+    /// Delivers the spooled results, oldest first, until one cannot be delivered now.
+    async fn flush(&mut self) {
+        let waiting = self.spool.len();
+        let mut delivered = 0;
+        while let Some((topic, document)) = self.spool.front().cloned() {
+            match self.deliver(&topic, &document).await {
+                Delivery::Delivered => delivered += 1,
+                Delivery::Dropped(reason) => {
+                    tracing::error!(topic, "result not published: {reason}")
+                }
+                Delivery::Later(reason) => {
+                    let pause = self.backoff.failed(Instant::now());
+                    tracing::warn!(
+                        topic,
+                        kept = self.spool.len(),
+                        retry_in_ms = pause.as_millis() as u64,
+                        "IoT Core cannot be reached; results are kept and sent in order later: {reason}"
+                    );
+                    return;
+                }
+            }
+            self.spool.pop();
+        }
+        if self.backoff.due().is_some() || waiting > 1 {
+            tracing::info!(
+                delivered,
+                "results kept while IoT Core could not be reached were delivered"
+            );
+        }
+        self.backoff.succeeded();
+    }
+
+    /// One attempt to publish `document` to IoT Core. When it does not fit the nucleus' limit it
+    /// is sent without its extras; its results are never trimmed.
+    async fn deliver(&self, topic: &str, document: &ResultDocument) -> Delivery {
+        let send = async |bytes: Vec<u8>| {
+            if bytes.len() > iot_core::CLASSIC_MAX_PAYLOAD {
+                return Err(IpcError::FrameTooLarge {
+                    len: bytes.len(),
+                    max: iot_core::CLASSIC_MAX_PAYLOAD,
+                });
+            }
+            self.client
+                .publish_to_iot_core(topic, Qos::AtLeastOnce, &bytes)
+                .await
+        };
+        let mut result = send(document.to_bytes()).await;
+        if let Err(IpcError::FrameTooLarge { .. }) = result {
+            result = send(document.without_extras().to_bytes()).await;
+            if result.is_ok() {
+                tracing::warn!(
+                    topic,
+                    "the document's extras were left out to fit the nucleus' size limit"
+                );
+            }
+        }
+        match result {
+            Ok(()) => Delivery::Delivered,
+            Err(IpcError::FrameTooLarge { len, max }) => Delivery::Dropped(format!(
+                "its {} results make a document of {len} bytes, over the nucleus' limit of {max} \
+                 bytes even without its extras; lower TopK or raise ScoreThreshold",
+                document.inference_results.len()
+            )),
+            Err(e) if e.is_unauthorized() => Delivery::Dropped(format!(
+                "not authorised to publish to IoT Core on this topic: the recipe's accessControl \
+                 (aws.greengrass.ipc.mqttproxy, aws.greengrass#PublishToIoTCore) must list it: {e}"
+            )),
+            Err(e @ IpcError::Service { .. }) if e.to_string().contains("InvalidArguments") => {
+                Delivery::Dropped(e.to_string())
+            }
+            Err(e) => Delivery::Later(e.to_string()),
+        }
+    }
+}
+
+/// What became of one attempt to publish a spooled result.
+enum Delivery {
+    /// Published.
+    Delivered,
+    /// Never publishable (not authorised, too large, refused): dropped, with the reason.
+    Dropped(String),
+    /// Not now (the cloud or the nucleus cannot take it): kept, with the reason.
+    Later(String),
 }
 
 /// The tick after `tick` on the grid `tick + n × interval` that is still ahead of `now`: a run
