@@ -59,6 +59,8 @@ pub mod defaults {
     pub const SPOOL_MAX_BYTES: usize = 4 << 20;
     /// `schedule --spool-retry-max-ms`: at most a minute between delivery attempts.
     pub const SPOOL_RETRY_MAX_MS: u64 = 60_000;
+    /// `schedule --new-images-max-pending`: 16 new images waiting at most.
+    pub const NEW_IMAGES_MAX_PENDING: usize = 16;
 }
 
 /// Environment variables renamed to the adapter's own prefix, as `(name, former name)`: every
@@ -518,6 +520,14 @@ pub struct ScheduleArgs {
         default_value_t = defaults::SPOOL_RETRY_MAX_MS
     )]
     pub spool_retry_max_ms: u64,
+    /// New images (ClassifyNewImages) allowed to wait for their turn; when a burst brings more,
+    /// the oldest waiting ones are dropped and counted in the log.
+    #[arg(
+        long = "new-images-max-pending",
+        env = "CLASSIFY_SCHEDULE_NEW_IMAGES_MAX_PENDING",
+        default_value_t = defaults::NEW_IMAGES_MAX_PENDING
+    )]
+    pub new_images_max_pending: usize,
     /// File written (atomically, containing `ready`) once the configuration is read and the
     /// schedule started; removed at exit.
     #[arg(long = "ready-file", value_name = "PATH")]
@@ -540,6 +550,7 @@ impl ScheduleArgs {
             spool_max_results: defaults::SPOOL_MAX_RESULTS,
             spool_max_bytes: defaults::SPOOL_MAX_BYTES,
             spool_retry_max_ms: defaults::SPOOL_RETRY_MAX_MS,
+            new_images_max_pending: defaults::NEW_IMAGES_MAX_PENDING,
             ready_file: None,
         }
     }

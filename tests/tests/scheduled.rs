@@ -613,3 +613,58 @@ async fn a_document_over_lite_s_frame_limit_is_refused_with_the_reason_never_tri
     assert!(doc.get("model").is_some(), "with its extras");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_new_image_is_classified_once_complete_and_a_burst_is_bounded() {
+    use std::io::Write;
+    let s = Scheduled::start_with(
+        Flavour::Classic,
+        json!({"ImageName": "", "ClassifyNewImages": "true"}),
+        None,
+        &[("CLASSIFY_SCHEDULE_NEW_IMAGES_MAX_PENDING", "3")],
+    )
+    .await;
+    s.log_lines("classifying each new image in the folder", 1)
+        .await;
+    let path = |name: &str| s.images.join(name).display().to_string();
+
+    // One being written (half of it so far), and one renamed into the folder complete.
+    let cat = std::fs::read(paths::photo("chelsea.png")).unwrap();
+    let mut slow = std::fs::File::create(s.images.join("slow.png")).unwrap();
+    slow.write_all(&cat[..cat.len() / 2]).unwrap();
+    slow.flush().unwrap();
+    put_photo("coffee.png", &s.images, "cup.png");
+    let first = document(&s.results(1).await[0]);
+    assert_eq!(first["image-path"], path("cup.png"), "{first}");
+    // The half-written one is read once it is closed, whole.
+    slow.write_all(&cat[cat.len() / 2..]).unwrap();
+    drop(slow);
+    let second = document(&s.results(2).await[1]);
+    assert_eq!(second["image-path"], path("slow.png"));
+    assert!(labels(&second)[0].contains("cat"), "{second}");
+    assert!(!s.log().contains("invalid_image"), "{}", s.log());
+
+    // A burst of 20: the newest are classified, the oldest waiting ones dropped and counted.
+    for n in 0..20 {
+        put_photo("chelsea.png", &s.images, &format!("burst-{n:02}.png"));
+    }
+    let mut n = 2;
+    loop {
+        n += 1;
+        let doc = document(&s.results(n).await[n - 1]);
+        if doc["image-path"] == path("burst-19.png") {
+            break;
+        }
+    }
+    let burst = n - 2;
+    assert!(
+        burst < 20,
+        "{burst} of 20 classified: the waiting room is bounded"
+    );
+    assert!(
+        s.log().contains("the oldest waiting one was dropped"),
+        "{}",
+        s.log()
+    );
+    s.stop().await;
+}

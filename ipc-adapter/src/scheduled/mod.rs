@@ -31,11 +31,12 @@
 //! the image, the document) → [`Scheduler::publish`].
 
 pub mod document;
+pub mod new_images;
 pub mod settings;
 pub mod spool;
 
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -52,6 +53,7 @@ use crate::config::ScheduleArgs;
 use crate::messages::{ClassifyRequest, ErrorCode};
 use crate::service::ServiceClient;
 pub use document::{ErrorDocument, ResultDocument};
+use new_images::NewImages;
 pub use settings::Settings;
 use spool::{Backoff, Spool};
 
@@ -114,6 +116,10 @@ pub struct Scheduler {
     spool: Spool<(String, ResultDocument)>,
     /// When to try delivering them again.
     backoff: Backoff,
+    /// The watch for new images, while `ClassifyNewImages` is on and the folder can be watched.
+    new_images: Option<NewImages>,
+    /// The last reason the folder could not be watched (logged once).
+    watch_error: Option<String>,
 }
 
 impl Scheduler {
@@ -173,6 +179,8 @@ impl Scheduler {
             updates,
             spool,
             backoff,
+            new_images: None,
+            watch_error: None,
         })
     }
 
@@ -181,16 +189,17 @@ impl Scheduler {
         &self.settings
     }
 
-    /// Classifies at once, then at every tick, until `shutdown` or a lost connection; a
-    /// configuration change that changes the settings classifies at once and restarts the
-    /// schedule.
+    /// Classifies at once, then at every tick, and each new image when `ClassifyNewImages` is
+    /// on, until `shutdown` or a lost connection; a configuration change that changes the
+    /// settings classifies at once and restarts the schedule.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), ScheduleError> {
         tokio::pin!(shutdown);
         let mut runs = 0;
         let mut tick = Instant::now();
         loop {
+            self.follow_new_images();
             let retry = self.backoff.due();
-            tokio::select! {
+            let (path, timed) = tokio::select! {
                 biased;
                 () = &mut shutdown => return Ok(()),
                 reason = self.client.closed() => return Err(ScheduleError::ConnectionLost(reason)),
@@ -199,21 +208,64 @@ impl Scheduler {
                     continue;
                 }
                 event = self.updates.next() => {
-                    if self.reconfigure(event).await? {
-                        tick = Instant::now();
-                    } else {
+                    if !self.reconfigure(event).await? {
                         continue;
                     }
+                    tick = Instant::now();
+                    continue;
                 }
-                () = tokio::time::sleep_until(tick) => {}
-            }
+                // The timer before new images, so that a stream of new images cannot starve it.
+                () = tokio::time::sleep_until(tick) => match self.settings.image_path() {
+                    Some(path) => (path, true),
+                    None => {
+                        tick = next_tick(tick, self.settings.interval, Instant::now());
+                        continue;
+                    }
+                },
+                path = next_new_image(self.new_images.as_ref()), if self.new_images.is_some() => {
+                    (path, false)
+                }
+            };
             runs += 1;
             tokio::select! {
                 biased;
                 () = &mut shutdown => return Ok(()),
-                () = self.once(runs) => {}
+                () = self.once(runs, &path) => {}
             }
-            tick = next_tick(tick, self.settings.interval, Instant::now());
+            if timed {
+                // Ticks this run overran are skipped, not run back to back.
+                tick = next_tick(tick, self.settings.interval, Instant::now());
+            }
+        }
+    }
+
+    /// Starts, stops or moves the watch for new images to match the settings. A folder that
+    /// cannot be watched is logged once and tried again before each wait.
+    fn follow_new_images(&mut self) {
+        let wanted = self
+            .settings
+            .classify_new_images
+            .then(|| self.settings.image_directory.clone());
+        let current = self.new_images.as_ref().map(|w| w.dir().to_path_buf());
+        if wanted == current {
+            return;
+        }
+        self.new_images = None;
+        let Some(dir) = wanted else {
+            return;
+        };
+        match NewImages::watch(&dir, self.args.new_images_max_pending) {
+            Ok(watch) => {
+                tracing::info!(dir = %dir.display(), "classifying each new image in the folder");
+                self.new_images = Some(watch);
+                self.watch_error = None;
+            }
+            Err(e) => {
+                if self.watch_error.as_deref() != Some(e.as_str()) {
+                    tracing::error!("{e}; trying again before each run");
+                    self.watch_error = Some(e);
+                }
+            }
         }
     }
 
@@ -297,9 +349,8 @@ impl Scheduler {
 
     /// One scheduled run: classify, log, publish. Every failure is logged (and published as an
     /// error document on the local topic), none is returned.
-    async fn once(&mut self, run: u64) {
-        let path = self.settings.image_path();
-        let document = match self.classify(&path, run).await {
+    async fn once(&mut self, run: u64, path: &Path) {
+        let document = match self.classify(path, run).await {
             Ok(document) => document,
             Err((code, message)) => {
                 tracing::error!(run, image = %path.display(), code = code.as_str(), "classification failed: {message}");
@@ -493,6 +544,14 @@ enum Delivery {
     Later(String),
 }
 
+/// The next new image of `watch` (only polled while there is one).
+async fn next_new_image(watch: Option<&NewImages>) -> PathBuf {
+    match watch {
+        Some(watch) => watch.next().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The tick after `tick` on the grid `tick + n × interval` that is still ahead of `now`: a run
 /// that overran one or more ticks skips them instead of running back to back.
 fn next_tick(tick: Instant, interval: Duration, now: Instant) -> Instant {
@@ -547,7 +606,8 @@ async fn read_image(path: &Path, max: u64) -> Result<Vec<u8>, (ErrorCode, String
 fn log_settings(s: &Settings) {
     tracing::info!(
         interval_s = s.interval.as_secs_f64(),
-        image = %s.image_path().display(),
+        image = %s.image_path().as_deref().unwrap_or(Path::new("(none)")).display(),
+        new_images = s.classify_new_images,
         iot_core_topic = s.iot_core_topic.as_deref().unwrap_or("(none: log only)"),
         local_topic = s.local_topic.as_deref().unwrap_or("(none)"),
         top_k = s.top_k,

@@ -5,7 +5,8 @@
 //! |---|---|---|
 //! | `InferenceInterval` | `"3600"` | seconds between classifications: a positive number (decimals allowed), at most a year |
 //! | `ImageDirectory` | the component's `sample_images/` (`--default-image-directory`) | an absolute path; empty means the default |
-//! | `ImageName` | `"cat.jpeg"` | a file name (no `/`) ending in `.jpg`, `.jpeg` or `.png`, any case |
+//! | `ImageName` | `"cat.jpeg"` | a file name (no `/`) ending in `.jpg`, `.jpeg` or `.png`, any case; empty: no fixed image (with `ClassifyNewImages`) |
+//! | `ClassifyNewImages` | `"false"` | `"true"`: also classify each new image file that appears in `ImageDirectory` (see `new_images`) |
 //! | `PublishResultsOnTopic` | `"ml/dlr/image-classification"` | an IoT Core topic without `+`/`#`; empty publishes nothing (log only) |
 //! | `PublishResultsOnLocalTopic` | `""` | a local pub/sub topic without `+`/`#` that also gets every result and an error document for every failed run; empty turns it off |
 //! | `TopK` | `"5"` | predictions in the document: an integer ≥ 1 |
@@ -30,6 +31,8 @@ pub const IMAGE_DIRECTORY: &str = "ImageDirectory";
 pub const IMAGE_NAME: &str = "ImageName";
 /// Configuration key: IoT Core topic of the results.
 pub const PUBLISH_RESULTS_ON_TOPIC: &str = "PublishResultsOnTopic";
+/// Configuration key: classify each new image in the folder.
+pub const CLASSIFY_NEW_IMAGES: &str = "ClassifyNewImages";
 /// Configuration key: local pub/sub topic of results and errors.
 pub const PUBLISH_RESULTS_ON_LOCAL_TOPIC: &str = "PublishResultsOnLocalTopic";
 /// Configuration key: number of predictions.
@@ -38,10 +41,11 @@ pub const TOP_K: &str = "TopK";
 pub const SCORE_THRESHOLD: &str = "ScoreThreshold";
 
 /// Every key this component reads from its configuration, live.
-pub const KEYS: [&str; 7] = [
+pub const KEYS: [&str; 8] = [
     INFERENCE_INTERVAL,
     IMAGE_DIRECTORY,
     IMAGE_NAME,
+    CLASSIFY_NEW_IMAGES,
     PUBLISH_RESULTS_ON_TOPIC,
     PUBLISH_RESULTS_ON_LOCAL_TOPIC,
     TOP_K,
@@ -78,8 +82,10 @@ pub struct Settings {
     pub interval: Duration,
     /// Folder of the image.
     pub image_directory: PathBuf,
-    /// File name of the image.
+    /// File name of the image; empty for none.
     pub image_name: String,
+    /// Whether each new image in the folder is classified too.
+    pub classify_new_images: bool,
     /// IoT Core topic of the results; `None` publishes nothing.
     pub iot_core_topic: Option<String>,
     /// Local pub/sub topic of results and error documents; `None` publishes nothing.
@@ -114,6 +120,7 @@ impl Settings {
             interval: defaults::INFERENCE_INTERVAL,
             image_directory: dir.clone(),
             image_name: defaults::IMAGE_NAME.into(),
+            classify_new_images: false,
             iot_core_topic: Some(defaults::PUBLISH_RESULTS_ON_TOPIC.into()),
             local_topic: None,
             top_k: defaults::TOP_K,
@@ -122,9 +129,9 @@ impl Settings {
         }
     }
 
-    /// The image file.
-    pub fn image_path(&self) -> PathBuf {
-        self.image_directory.join(&self.image_name)
+    /// The image file classified on the timer, if there is one.
+    pub fn image_path(&self) -> Option<PathBuf> {
+        (!self.image_name.is_empty()).then(|| self.image_directory.join(&self.image_name))
     }
 
     /// These settings with `config` (a whole component configuration) applied key by key: a
@@ -156,6 +163,14 @@ impl Settings {
             &mut next.image_name,
             defaults::IMAGE_NAME.into(),
             image_name,
+            r,
+        );
+        set(
+            config,
+            CLASSIFY_NEW_IMAGES,
+            &mut next.classify_new_images,
+            false,
+            boolean,
             r,
         );
         let default_topic = Some(defaults::PUBLISH_RESULTS_ON_TOPIC.to_owned());
@@ -250,8 +265,20 @@ fn directory(value: &Value, default: &Path) -> Result<PathBuf, String> {
     Ok(path)
 }
 
+fn boolean(value: &Value) -> Result<bool, String> {
+    match value {
+        Value::Bool(b) => Ok(*b),
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
+        Value::String(s) if s.eq_ignore_ascii_case("false") || s.is_empty() => Ok(false),
+        _ => Err(format!("{value} is not accepted; \"true\" or \"false\"")),
+    }
+}
+
 fn image_name(value: &Value) -> Result<String, String> {
     let name = text(value)?;
+    if name.is_empty() {
+        return Ok(String::new());
+    }
     let accepted = format!(
         "a file name in ImageDirectory ending in {}",
         EXTENSIONS.map(|e| format!(".{e}")).join(", ")
@@ -312,7 +339,7 @@ mod tests {
         let (s, refused) = base().apply(&json!({}));
         assert!(refused.is_empty());
         assert_eq!(s.interval, Duration::from_secs(3600));
-        assert_eq!(s.image_path(), Path::new("/opt/samples/cat.jpeg"));
+        assert_eq!(s.image_path().unwrap(), Path::new("/opt/samples/cat.jpeg"));
         assert_eq!(
             s.iot_core_topic.as_deref(),
             Some("ml/dlr/image-classification")
@@ -326,12 +353,18 @@ mod tests {
         }));
         assert!(refused.is_empty(), "{refused:?}");
         assert_eq!(s.interval, Duration::from_secs(10));
-        assert_eq!(s.image_path(), Path::new("/data/frames/Bird.PNG"));
+        assert_eq!(s.image_path().unwrap(), Path::new("/data/frames/Bird.PNG"));
         assert_eq!(s.iot_core_topic, None, "empty topic: log only");
         assert_eq!((s.top_k, s.threshold), (3, 0.05));
         // Removing a key brings back its default; an empty directory is the default one.
         let (back, _) = s.apply(&json!({"ImageDirectory": ""}));
-        assert_eq!(back.image_path(), Path::new("/opt/samples/cat.jpeg"));
+        assert_eq!(
+            back.image_path().unwrap(),
+            Path::new("/opt/samples/cat.jpeg")
+        );
+        let (none, _) = back.apply(&json!({"ImageName": "", "ClassifyNewImages": "true"}));
+        assert_eq!(none.image_path(), None, "no fixed image");
+        assert!(none.classify_new_images);
         assert_eq!(back.interval, Duration::from_secs(3600));
     }
 
@@ -348,6 +381,7 @@ mod tests {
             ("ImageDirectory", json!("relative/dir"), "absolute"),
             ("PublishResultsOnTopic", json!("ml/#"), "filter"),
             ("TopK", json!("0"), "at least 1"),
+            ("ClassifyNewImages", json!("yes"), "\"true\" or \"false\""),
             ("TopK", json!(2.5), "at least 1"),
             ("ScoreThreshold", json!("1.5"), "from 0 to 1"),
         ] {
