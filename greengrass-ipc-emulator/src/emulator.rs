@@ -51,7 +51,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use serde::Serialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, watch};
@@ -89,7 +91,7 @@ pub struct EmulatorConfig {
     /// [`EmulatorConfig::configurations`], watched for changes.
     pub configuration_file: Option<PathBuf>,
     /// A file each message that reaches IoT Core is appended to, as one JSON line
-    /// ([`IotCoreRecord::to_json`]).
+    /// ([`IotCoreRecord::to_line`]).
     pub iot_core_log: Option<PathBuf>,
     /// While this file exists the cloud is unreachable (checked every 200 ms).
     pub cloud_unreachable_while: Option<PathBuf>,
@@ -156,26 +158,48 @@ pub struct IotCoreRecord {
 }
 
 impl IotCoreRecord {
-    /// One line of the IoT Core log: `component`, `topic`, `qos` (`"0"`/`"1"`), `spooled`, and
-    /// the payload as `payload` (a JSON document inline, else UTF-8 text) or `payload_base64`.
-    pub fn to_json(&self) -> Value {
-        let mut line = serde_json::json!({
-            "component": self.component,
-            "topic": self.message.topic_name,
-            "qos": self.message.qos.as_str(),
-            "spooled": self.spooled,
-        });
-        let payload = &self.message.payload;
-        if let Ok(doc) = serde_json::from_slice::<Value>(payload) {
-            line["payload"] = doc;
-        } else if let Ok(text) = std::str::from_utf8(payload) {
-            line["payload"] = Value::from(text);
-        } else {
-            use base64::Engine as _;
-            line["payload_base64"] =
-                Value::from(base64::engine::general_purpose::STANDARD.encode(payload));
+    /// One line of the IoT Core log, in this key order: `topic`, `qos` (`"0"`/`"1"`),
+    /// `component`, `spooled`, and the payload as `payload` — a JSON document inline, exactly as
+    /// published (its keys in their order), else UTF-8 text — or as `payload_base64`.
+    pub fn to_line(&self) -> String {
+        #[derive(Serialize)]
+        struct Line<'a> {
+            topic: &'a str,
+            qos: &'a str,
+            component: &'a str,
+            spooled: bool,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            payload: Option<Payload<'a>>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            payload_base64: Option<String>,
         }
-        line
+        #[derive(Serialize)]
+        #[serde(untagged)]
+        enum Payload<'a> {
+            Json(&'a RawValue),
+            Text(&'a str),
+        }
+        let bytes = &self.message.payload;
+        let text = std::str::from_utf8(bytes).ok();
+        let json = text.and_then(|t| serde_json::from_str::<&RawValue>(t).ok());
+        let payload = match (json, text) {
+            (Some(raw), _) => Some(Payload::Json(raw)),
+            (None, Some(text)) => Some(Payload::Text(text)),
+            (None, None) => None,
+        };
+        let payload_base64 = payload.is_none().then(|| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(bytes)
+        });
+        serde_json::to_string(&Line {
+            topic: &self.message.topic_name,
+            qos: self.message.qos.as_str(),
+            component: &self.component,
+            spooled: self.spooled,
+            payload,
+            payload_base64,
+        })
+        .expect("a log line serialises")
     }
 }
 
@@ -537,7 +561,7 @@ async fn write_iot_core_log(path: PathBuf, state: Arc<State>, cancel: Cancellati
             let cloud = rx.borrow_and_update();
             let new = cloud.delivered.get(written..).unwrap_or_default();
             written += new.len();
-            new.iter().map(|r| format!("{}\n", r.to_json())).collect()
+            new.iter().map(|r| format!("{}\n", r.to_line())).collect()
         };
         if !lines.is_empty() {
             let appended = async {

@@ -426,7 +426,7 @@ pub struct EmulatorArgs {
     )]
     pub configuration: Option<PathBuf>,
     /// Append each message that reaches IoT Core (PublishToIoTCore) to this file as one JSON
-    /// line: component, topic, qos, spooled, payload.
+    /// line: topic, qos, component, spooled, payload (as published).
     #[arg(
         long = "iot-core-log",
         env = "CLASSIFY_EMULATOR_IOT_CORE_LOG",

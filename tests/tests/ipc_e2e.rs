@@ -489,16 +489,19 @@ async fn started_as_greengrass_starts_them_every_first_request_is_answered_20_ti
     }
 }
 
-/// The shell block of the README's IPC section (the one starting the emulator).
+/// The shell block of the README's IPC section (the one starting the emulator and the adapter).
 fn readme_ipc_block() -> String {
+    readme_block("classify-ipc-adapter run").expect("README has the IPC flow")
+}
+
+/// The README's first shell block containing `text`.
+fn readme_block(text: &str) -> Option<String> {
     let readme = std::fs::read_to_string(paths::workspace_root().join("README.md")).unwrap();
     let mut blocks = readme
         .split("```sh\n")
         .skip(1)
         .map(|rest| rest.split("```").next().unwrap().to_owned());
-    blocks
-        .find(|b| b.contains("classify-ipc-adapter emulate"))
-        .expect("README has the IPC flow")
+    blocks.find(|b| b.contains(text))
 }
 
 /// The README block made runnable in a test: the binaries' folder and the `/tmp/` paths become
@@ -527,6 +530,44 @@ fn readme_script_substitutes_the_block_only() {
 /// pass wherever the checkout lives, including a fresh clone under `mktemp -d`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readme_ipc_flow_runs_as_written() {
+    let block = readme_ipc_block();
+    assert!(
+        block.contains("wait-ready"),
+        "the README waits for the adapter's readiness:\n{block}"
+    );
+    let stdout = run_readme_block(&block, "CLASSIFY_ADAPTER_SERVICE_URL").await;
+    let v: Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).expect("a JSON reply");
+    assert_eq!(v["status"], "ok", "{v}");
+    assert_eq!(v["label"], "jack-o'-lantern", "{v}");
+}
+
+/// The README's scheduled flow (the drop-in for AWS's component), run the same way: its last
+/// line is the first result that reached the emulator's IoT Core, in AWS's document shape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_scheduled_flow_runs_as_written() {
+    let block = readme_block("classify-ipc-adapter schedule").expect("README has the flow");
+    let stdout = run_readme_block(&block, "CLASSIFY_SCHEDULE_SERVICE_URL").await;
+    let line: Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or("")).expect("an IoT Core log line");
+    assert_eq!(line["topic"], "ml/dlr/image-classification", "{line}");
+    assert_eq!(
+        line["component"],
+        "com.example.ImageClassification.Scheduled"
+    );
+    let doc = &line["payload"];
+    assert_eq!(doc["inference-type"], "image-classification", "{doc}");
+    assert_eq!(
+        doc["inference-results"][0]["Label"], "jack-o'-lantern",
+        "{doc}"
+    );
+    assert!(doc["inference-results"][0]["Score"].is_string());
+}
+
+/// Runs a README shell block from a checkout seen at a path that contains `/tmp/` and a space
+/// (a symlink to this checkout), with the binaries at such a path too, and the README's demo
+/// service ("The service must be running first") at the URL given in `service_url_env`.
+/// Returns its stdout.
+async fn run_readme_block(block: &str, service_url_env: &str) -> String {
     let work = tempfile::tempdir().unwrap();
     // `.../tmp/my checkout` whatever TMPDIR is.
     let seen = work.path().join("tmp");
@@ -538,16 +579,14 @@ async fn readme_ipc_flow_runs_as_written() {
     let private_tmp = seen.join("private tmp");
     std::fs::create_dir(&private_tmp).unwrap();
 
-    let block = readme_ipc_block();
     assert!(
-        block.contains("wait-ready") && !block.contains("sleep"),
-        "the README waits for readiness, not for time:\n{block}"
+        !block.contains("sleep"),
+        "the README waits for events, not for time:\n{block}"
     );
     // Only the machine-specific parts change: where the executables are, and a private folder
     // instead of /tmp so that parallel runs do not meet.
-    let script = readme_script(&block);
+    let script = readme_script(block);
 
-    // "The service must be running first": the demo service the README's service section starts.
     let port = free_port();
     let mut command = tokio::process::Command::new(bins.join("classify-service"));
     command
@@ -567,12 +606,9 @@ async fn readme_ipc_flow_runs_as_written() {
         .env("PWD", &root)
         .env("README_BIN_DIR", &bins)
         .env("README_TMP", &private_tmp)
-        .env(
-            "CLASSIFY_ADAPTER_SERVICE_URL",
-            format!("http://127.0.0.1:{port}"),
-        )
+        .env(service_url_env, format!("http://127.0.0.1:{port}"))
         .stdin(Stdio::null())
-        // Its own process group, so the background emulator and adapter can be stopped after.
+        // Its own process group, so the background processes can be stopped after.
         .process_group(0);
     // Output to files: the background processes keep pipes open, files need no reader.
     let (out_path, err_path) = (work.path().join("out"), work.path().join("err"));
@@ -584,7 +620,7 @@ async fn readme_ipc_flow_runs_as_written() {
         .unwrap();
     let group = child.id().unwrap().to_string();
     let status = tokio::time::timeout(Duration::from_secs(90), child.wait()).await;
-    // The script leaves the emulator and the adapter running, as on a laptop.
+    // The script leaves its background processes running, as on a laptop.
     let _ = std::process::Command::new("kill")
         .args(["-TERM", "--", &format!("-{group}")])
         .status();
@@ -598,7 +634,5 @@ async fn readme_ipc_flow_runs_as_written() {
         "README flow failed:\n{script}\nstdout: {stdout}\nstderr: {stderr}\nservice: {}",
         service.log()
     );
-    let v: Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).expect("a JSON reply");
-    assert_eq!(v["status"], "ok", "{v}");
-    assert_eq!(v["label"], "jack-o'-lantern", "{v}");
+    stdout
 }
