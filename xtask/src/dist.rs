@@ -19,7 +19,8 @@
 //! (`s3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/<file>`), which `gdk component publish`
 //! rewrites and which a local `greengrass-cli` deployment resolves by file name.
 //!
-//! Cross compilation: the aarch64 build links with Debian's `gcc-aarch64-linux-gnu`. The linker
+//! Cross compilation: the aarch64 build links with Debian's `gcc-aarch64-linux-gnu`, the armv7
+//! build with `gcc-arm-linux-gnueabihf`. The linker
 //! and the C compiler the `cc` crate uses (the service's build script compiles a C kernel for
 //! the target) are passed as environment variables by this task only, not by a committed
 //! `.cargo/config.toml`, so that machines without the cross toolchain build everything else as
@@ -68,9 +69,18 @@ pub const AARCH64: Target = Target {
     cross_gcc: Some("aarch64-linux-gnu-gcc"),
 };
 
-/// Every architecture built. 32-bit ARM (`arm`/armv7l) is not built, so no recipe has an
-/// `arm` manifest (see recipes/README.md).
-pub const TARGETS: &[Target] = &[X86_64, AARCH64];
+/// 32-bit ARM (Greengrass `arm`; armv7l, e.g. Raspberry Pi OS 32-bit), cross-compiled with
+/// Debian's `gcc-arm-linux-gnueabihf`.
+pub const ARMV7: Target = Target {
+    triple: "armv7-unknown-linux-gnueabihf",
+    greengrass_arch: "arm",
+    arch: "armv7l",
+    elf_machine: 0x28,
+    cross_gcc: Some("arm-linux-gnueabihf-gcc"),
+};
+
+/// Every architecture built: those of AWS's component and its ModelStore.
+pub const TARGETS: &[Target] = &[X86_64, AARCH64, ARMV7];
 
 /// The Cargo profile of the shipped binaries (workspace `Cargo.toml`).
 pub const PROFILE: &str = "dist";
@@ -526,13 +536,14 @@ fn build(root: &Path, planned: &[Planned], targets: &[Target]) -> crate::Result 
     Ok(())
 }
 
-/// ELF `e_machine` of a file, if it is a 64-bit little-endian ELF file.
+/// ELF `e_machine` of a file, if it is a little-endian ELF file (32- or 64-bit: the field is
+/// at the same offset in both).
 fn elf_machine(path: &Path) -> crate::Result<u16> {
     use std::io::Read;
     let mut header = [0u8; 20];
     std::fs::File::open(path)?.read_exact(&mut header)?;
-    if &header[..4] != b"\x7fELF" || header[4] != 2 || header[5] != 1 {
-        return Err(format!("{}: not a 64-bit little-endian ELF file", path.display()).into());
+    if &header[..4] != b"\x7fELF" || !matches!(header[4], 1 | 2) || header[5] != 1 {
+        return Err(format!("{}: not a little-endian ELF file", path.display()).into());
     }
     Ok(u16::from_le_bytes([header[18], header[19]]))
 }

@@ -11,7 +11,7 @@
 //!   artifacts (`dist`), and every test. `.ci/run` runs exactly this.
 //!   The stripped x86_64 service binary must stay within its size budget (`footprint.rs`).
 //! * `openapi` — regenerates the committed `openapi/openapi.json` from the service.
-//! * `dist`    — release binaries for x86_64 and (cross-compiled) aarch64, laid out with the
+//! * `dist`    — release binaries for x86_64 and (cross-compiled) aarch64 and armv7, laid out with the
 //!   Greengrass recipes in `greengrass-build/` for gdk and `greengrass-cli` (see `dist.rs`).
 //! * `bench`   — the benchmarks behind `BENCHMARKS.md`, with OpenCV in its own venv
 //!   (`bench.rs`, `setup_bench.rs`); never part of `test`.
@@ -127,6 +127,8 @@ fn test() -> Result {
     dist::run(&[])?;
     footprint::check(&dlr_test_models::paths::workspace_root())?;
     dist::check_no_development_tools(&dlr_test_models::paths::workspace_root())?;
+    // The armv7 artifacts' smoke test (tests/tests/armv7.rs) runs them under qemu-arm.
+    setup::install_qemu_user()?;
     let doc = run_tests(cargo().args(["test", "--locked", "--workspace", "--doc"]));
     let all = run_tests(cargo().args(["test", "--locked", "--workspace", "--all-targets"]));
     let mut totals = TestCounts::default();

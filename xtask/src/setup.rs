@@ -130,31 +130,62 @@ fn make_venv(python: &str) -> Result {
     Ok(())
 }
 
-/// Rust target and Debian cross compiler for the aarch64 release build (`cargo xtask dist`).
-const CROSS_TARGET: &str = "aarch64-unknown-linux-gnu";
-const CROSS_GCC: &str = "aarch64-linux-gnu-gcc";
-/// The compiler, and the target's C library (only a recommendation of the compiler package).
-const CROSS_PACKAGES: &[&str] = &["gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross"];
+/// Rust target, Debian cross compiler and the packages that bring it (the compiler, and the
+/// target's C library, only a recommendation of the compiler package) for each cross-compiled
+/// release build (`cargo xtask dist`).
+const CROSS_TOOLCHAINS: &[(&str, &str, &[&str])] = &[
+    (
+        "aarch64-unknown-linux-gnu",
+        "aarch64-linux-gnu-gcc",
+        &["gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross"],
+    ),
+    (
+        "armv7-unknown-linux-gnueabihf",
+        "arm-linux-gnueabihf-gcc",
+        &["gcc-arm-linux-gnueabihf", "libc6-dev-armhf-cross"],
+    ),
+];
 
-/// Installs what cross-compiling to aarch64 needs, when missing: the rustup target and Debian's
-/// `gcc-aarch64-linux-gnu` (linker, and C compiler for build scripts). Idempotent; apt-get
+/// Installs what cross-compiling to aarch64 and armv7 needs, when missing: the rustup targets and
+/// Debian's cross compilers (linker, and C compiler for build scripts). Idempotent; apt-get
 /// needs root (as in CI), otherwise the error says what to install.
 pub fn install_cross_toolchain() -> Result {
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
-        .map_err(|e| format!("rustup is needed to add the {CROSS_TARGET} target: {e}"))?;
-    if !String::from_utf8_lossy(&installed.stdout)
-        .lines()
-        .any(|l| l.trim() == CROSS_TARGET)
-    {
-        sh(Command::new("rustup").args(["target", "add", CROSS_TARGET]))?;
+        .map_err(|e| format!("rustup is needed to add the cross targets: {e}"))?;
+    let installed = String::from_utf8_lossy(&installed.stdout).into_owned();
+    let mut packages = Vec::new();
+    for (target, gcc, debian) in CROSS_TOOLCHAINS {
+        if !installed.lines().any(|l| l.trim() == *target) {
+            sh(Command::new("rustup").args(["target", "add", target]))?;
+        }
+        let have_gcc = Command::new(gcc)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !have_gcc {
+            packages.extend_from_slice(debian);
+        }
     }
-    let have_gcc = Command::new(CROSS_GCC)
+    apt_install(&packages)
+}
+
+/// Debian's `qemu-user` (`qemu-arm`): the armv7 artifacts' smoke test runs them under it.
+pub fn install_qemu_user() -> Result {
+    let have = Command::new("qemu-arm")
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    if have_gcc {
+    if have {
+        return Ok(());
+    }
+    apt_install(&["qemu-user"])
+}
+
+/// `apt-get install` of `packages` (nothing when empty); as root, else an error naming them.
+fn apt_install(packages: &[&str]) -> Result {
+    if packages.is_empty() {
         return Ok(());
     }
     let is_root = Command::new("id")
@@ -163,15 +194,15 @@ pub fn install_cross_toolchain() -> Result {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
     if !is_root {
         return Err(format!(
-            "{CROSS_GCC} not found: install Debian's {0} (sudo apt-get install {0})",
-            CROSS_PACKAGES.join(" ")
+            "missing: install Debian's {0} (sudo apt-get install {0})",
+            packages.join(" ")
         )
         .into());
     }
     sh(Command::new("apt-get").args(["update", "-qq"]))?;
     sh(Command::new("apt-get")
         .args(["install", "-y", "-qq", "--no-install-recommends"])
-        .args(CROSS_PACKAGES)
+        .args(packages)
         .env("DEBIAN_FRONTEND", "noninteractive"))?;
     Ok(())
 }

@@ -46,7 +46,7 @@ fn service_looks_for_libdlr_where_variant_dlr_installs_it() {
                 "CONDA_PREFIX",
                 ml_root.join("greengrass_ml_dlr_conda/envs/greengrass_ml_dlr_conda"),
             ),
-            "aarch64" => ("VIRTUAL_ENV", ml_root.join("greengrass_ml_dlr_venv")),
+            "aarch64" | "armv7l" => ("VIRTUAL_ENV", ml_root.join("greengrass_ml_dlr_venv")),
             other => panic!("{context}: no variant.DLR layout known for {other}"),
         };
         let value = launch
