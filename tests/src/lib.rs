@@ -3,10 +3,13 @@
 //!
 //! * [`python`] — the interpreter of the virtual environment `cargo xtask setup` creates with
 //!   the official Greengrass IPC client (`CLASSIFY_TEST_PYTHON` overrides it).
+//! * [`workspace_binary`] — an executable of the workspace (`classify-service`,
+//!   `classify-ipc-adapter`), for tests that start components as processes.
 //! * [`RunningService`] — the classification service in this process on a free port, ready
 //!   when [`RunningService::start`] returns: readiness is awaited on the service's own watch
 //!   channel, not by polling `/readyz`.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use classify_service::{Application, Config};
@@ -17,6 +20,24 @@ pub use dlr_test_models::paths::python;
 
 /// How long start-up may take before a test gives up: a bound against hanging, not a verdict.
 const START_BOUND: Duration = Duration::from_secs(30);
+
+/// The workspace's executable `name`, beside the running test binary (which lives in
+/// `deps/`): `cargo test --workspace --all-targets` builds it; alone, build its package first.
+/// Panics, saying so, when it is missing.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test binary lives in <target>/<profile>/deps/")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} not found: `cargo build -p {name}` first",
+        path.display()
+    );
+    path
+}
 
 /// A configuration for a generated model (e.g. "colour") served on a free loopback port with
 /// the real libdlr; everything else is the service's default.

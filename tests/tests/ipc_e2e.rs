@@ -346,17 +346,9 @@ async fn two_hundred_requests_in_flight_are_each_answered_once() {
 
 /// The directory holding the workspace's executables: the test binary lives in its `deps/`.
 fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-    for name in ["classify-service", "classify-ipc-adapter"] {
-        assert!(
-            dir.join(name).exists(),
-            "{} not found: build the executables first \
-             (`cargo build -p classify-service -p classify-ipc-adapter`)",
-            dir.join(name).display()
-        );
-    }
-    dir
+    let service = e2e_tests::workspace_binary("classify-service");
+    e2e_tests::workspace_binary("classify-ipc-adapter");
+    service.parent().expect("a folder").to_path_buf()
 }
 
 /// A port nothing listens on right now.

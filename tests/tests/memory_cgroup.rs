@@ -11,7 +11,7 @@
 //! v2 with the `memory` controller), makes a child of its own cgroup there, and fails with a
 //! plain reason where none is writable. It needs to run as root, as CI and this project's machines do.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -118,18 +118,7 @@ fn recipe_setenv(name: &str) -> String {
 }
 
 fn service_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("classify-service");
-    assert!(
-        path.exists(),
-        "{} not found: `cargo build -p classify-service` first",
-        path.display()
-    );
-    path
+    e2e_tests::workspace_binary("classify-service")
 }
 
 /// A smooth picture as a PNG: a small body (fast compression, each row a steady ramp) that

@@ -106,20 +106,9 @@ fn run_script(configuration: &Value, artifacts: &Path) -> (String, Vec<(String, 
     (script, env)
 }
 
-/// The workspace's `classify-ipc-adapter` executable (the test binary lives in `deps/`).
+/// The workspace's `classify-ipc-adapter` executable.
 fn adapter_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("classify-ipc-adapter");
-    assert!(
-        bin.exists(),
-        "{} not found: `cargo build -p classify-ipc-adapter` first",
-        bin.display()
-    );
-    bin
+    e2e_tests::workspace_binary("classify-ipc-adapter")
 }
 
 /// Copies a real photo to `dir/name` by a rename, so that a reader never sees half a file.

@@ -39,6 +39,22 @@ fn adapter_process(socket: &std::path::Path, service_url: &str, ready: &std::pat
         .unwrap()
 }
 
+/// `classify-ipc-adapter emulate --socket SOCKET --ready-file READY EXTRA…`, stderr piped.
+fn emulate(socket: &std::path::Path, ready: &std::path::Path, extra: &[&std::ffi::OsStr]) -> Child {
+    Command::new(BIN)
+        .arg("emulate")
+        .arg("--socket")
+        .arg(socket)
+        .arg("--ready-file")
+        .arg(ready)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
 fn signal(child: &Child, sig: &str) {
     let pid = child.id().expect("running").to_string();
     let status = std::process::Command::new("kill")
@@ -382,19 +398,16 @@ async fn emulate_serves_a_recipes_default_configuration_with_the_file_merged_ove
         json!({adapter: {"ReplyFormat": "label"}}).to_string(),
     )
     .unwrap();
-    let mut child = Command::new(BIN)
-        .args(["emulate", "--socket", socket.to_str().unwrap()])
-        .arg("--ready-file")
-        .arg(&ready)
-        .arg("--access-control")
-        .arg(&recipe)
-        .arg("--configuration")
-        .arg(&file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut child = emulate(
+        &socket,
+        &ready,
+        &[
+            "--access-control".as_ref(),
+            recipe.as_ref(),
+            "--configuration".as_ref(),
+            file.as_ref(),
+        ],
+    );
     wait_ready(&[&ready]).await;
     let c = client(&socket, adapter, Flavour::Classic).await;
     let config = c.get_configuration(None, &[]).await.unwrap().value;
@@ -449,21 +462,18 @@ async fn emulate_logs_what_reaches_iot_core_and_goes_offline_while_a_file_exists
     let log = dir.path().join("iot-core.jsonl");
     let offline = dir.path().join("offline");
     std::fs::write(&offline, "").unwrap();
-    let mut child = Command::new(BIN)
-        .args(["emulate", "--socket", socket.to_str().unwrap()])
-        .arg("--ready-file")
-        .arg(&ready)
-        .arg("--access-control")
-        .arg(&acl)
-        .arg("--iot-core-log")
-        .arg(&log)
-        .arg("--cloud-unreachable-while")
-        .arg(&offline)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut child = emulate(
+        &socket,
+        &ready,
+        &[
+            "--access-control".as_ref(),
+            acl.as_ref(),
+            "--iot-core-log".as_ref(),
+            log.as_ref(),
+            "--cloud-unreachable-while".as_ref(),
+            offline.as_ref(),
+        ],
+    );
     wait_ready(&[&ready]).await;
     let c = client(&socket, REQUESTER, Flavour::Classic).await;
     let topic = "ml/dlr/image-classification";

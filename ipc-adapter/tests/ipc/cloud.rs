@@ -3,7 +3,6 @@
 //! watched configuration file), through the crate's client and the official Python client, in
 //! both flavours.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use crate::support::*;
@@ -289,19 +288,11 @@ async fn official_client_reads_configuration_and_receives_update_events() {
     for flavour in [Flavour::Classic, Flavour::Lite] {
         let dir = tempfile::tempdir().unwrap();
         let emu = emulator_with_configuration(dir.path(), flavour).await;
-        let mut child = tokio::process::Command::new(python())
-            .arg(python_script())
-            .args(["configuration", "--key", "InferenceInterval"])
-            .env(
-                "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT",
-                emu.socket_path(),
-            )
-            .env("SVCUID", REQUESTER)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+        let mut child = python_interactive(
+            emu.socket_path(),
+            REQUESTER,
+            &["configuration", "--key", "InferenceInterval"],
+        );
         let mut stdin = child.stdin.take().unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut next_line = async || -> Value {

@@ -4,7 +4,6 @@
 //! The interpreter is `CLASSIFY_TEST_PYTHON` or `<workspace>/generated/venv/bin/python`; when it is
 //! missing these tests fail and say to run `cargo xtask setup`.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use crate::support::*;
@@ -88,19 +87,11 @@ async fn official_client_closing_a_subscription_removes_it() {
     for flavour in FLAVOURS {
         let dir = tempfile::tempdir().unwrap();
         let emu = start_emulator(dir.path(), flavour).await;
-        let mut child = tokio::process::Command::new(python())
-            .arg(python_script())
-            .args(["close-handshake", "--topic", "local/result"])
-            .env(
-                "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT",
-                emu.socket_path(),
-            )
-            .env("SVCUID", REQUESTER)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+        let mut child = python_interactive(
+            emu.socket_path(),
+            REQUESTER,
+            &["close-handshake", "--topic", "local/result"],
+        );
         let mut stdin = child.stdin.take().unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut next_line = async || {

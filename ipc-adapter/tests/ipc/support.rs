@@ -446,6 +446,24 @@ pub async fn python_scenario(
     output
 }
 
+/// A Python driver scenario run as `token` with its stdin and stdout piped, for scenarios that
+/// take their steps from stdin lines; killed when dropped.
+pub fn python_interactive(socket: &Path, token: &str, args: &[&str]) -> tokio::process::Child {
+    tokio::process::Command::new(python())
+        .arg(python_script())
+        .args(args)
+        .env(
+            "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT",
+            socket,
+        )
+        .env("SVCUID", token)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
 /// Polls `f` until true or [`WAIT`] passes.
 pub async fn eventually(mut f: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + WAIT;
