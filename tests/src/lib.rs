@@ -4,7 +4,8 @@
 //! * [`python`] — the interpreter of the virtual environment `cargo xtask setup` creates with
 //!   the official Greengrass IPC client (`CLASSIFY_TEST_PYTHON` overrides it).
 //! * [`workspace_binary`] — an executable of the workspace (`classify-service`,
-//!   `classify-ipc-adapter`), for tests that start components as processes.
+//!   `classify-ipc-adapter`), and [`amd64_manifest`], a recipe's x86_64 manifest, for tests that
+//!   start components as processes the way their recipes do.
 //! * [`RunningService`] — the classification service in this process on a free port, ready
 //!   when [`RunningService::start`] returns: readiness is awaited on the service's own watch
 //!   channel, not by polling `/readyz`.
@@ -37,6 +38,23 @@ pub fn workspace_binary(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// The `amd64` manifest of the committed recipe of `component` (`recipes/<component>/recipe.yaml`).
+pub fn amd64_manifest(component: &str) -> serde_json::Value {
+    let path = dlr_test_models::paths::workspace_root()
+        .join("recipes")
+        .join(component)
+        .join("recipe.yaml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let recipe: serde_json::Value = serde_norway::from_str(&text).expect("the recipe is YAML");
+    recipe["Manifests"]
+        .as_array()
+        .expect("the recipe has manifests")
+        .iter()
+        .find(|m| m["Platform"]["architecture"] == "amd64")
+        .expect("an amd64 manifest")
+        .clone()
 }
 
 /// A configuration for a generated model (e.g. "colour") served on a free loopback port with

@@ -101,16 +101,7 @@ impl Drop for LimitedCgroup {
 
 /// A variable the service recipe's x86_64 manifest sets for the process.
 fn recipe_setenv(name: &str) -> String {
-    let path =
-        paths::workspace_root().join("recipes/com.example.ImageClassification.Service/recipe.yaml");
-    let recipe: serde_json::Value =
-        serde_norway::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let manifest = recipe["Manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["Platform"]["architecture"] == "amd64")
-        .expect("an x86_64 manifest");
+    let manifest = e2e_tests::amd64_manifest("com.example.ImageClassification.Service");
     manifest["Lifecycle"]["Setenv"][name]
         .as_str()
         .unwrap_or_else(|| panic!("the service recipe sets {name}"))

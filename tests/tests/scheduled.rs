@@ -74,14 +74,7 @@ fn access_control() -> AccessControl {
 /// The x86_64 manifest's Run script and Setenv with `{artifacts:path}` and every
 /// `{configuration:/Key}` substituted, as the nucleus does before running it.
 fn run_script(configuration: &Value, artifacts: &Path) -> (String, Vec<(String, String)>) {
-    let recipe: Value =
-        serde_norway::from_str(&std::fs::read_to_string(recipe_path()).unwrap()).unwrap();
-    let manifest = recipe["Manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["Platform"]["architecture"] == "amd64")
-        .expect("an amd64 manifest");
+    let manifest = e2e_tests::amd64_manifest(COMPONENT);
     let substitute = |text: &str| {
         let mut text = text.replace("{artifacts:path}", &artifacts.display().to_string());
         for (key, value) in configuration.as_object().unwrap() {
