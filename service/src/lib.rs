@@ -505,6 +505,7 @@ fn prepare(config: &Config) -> Result<(LocatedModel, http::SharedState), Error> 
             dtype: description.inputs[0].dtype.clone(),
         },
         output: OutputInfo {
+            name: output.name.clone().unwrap_or_else(|| "output0".into()),
             shape: output.shape.clone(),
             dtype: output.dtype.clone(),
         },

@@ -131,6 +131,8 @@ pub struct InputInfo {
 /// The model output.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct OutputInfo {
+    /// Output name (the model's, or `output0` when the runtime reports none).
+    pub name: String,
     /// Shape.
     pub shape: Vec<i64>,
     /// Element type.

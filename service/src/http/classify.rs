@@ -681,6 +681,7 @@ mod tests {
                     dtype: text("float32"),
                 },
                 output: OutputInfo {
+                    name: "output0".into(),
                     shape: vec![1, 2],
                     dtype: text("float32"),
                 },

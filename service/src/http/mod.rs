@@ -17,6 +17,7 @@ pub mod guard;
 
 pub use classify::check_json_body;
 pub mod problem;
+pub(crate) mod v2;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,6 +90,7 @@ pub(crate) fn router(state: SharedState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/v1/model", get(model))
+        .merge(v2::routes())
         .with_state(state.clone())
         .merge(docs::routes())
         .fallback(not_found)

@@ -17,3 +17,4 @@ mod schemathesis;
 mod semantics;
 mod startup;
 mod statuses;
+mod v2;
