@@ -42,6 +42,20 @@ pub fn venv_dir() -> PathBuf {
     generated_dir().join("venv")
 }
 
+/// The Python virtual environment with the Open Inference Protocol v2 clients (tritonclient,
+/// kserve).
+pub fn oip_venv_dir() -> PathBuf {
+    generated_dir().join("oip-venv")
+}
+
+/// Its interpreter; panics with a set-up hint when it is missing.
+pub fn oip_python() -> PathBuf {
+    require(
+        oip_venv_dir().join("bin/python"),
+        "the Python interpreter with tritonclient and kserve",
+    )
+}
+
 fn require(path: PathBuf, what: &str) -> PathBuf {
     assert!(
         path.exists(),

@@ -8,6 +8,7 @@ pub mod samples;
 pub mod setup;
 pub mod setup_browser;
 pub mod setup_model;
+pub mod setup_oip;
 pub mod setup_onnx;
 pub mod setup_robustness;
 

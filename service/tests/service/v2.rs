@@ -101,3 +101,75 @@ async fn v2_metadata_health_readiness_and_repository_index() {
         app.stop().await;
     }
 }
+
+/// Runs `service/tests/python/oip_clients.py` (tritonclient and kserve's client) against `app`.
+async fn real_clients(app: &TestApp, model: &str, version: &str) -> Value {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/oip_clients.py");
+    let address = app.base.trim_start_matches("http://");
+    let args = [address.to_owned(), model.to_owned(), version.to_owned()];
+    // Blocking, on a thread of its own: the server keeps the runtime's workers.
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(dlr_test_models::paths::oip_python())
+            .arg(script)
+            .args(args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or("")).expect("the clients' findings")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tritonclient_and_kserve_read_health_metadata_and_the_index() {
+    for model in ["colour", "colour-onnx"] {
+        let mut config = config(model);
+        config.onnx_library = Some(dlr_test_models::paths::generated_dir().join("onnxruntime"));
+        let app = spawn_ready(config).await;
+        let v1 = app.get_json("/v1/model").await;
+        let (name, version) = (
+            v1["name"].as_str().unwrap(),
+            v1["version"].as_str().unwrap(),
+        );
+        let seen = real_clients(&app, name, version).await;
+
+        let triton = &seen["triton"];
+        for key in ["live", "ready", "model_ready", "model_version_ready"] {
+            assert_eq!(triton[key], true, "{model} tritonclient {key}: {triton}");
+        }
+        assert_eq!(triton["unknown_ready"], false, "{triton}");
+        assert_eq!(triton["server"]["extensions"], json!(["model_repository"]));
+        for key in ["metadata", "version_metadata"] {
+            assert_eq!(triton[key]["name"], name, "{triton}");
+            assert_eq!(triton[key]["inputs"][0]["name"], v1["input"]["name"]);
+        }
+        assert_eq!(
+            triton["index"],
+            json!([{"name": name, "version": version, "state": "READY"}])
+        );
+        // The {"error"} message reaches the client's exception.
+        assert_eq!(triton["unknown"]["status"], "404", "{triton}");
+        assert!(
+            triton["unknown"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("no-such-model"),
+            "{triton}"
+        );
+
+        let kserve = &seen["kserve"];
+        assert_eq!(
+            kserve,
+            &json!({"live": true, "ready": true, "model_ready": true, "unknown_ready": false}),
+            "{model}"
+        );
+        app.stop().await;
+    }
+}
