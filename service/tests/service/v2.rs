@@ -24,13 +24,19 @@ async fn call(app: &TestApp, post: bool, path: &str) -> (u16, String, Value) {
     (status, content_type, response.json().await.unwrap())
 }
 
+/// The service on `model` (a DLR or an ONNX colour model), ready, and its `/v1/model`.
+async fn serve(model: &str) -> (TestApp, Value) {
+    let mut config = config(model);
+    config.onnx_library = Some(dlr_test_models::paths::generated_dir().join("onnxruntime"));
+    let app = spawn_ready(config).await;
+    let v1 = app.get_json("/v1/model").await;
+    (app, v1)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v2_metadata_health_readiness_and_repository_index() {
     for model in ["colour", "colour-onnx"] {
-        let mut config = config(model);
-        config.onnx_library = Some(dlr_test_models::paths::generated_dir().join("onnxruntime"));
-        let app = spawn_ready(config).await;
-        let v1 = app.get_json("/v1/model").await;
+        let (app, v1) = serve(model).await;
         let (name, version) = (
             v1["name"].as_str().unwrap(),
             v1["version"].as_str().unwrap(),
@@ -130,10 +136,7 @@ async fn real_clients(app: &TestApp, model: &str, version: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tritonclient_and_kserve_read_health_metadata_and_the_index() {
     for model in ["colour", "colour-onnx"] {
-        let mut config = config(model);
-        config.onnx_library = Some(dlr_test_models::paths::generated_dir().join("onnxruntime"));
-        let app = spawn_ready(config).await;
-        let v1 = app.get_json("/v1/model").await;
+        let (app, v1) = serve(model).await;
         let (name, version) = (
             v1["name"].as_str().unwrap(),
             v1["version"].as_str().unwrap(),
