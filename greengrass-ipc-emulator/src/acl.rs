@@ -87,11 +87,7 @@ struct RawPolicy {
 impl AccessControl {
     /// Reads a JSON or YAML file.
     pub fn from_file(path: &Path) -> Result<Self, AclError> {
-        let text = std::fs::read_to_string(path).map_err(|source| AclError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::from_text(&text)
+        Self::from_value(&crate::configuration::read_document(path)?)
     }
 
     /// Reads and combines several files (e.g. the recipes of every component that talks over
@@ -111,13 +107,7 @@ impl AccessControl {
 
     /// Parses JSON or YAML text.
     pub fn from_text(text: &str) -> Result<Self, AclError> {
-        let doc: Value = match serde_json::from_str(text) {
-            Ok(v) => v,
-            Err(json_err) => serde_norway::from_str(text).map_err(|yaml_err| {
-                AclError::Parse(format!("JSON: {json_err}; YAML: {yaml_err}"))
-            })?,
-        };
-        Self::from_value(&doc)
+        Self::from_value(&crate::configuration::parse_document(text)?)
     }
 
     /// Interprets an already parsed document.

@@ -33,6 +33,12 @@ pub fn read_document(path: &Path) -> Result<Value, AclError> {
     parse_document(&text)
 }
 
+/// Parses a file's bytes as JSON or YAML text.
+pub fn parse_bytes(bytes: &[u8]) -> Result<Value, AclError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| AclError::Parse(e.to_string()))?;
+    parse_document(text)
+}
+
 /// Parses JSON or YAML text.
 pub fn parse_document(text: &str) -> Result<Value, AclError> {
     match serde_json::from_str(text) {

@@ -290,7 +290,8 @@ impl State {
                     config_ops::CONFIGURATION_UPDATE_EVENTS,
                     event.clone(),
                 );
-                let Ok(bytes) = frame::encode(&frame, self.config.max_incoming()) else {
+                let Ok(bytes) = frame::encode(&frame, self.config.flavour.max_outgoing_frame())
+                else {
                     continue;
                 };
                 // Lite: one deployment can notify more than once.
@@ -491,10 +492,7 @@ pub async fn spawn(config: EmulatorConfig) -> std::io::Result<EmulatorHandle> {
         Some(path) => {
             let bytes = std::fs::read(path)
                 .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-            let doc = std::str::from_utf8(&bytes)
-                .map_err(|e| crate::acl::AclError::Parse(e.to_string()))
-                .and_then(files::parse_document)
-                .map_err(invalid)?;
+            let doc = files::parse_bytes(&bytes).map_err(invalid)?;
             (
                 files::with_file(&config.configurations, &doc).map_err(invalid)?,
                 Some(bytes),
@@ -626,10 +624,7 @@ async fn watch_configuration_file(
             tracing::warn!(file = %path.display(), "configuration file removed: the configuration in force stays");
             continue;
         };
-        let parsed = std::str::from_utf8(bytes)
-            .map_err(|e| crate::acl::AclError::Parse(e.to_string()))
-            .and_then(files::parse_document)
-            .and_then(|doc| state.apply_file(&doc));
+        let parsed = files::parse_bytes(bytes).and_then(|doc| state.apply_file(&doc));
         if let Err(e) = parsed {
             tracing::warn!(file = %path.display(), error = %e, "configuration file not applied: the configuration in force stays");
         }

@@ -157,6 +157,7 @@ pub fn install_cross_toolchain() -> Result {
         .map_err(|e| format!("rustup is needed to add the cross targets: {e}"))?;
     let installed = String::from_utf8_lossy(&installed.stdout).into_owned();
     let mut packages = Vec::new();
+    let mut missing = Vec::new();
     for (target, gcc, debian) in CROSS_TOOLCHAINS {
         if !installed.lines().any(|l| l.trim() == *target) {
             sh(Command::new("rustup").args(["target", "add", target]))?;
@@ -167,9 +168,10 @@ pub fn install_cross_toolchain() -> Result {
             .is_ok_and(|o| o.status.success());
         if !have_gcc {
             packages.extend_from_slice(debian);
+            missing.push(*gcc);
         }
     }
-    apt_install(&packages)
+    apt_install(&missing.join(" and "), &packages)
 }
 
 /// Debian's `qemu-user` (`qemu-arm`): the armv7 artifacts' smoke test runs them under it.
@@ -181,11 +183,12 @@ pub fn install_qemu_user() -> Result {
     if have {
         return Ok(());
     }
-    apt_install(&["qemu-user"])
+    apt_install("qemu-arm", &["qemu-user"])
 }
 
-/// `apt-get install` of `packages` (nothing when empty); as root, else an error naming them.
-fn apt_install(packages: &[&str]) -> Result {
+/// `apt-get install` of `packages` (nothing when empty), which bring what is `missing`; as
+/// root, else an error saying what is missing and what to install.
+pub(crate) fn apt_install(missing: &str, packages: &[&str]) -> Result {
     if packages.is_empty() {
         return Ok(());
     }
@@ -195,7 +198,7 @@ fn apt_install(packages: &[&str]) -> Result {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
     if !is_root {
         return Err(format!(
-            "missing: install Debian's {0} (sudo apt-get install {0})",
+            "{missing} not found: install Debian's {0} (sudo apt-get install {0})",
             packages.join(" ")
         )
         .into());

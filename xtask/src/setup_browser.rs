@@ -42,22 +42,5 @@ fn install_browser() -> Result {
     if std::path::Path::new(CHROMIUM).is_file() && std::path::Path::new(CHROMEDRIVER).is_file() {
         return Ok(());
     }
-    let is_root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    if !is_root {
-        return Err(format!(
-            "{CHROMIUM} or {CHROMEDRIVER} not found: install Debian's {0} (sudo apt-get install \
-             {0})",
-            BROWSER_PACKAGES.join(" ")
-        )
-        .into());
-    }
-    sh(Command::new("apt-get").args(["update", "-qq"]))?;
-    sh(Command::new("apt-get")
-        .args(["install", "-y", "-qq", "--no-install-recommends"])
-        .args(BROWSER_PACKAGES)
-        .env("DEBIAN_FRONTEND", "noninteractive"))?;
-    Ok(())
+    crate::setup::apt_install(&format!("{CHROMIUM} or {CHROMEDRIVER}"), BROWSER_PACKAGES)
 }
