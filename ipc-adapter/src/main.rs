@@ -26,13 +26,7 @@ async fn main() -> ExitCode {
     }
     let cli = Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
     match cli.command.unwrap_or(Command::Run(cli.run)) {
-        Command::Run(config) => match adapter::run(config, shutdown_signal()).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                tracing::error!("{e}");
-                ExitCode::from(e.exit_code() as u8)
-            }
-        },
+        Command::Run(config) => exit_status(adapter::run(config, shutdown_signal()).await),
         #[cfg(feature = "emulator")]
         Command::Emulate(args) => emulate(args).await,
         Command::Request(args) => match requester::request(&args).await {
@@ -49,13 +43,7 @@ async fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Schedule(args) => match scheduled::run(args, shutdown_signal()).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                tracing::error!("{e}");
-                ExitCode::from(e.exit_code() as u8)
-            }
-        },
+        Command::Schedule(args) => exit_status(scheduled::run(args, shutdown_signal()).await),
         Command::WaitReady(args) => match ready::wait_for_files(&args.files, args.timeout_ms).await
         {
             Ok(()) => ExitCode::SUCCESS,
@@ -64,6 +52,17 @@ async fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+    }
+}
+
+/// The exit status of `run` or `schedule`, the error logged.
+fn exit_status(result: Result<(), adapter::AdapterError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
     }
 }
 

@@ -48,7 +48,7 @@ use greengrass_ipc::pubsub::Payload;
 use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 
-use crate::adapter::write_ready_file;
+use crate::adapter::{AdapterError, write_ready_file};
 use crate::config::ScheduleArgs;
 use crate::messages::{ClassifyRequest, ErrorCode};
 use crate::service::ServiceClient;
@@ -57,39 +57,12 @@ use new_images::NewImages;
 pub use settings::Settings;
 use spool::{Backoff, Spool};
 
-/// Why the scheduled component stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum ScheduleError {
-    /// The command line is unusable.
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    /// Connecting or reading the configuration failed at start-up.
-    #[error("cannot start: {0}")]
-    Startup(#[source] IpcError),
-    /// The nucleus connection ended while running.
-    #[error(
-        "lost the connection to the Greengrass nucleus ({0}); exiting so that Greengrass restarts the component"
-    )]
-    ConnectionLost(String),
-}
-
-impl ScheduleError {
-    /// Process exit status: 2 configuration, 3 start-up, 4 connection lost (as the adapter's).
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Self::Config(_) => 2,
-            Self::Startup(_) => 3,
-            Self::ConnectionLost(_) => 4,
-        }
-    }
-}
-
 /// Connects, reads the configuration and classifies on schedule until `shutdown` resolves or
-/// the nucleus connection is lost.
+/// the nucleus connection is lost. Its errors are the adapter's, with the same exit statuses.
 pub async fn run(
     args: ScheduleArgs,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), ScheduleError> {
+) -> Result<(), AdapterError> {
     let ready_file = args.ready_file.clone();
     let result = Scheduler::start(args).await?.run(shutdown).await;
     if let Some(path) = &ready_file {
@@ -125,28 +98,28 @@ pub struct Scheduler {
 impl Scheduler {
     /// Connects to the nucleus (waiting for its socket) and reads this component's
     /// configuration.
-    pub async fn start(args: ScheduleArgs) -> Result<Self, ScheduleError> {
-        let client_config = args.ipc.client_config().map_err(ScheduleError::Config)?;
-        let service = ServiceClient::new(&args.service_url).map_err(ScheduleError::Config)?;
+    pub async fn start(args: ScheduleArgs) -> Result<Self, AdapterError> {
+        let client_config = args.ipc.client_config().map_err(AdapterError::Config)?;
+        let service = ServiceClient::new(&args.service_url).map_err(AdapterError::Config)?;
         let default_dir = std::path::absolute(&args.default_image_directory).map_err(|e| {
-            ScheduleError::Config(format!(
+            AdapterError::Config(format!(
                 "--default-image-directory {}: {e}",
                 args.default_image_directory.display()
             ))
         })?;
         let client = IpcClient::connect(client_config)
             .await
-            .map_err(ScheduleError::Startup)?;
+            .map_err(AdapterError::Startup)?;
         // Subscribed before the first read, so that no change falls between the two; at the
         // root, because a key-level subscription can be lost when a reset deletes the key.
         let updates = client
             .subscribe_to_configuration_update(None, &[])
             .await
-            .map_err(ScheduleError::Startup)?;
+            .map_err(AdapterError::Startup)?;
         let config = client
             .get_configuration(None, &[])
             .await
-            .map_err(ScheduleError::Startup)?;
+            .map_err(AdapterError::Startup)?;
         let component = config.component_name.clone().unwrap_or_default();
         let (settings, refused) = Settings::defaults(default_dir).apply(&config.value);
         for r in &refused {
@@ -160,7 +133,7 @@ impl Scheduler {
         if let Some(path) = &args.ready_file
             && let Err(e) = write_ready_file(path)
         {
-            return Err(ScheduleError::Config(format!(
+            return Err(AdapterError::Config(format!(
                 "cannot write --ready-file {}: {e}",
                 path.display()
             )));
@@ -184,15 +157,10 @@ impl Scheduler {
         })
     }
 
-    /// The settings in force.
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
     /// Classifies at once, then at every tick, and each new image when `ClassifyNewImages` is
     /// on, until `shutdown` or a lost connection; a configuration change that changes the
     /// settings classifies at once and restarts the schedule.
-    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), ScheduleError> {
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), AdapterError> {
         tokio::pin!(shutdown);
         let mut runs = 0;
         let mut tick = Instant::now();
@@ -202,7 +170,7 @@ impl Scheduler {
             let (path, timed) = tokio::select! {
                 biased;
                 () = &mut shutdown => return Ok(()),
-                reason = self.client.closed() => return Err(ScheduleError::ConnectionLost(reason)),
+                reason = self.client.closed() => return Err(AdapterError::ConnectionLost(reason)),
                 () = tokio::time::sleep_until(retry.unwrap_or(tick)), if retry.is_some() => {
                     self.flush().await;
                     continue;
@@ -274,7 +242,7 @@ impl Scheduler {
     pub async fn reconfigure(
         &mut self,
         event: Option<Result<ConfigurationUpdateEvent, IpcError>>,
-    ) -> Result<bool, ScheduleError> {
+    ) -> Result<bool, AdapterError> {
         let mut relevant = self.relevant(event).await?;
         // Coalesce: every event that follows within SETTLE of the last one is the same change.
         while let Ok(next) = tokio::time::timeout(SETTLE, self.updates.next()).await {
@@ -286,7 +254,7 @@ impl Scheduler {
         let config = match self.client.get_configuration(None, &[]).await {
             Ok(c) => c.value,
             Err(e) if e.is_connection_lost() => {
-                return Err(ScheduleError::ConnectionLost(e.to_string()));
+                return Err(AdapterError::ConnectionLost(e.to_string()));
             }
             Err(e) => {
                 tracing::error!(
@@ -318,7 +286,7 @@ impl Scheduler {
     async fn relevant(
         &mut self,
         event: Option<Result<ConfigurationUpdateEvent, IpcError>>,
-    ) -> Result<bool, ScheduleError> {
+    ) -> Result<bool, AdapterError> {
         match event {
             Some(Ok(e)) => {
                 let ours = self.component.is_empty() || e.component_name == self.component;
@@ -330,7 +298,7 @@ impl Scheduler {
                 Ok(true)
             }
             Some(Err(e)) if e.is_connection_lost() => {
-                Err(ScheduleError::ConnectionLost(e.to_string()))
+                Err(AdapterError::ConnectionLost(e.to_string()))
             }
             Some(Err(_)) | None => {
                 tracing::warn!(
@@ -340,7 +308,7 @@ impl Scheduler {
                     .client
                     .subscribe_to_configuration_update(None, &[])
                     .await
-                    .map_err(|e| ScheduleError::ConnectionLost(e.to_string()))?;
+                    .map_err(|e| AdapterError::ConnectionLost(e.to_string()))?;
                 // A change may have come while no subscription was open.
                 Ok(true)
             }
@@ -366,9 +334,8 @@ impl Scheduler {
         };
         let text = document.to_bytes();
         tracing::info!(run, result = %String::from_utf8_lossy(&text), "classified");
-        self.publish(document.clone()).await;
-        let trimmed = document.without_extras().to_bytes();
-        self.publish_locally(run, &text, Some(&trimmed)).await;
+        self.publish(document.clone(), text.len()).await;
+        self.publish_locally(run, &text, Some(&document)).await;
     }
 
     /// Reads the image fresh and classifies it; a failure is the code of the error document and
@@ -406,9 +373,10 @@ impl Scheduler {
         ))
     }
 
-    /// Publishes a document on the local topic, if one is configured; `trimmed` is sent instead
-    /// when the whole document does not fit the nucleus' frame limit. A failure is logged.
-    async fn publish_locally(&self, run: u64, document: &[u8], trimmed: Option<&[u8]>) {
+    /// Publishes a document (its JSON `text`) on the local topic, if one is configured; a
+    /// result document that does not fit the nucleus' frame limit is sent without its extras.
+    /// A failure is logged.
+    async fn publish_locally(&self, run: u64, text: &[u8], result: Option<&ResultDocument>) {
         let Some(topic) = &self.settings.local_topic else {
             return;
         };
@@ -416,16 +384,16 @@ impl Scheduler {
             let payload = Payload::Binary(bytes.to_vec());
             self.client.publish(topic, &payload).await
         };
-        let mut result = send(document).await;
-        if let (Err(IpcError::FrameTooLarge { .. }), Some(trimmed)) = (&result, trimmed) {
+        let mut sent = send(text).await;
+        if let (Err(IpcError::FrameTooLarge { .. }), Some(document)) = (&sent, result) {
             tracing::warn!(
                 run,
                 topic,
                 "the document's extras were left out to fit the nucleus' frame limit"
             );
-            result = send(trimmed).await;
+            sent = send(&document.without_extras().to_bytes()).await;
         }
-        match result {
+        match sent {
             Ok(()) => tracing::debug!(run, topic, "document published on the local topic"),
             Err(e) if e.is_unauthorized() => tracing::error!(
                 run,
@@ -437,13 +405,13 @@ impl Scheduler {
         }
     }
 
-    /// Publishes a result to IoT Core on the configured topic, QoS 1 (nothing when the topic is
-    /// empty): behind the results already waiting in the spool, so that order is kept.
-    async fn publish(&mut self, document: ResultDocument) {
+    /// Publishes a result (of `size` bytes as JSON) to IoT Core on the configured topic, QoS 1
+    /// (nothing when the topic is empty): behind the results already waiting in the spool, so
+    /// that order is kept.
+    async fn publish(&mut self, document: ResultDocument, size: usize) {
         let Some(topic) = self.settings.iot_core_topic.clone() else {
             return;
         };
-        let size = document.to_bytes().len();
         let dropped = self.spool.push((topic, document), size);
         if dropped > 0 {
             tracing::warn!(
