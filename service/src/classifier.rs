@@ -141,6 +141,21 @@ impl BodyMemory {
     }
 }
 
+/// The model's raw output for one image, with the stage durations.
+#[derive(Debug)]
+pub(crate) struct Inferred {
+    /// The model's first output, row-major, widened to f64.
+    pub(crate) raw: Vec<f64>,
+    /// Decoding the image (orientation, alpha and grayscale included).
+    pub(crate) decode: Duration,
+    /// Resizing and laying out the tensor.
+    pub(crate) preprocess: Duration,
+    /// Waiting in the queue for a worker.
+    pub(crate) queue: Duration,
+    /// The model run.
+    pub(crate) inference: Duration,
+}
+
 impl Classifier {
     /// Classifies `image` in the queue place `slot` holds; the job expires at `deadline`.
     pub(crate) async fn classify(
@@ -151,6 +166,42 @@ impl Classifier {
         threshold: f64,
         deadline: Instant,
     ) -> Result<Classification, ClassifyError> {
+        let inferred = self.infer(slot, image, deadline).await?;
+        let ranked = self.rank(&inferred.raw)?;
+        let label = ranked
+            .first()
+            .map(|p| p.label.clone())
+            .ok_or_else(|| ClassifyError::Internal("the model returned no scores".into()))?;
+        Ok(Classification {
+            label,
+            predictions: scoring::select(&ranked, top_k, threshold),
+            decode: inferred.decode,
+            preprocess: inferred.preprocess,
+            queue: inferred.queue,
+            inference: inferred.inference,
+        })
+    }
+
+    /// Every class of one raw output, most probable first (scores read as `scores` says).
+    pub(crate) fn rank(&self, raw: &[f64]) -> Result<Vec<Prediction>, ClassifyError> {
+        if raw.len() != self.labels.len() {
+            return Err(ClassifyError::Internal(format!(
+                "the model returned {} values for {} labels",
+                raw.len(),
+                self.labels.len()
+            )));
+        }
+        Ok(scoring::rank(raw, &self.labels, self.scores))
+    }
+
+    /// Runs the model on `image` in the queue place `slot` holds (the job expires at
+    /// `deadline`): the raw output, not ranked.
+    pub(crate) async fn infer(
+        self: &Arc<Self>,
+        slot: Slot,
+        image: Image,
+        deadline: Instant,
+    ) -> Result<Inferred, ClassifyError> {
         // Held until the file's bytes are decoded and dropped.
         let mut file_memory = None;
         let bytes = match image {
@@ -200,21 +251,8 @@ impl Classifier {
             .inference
             .observe(output.inference.as_secs_f64());
 
-        if output.raw.len() != self.labels.len() {
-            return Err(ClassifyError::Internal(format!(
-                "the model returned {} values for {} labels",
-                output.raw.len(),
-                self.labels.len()
-            )));
-        }
-        let ranked = scoring::rank(&output.raw, &self.labels, self.scores);
-        let label = ranked
-            .first()
-            .map(|p| p.label.clone())
-            .ok_or_else(|| ClassifyError::Internal("the model returned no scores".into()))?;
-        Ok(Classification {
-            label,
-            predictions: scoring::select(&ranked, top_k, threshold),
+        Ok(Inferred {
+            raw: output.raw,
             decode,
             preprocess,
             queue: output.queue_wait,

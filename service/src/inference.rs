@@ -252,6 +252,11 @@ impl InferencePool {
         }
     }
 
+    /// How many requests may be admitted and not yet taken by a worker.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Requests admitted and not yet taken by a worker.
     pub fn queue_depth(&self) -> usize {
         self.capacity - self.slots.available_permits()

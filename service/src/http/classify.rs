@@ -345,9 +345,19 @@ fn admit(
         .pool()
         .reserve()
         .map_err(|e| inference_error(e, state.retry_after_secs, timeout_ms))?;
-    let body = state
+    let body = reserve_body(state, request.headers())?;
+    Ok((options, kind, slot, body))
+}
+
+/// Reserves the memory for a request's body (its declared length, or the body limit) before a
+/// byte of it is read; a request that finds too little left is refused like a full queue.
+pub(crate) fn reserve_body(
+    state: &SharedState,
+    headers: &HeaderMap,
+) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    state
         .body_memory
-        .reserve(declared_length(request.headers()), state.max_body_bytes)
+        .reserve(declared_length(headers), state.max_body_bytes)
         .ok_or_else(|| ApiError::Overloaded {
             detail: format!(
                 "the request bodies being read and classified hold the whole body memory \
@@ -355,8 +365,7 @@ fn admit(
                 state.body_memory.total() >> 20
             ),
             retry_after: state.retry_after_secs,
-        })?;
-    Ok((options, kind, slot, body))
+        })
 }
 
 /// Reads and drops the body of a request refused from its headers (load, options, media
@@ -365,7 +374,7 @@ fn admit(
 /// (Python's `http.client`, many small embedded ones) would otherwise write into a closed
 /// connection and see a broken pipe instead of the 503, and the connection could not be
 /// reused. Past the bound hyper closes the connection, as before.
-async fn discard_body(body: axum::body::Body, limit: usize, declared: Option<u64>) {
+pub(crate) async fn discard_body(body: axum::body::Body, limit: usize, declared: Option<u64>) {
     // Whatever the outcome, the request already has its answer.
     let _ = read_body_keeping(body, limit, declared, Keep::Nothing).await;
 }
@@ -534,7 +543,7 @@ fn decode_base64(encoded: &str) -> Result<Vec<u8>, ApiError> {
         })
 }
 
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
+pub(crate) fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -545,7 +554,7 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 /// limit before the 413 goes out: a client that sends its whole body before reading the
 /// answer would otherwise see a broken pipe instead of the problem document. Beyond that the
 /// connection is simply closed after the answer.
-async fn read_body(
+pub(crate) async fn read_body(
     body: axum::body::Body,
     limit: usize,
     declared: Option<u64>,
@@ -612,7 +621,7 @@ fn too_large(size: String, limit: usize) -> ApiError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! Admission before work, through the whole router, with the scripted backend of
     //! `backend::fake` holding the only worker: no clock decides any verdict.
 
@@ -635,7 +644,8 @@ mod tests {
     use crate::metrics::Metrics;
     use crate::preprocess::{InputDType, InputSpec, Layout, PreprocessOptions};
 
-    fn state(pool: Arc<InferencePool>, input: InputSpec) -> SharedState {
+    /// The state of a router on `pool`: model "fake", two classes, input `input`.
+    pub(crate) fn state(pool: Arc<InferencePool>, input: InputSpec) -> SharedState {
         let text = |s: &str| s.to_string();
         let metrics = Metrics::new();
         let body_memory = Arc::new(crate::classifier::BodyMemory::new(u64::MAX >> 1));
@@ -710,7 +720,7 @@ mod tests {
     }
 
     /// A 1×1 PNG: the fake reads red as the action and green as the id.
-    fn pixel(rgb: [u8; 3]) -> Vec<u8> {
+    pub(crate) fn pixel(rgb: [u8; 3]) -> Vec<u8> {
         let mut out = Cursor::new(Vec::new());
         image::RgbImage::from_pixel(1, 1, image::Rgb(rgb))
             .write_to(&mut out, image::ImageFormat::Png)
@@ -718,7 +728,7 @@ mod tests {
         out.into_inner()
     }
 
-    fn post(body: impl Into<Body>, content_type: &str) -> Request {
+    pub(crate) fn post(body: impl Into<Body>, content_type: &str) -> Request {
         Request::post("/classify")
             .header(header::CONTENT_TYPE, content_type)
             .body(body.into())

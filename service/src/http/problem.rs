@@ -111,9 +111,44 @@ impl ApiError {
         Problem::new(self.kind(), detail, request_id.map(str::to_string))
     }
 
-    /// The full response: problem body, status and `Retry-After` for 503.
-    pub fn into_response_for(self, request_id: Option<&str>) -> Response {
-        match &self {
+    /// The same error with `prefix` in front of its message (which image of a batch failed);
+    /// errors without a message of their own are returned as they are.
+    pub fn prefixed(self, prefix: &str) -> Self {
+        let with = |message: String| format!("{prefix}{message}");
+        match self {
+            Self::UndecodableImage(m) => Self::UndecodableImage(with(m)),
+            Self::InvalidBody(m) => Self::InvalidBody(with(m)),
+            Self::PathForbidden(m) => Self::PathForbidden(with(m)),
+            Self::FileNotFound(m) => Self::FileNotFound(with(m)),
+            Self::PayloadTooLarge(m) => Self::PayloadTooLarge(with(m)),
+            Self::ImageTooLarge(m) => Self::ImageTooLarge(with(m)),
+            Self::UnsupportedMediaType(m) => Self::UnsupportedMediaType(with(m)),
+            Self::InvalidOptions(m) => Self::InvalidOptions(with(m)),
+            Self::NotReady {
+                detail,
+                retry_after,
+            } => Self::NotReady {
+                detail: with(detail),
+                retry_after,
+            },
+            Self::Overloaded {
+                detail,
+                retry_after,
+            } => Self::Overloaded {
+                detail: with(detail),
+                retry_after,
+            },
+            other @ (Self::RouteNotFound(_)
+            | Self::MethodNotAllowed(_)
+            | Self::DeadlineExceeded(_)
+            | Self::Internal(_)) => other,
+        }
+    }
+
+    /// Logs the error at the level it deserves: internal errors in full (their message is
+    /// never sent), other server errors as warnings, the client's mistakes at debug.
+    pub fn log(&self, request_id: Option<&str>) {
+        match self {
             Self::Internal(message) => {
                 tracing::error!(request_id, error = %message, "internal error");
             }
@@ -126,12 +161,22 @@ impl ApiError {
             }
             other => tracing::debug!(request_id, status = other.status().as_u16(), "{other}"),
         }
-        let retry_after = match &self {
+    }
+
+    /// The `Retry-After` seconds of a 503 worth retrying.
+    pub fn retry_after(&self) -> Option<u32> {
+        match self {
             Self::NotReady { retry_after, .. } | Self::Overloaded { retry_after, .. } => {
                 Some(*retry_after)
             }
             _ => None,
-        };
+        }
+    }
+
+    /// The full response: problem body, status and `Retry-After` for 503.
+    pub fn into_response_for(self, request_id: Option<&str>) -> Response {
+        self.log(request_id);
+        let retry_after = self.retry_after();
         let mut response = (self.status(), Json(self.problem(request_id))).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));

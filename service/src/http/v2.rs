@@ -1,6 +1,6 @@
 //! The Open Inference Protocol v2 (KServe v2 / Triton HTTP): server and model metadata, health,
 //! readiness and the repository index, for the clients people already have (`tritonclient`,
-//! kserve's `InferenceRESTClient`). Inference (`POST …/infer`) comes in a later step.
+//! kserve's `InferenceRESTClient`), and inference (`infer`, its wire format in `wire`).
 //!
 //! Facts the routes follow (`open-inference-protocol.md`): `extensions` is always present and
 //! lists only what is implemented; kserve's client reads `{"live": true}` / `{"ready": true}` from
@@ -19,8 +19,11 @@ use serde_json::json;
 use super::SharedState;
 use crate::inference::Readiness;
 
+mod infer;
+mod wire;
+
 /// The protocol extensions served (only what is implemented).
-pub const EXTENSIONS: &[&str] = &["model_repository"];
+pub const EXTENSIONS: &[&str] = &["binary_tensor_data", "classification", "model_repository"];
 
 /// The v2 routes, `/versions/{version}` optional where the protocol allows it.
 pub(crate) fn routes() -> axum::Router<SharedState> {
@@ -37,6 +40,11 @@ pub(crate) fn routes() -> axum::Router<SharedState> {
         .route(
             "/v2/models/{model}/versions/{version}/ready",
             get(model_version_ready),
+        )
+        .route("/v2/models/{model}/infer", post(infer::infer))
+        .route(
+            "/v2/models/{model}/versions/{version}/infer",
+            post(infer::infer_version),
         )
         .route("/v2/repository/index", post(repository_index))
 }

@@ -1,17 +1,21 @@
 """The service's Open Inference Protocol v2 routes through the real clients: tritonclient's
 HTTP client and kserve's InferenceRESTClient (both pinned in generated/oip-venv/).
 
-Usage: oip_clients.py HOST:PORT MODEL VERSION. Prints one JSON object with what each client
-saw; the Rust test (service/tests/service/v2.rs) checks it.
+Usage:
+  oip_clients.py metadata HOST:PORT MODEL VERSION
+  oip_clients.py infer HOST:PORT MODEL INPUT OUTPUT PHOTO...
+Prints one JSON object with what each client saw; the Rust tests (service/tests/service/v2.rs)
+check it. Inference sends the photos as encoded images (BYTES, shape [N]).
 """
 
 import asyncio
 import json
 import sys
 
+import numpy as np
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
-from kserve import InferenceRESTClient, RESTConfig
+from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
 
 
 def with_triton(address, model, version):
@@ -49,12 +53,112 @@ async def with_kserve(address, model):
     return seen
 
 
-def main():
-    address, model, version = sys.argv[1:4]
+def top5(rows):
+    """Each row's five largest outputs as [index, value], largest first."""
+    return [
+        [[int(i), float(row[i])] for i in np.argsort(-row, kind="stable")[:5]]
+        for row in np.asarray(rows, dtype=np.float64)
+    ]
+
+
+def triton_failure(call):
+    try:
+        call()
+        return None
+    except InferenceServerException as e:
+        return {"status": e.status(), "message": e.message()}
+
+
+def triton_infer(address, model, input_name, output_name, blobs):
+    client = triton.InferenceServerClient(url=address)
+
+    def images(batch):
+        tensor = triton.InferInput(input_name, [len(batch)], "BYTES")
+        tensor.set_data_from_numpy(np.array(batch, dtype=np.object_))
+        return tensor
+
+    seen = {}
+    # No outputs named: tritonclient asks for every output in binary.
+    result = client.infer(model, [images(blobs[:1])])
+    seen["binary"] = top5(result.as_numpy(output_name))
+    seen["binary_header"] = result.get_response()
+    result = client.infer(
+        model,
+        [images(blobs[:1])],
+        outputs=[triton.InferRequestedOutput(output_name, binary_data=False)],
+    )
+    seen["json"] = top5(result.as_numpy(output_name))
+    seen["json_header"] = result.get_response()["outputs"][0]["shape"]
+    result = client.infer(model, [images(blobs)], request_id="batch-1")
+    seen["batch"] = top5(result.as_numpy(output_name))
+    seen["batch_id"] = result.get_response()["id"]
+    result = client.infer(
+        model,
+        [images(blobs)],
+        outputs=[triton.InferRequestedOutput(output_name, class_count=5)],
+    )
+    seen["classification"] = [
+        [element.decode() for element in row] for row in result.as_numpy(output_name)
+    ]
+
+    seen["not_an_image"] = triton_failure(
+        lambda: client.infer(model, [images([blobs[0], b"not an image"])])
+    )
+    seen["unknown_model"] = triton_failure(
+        lambda: client.infer("no-such-model", [images(blobs[:1])])
+    )
+    floats = triton.InferInput(input_name, [1, 3], "FP16")
+    floats.set_data_from_numpy(np.zeros((1, 3), dtype=np.float16))
+    seen["wrong_datatype"] = triton_failure(lambda: client.infer(model, [floats]))
+    seen["unknown_output"] = triton_failure(
+        lambda: client.infer(
+            model,
+            [images(blobs[:1])],
+            outputs=[triton.InferRequestedOutput("no-such-output")],
+        )
+    )
+    client.close()
+    return seen
+
+
+async def kserve_infer(address, model, input_name, output_name, blobs):
+    client = InferenceRESTClient(RESTConfig(protocol="v2"))
+    tensor = InferInput(name=input_name, shape=[len(blobs)], datatype="BYTES")
+    tensor.set_data_from_numpy(np.array(blobs, dtype=np.object_), binary_data=True)
+    request = InferRequest(model_name=model, infer_inputs=[tensor], request_id="kserve-1")
+    response = await client.infer(f"http://{address}", request, model_name=model)
+    output = response.outputs[0]
     seen = {
-        "triton": with_triton(address, model, version),
-        "kserve": asyncio.run(with_kserve(address, model)),
+        "id": response.id,
+        "model_name": response.model_name,
+        "output": output.name,
+        "shape": list(output.shape),
+        "top5": top5(output.as_numpy()),
     }
+    await client.close()
+    return seen
+
+
+def main():
+    mode, address = sys.argv[1:3]
+    if mode == "metadata":
+        model, version = sys.argv[3:5]
+        seen = {
+            "triton": with_triton(address, model, version),
+            "kserve": asyncio.run(with_kserve(address, model)),
+        }
+    else:
+        model, input_name, output_name = sys.argv[3:6]
+        blobs = []
+        for path in sys.argv[6:]:
+            with open(path, "rb") as photo:
+                blobs.append(photo.read())
+        seen = {
+            "triton": triton_infer(address, model, input_name, output_name, blobs),
+            "kserve": asyncio.run(
+                kserve_infer(address, model, input_name, output_name, blobs)
+            ),
+        }
     print(json.dumps(seen))
 
 

@@ -6,6 +6,9 @@ use serde_json::{Value, json};
 
 use crate::common::*;
 
+/// What `GET /v2` advertises: only what is implemented.
+const EXTENSIONS: [&str; 3] = ["binary_tensor_data", "classification", "model_repository"];
+
 /// GET or POST `path`: status, `Content-Type`, JSON body.
 async fn call(app: &TestApp, post: bool, path: &str) -> (u16, String, Value) {
     let client = reqwest::Client::new();
@@ -45,11 +48,7 @@ async fn v2_metadata_health_readiness_and_repository_index() {
         let (status, _, server) = call(&app, false, "/v2").await;
         assert_eq!(status, 200);
         assert_eq!(server["name"], "classify-service");
-        assert_eq!(
-            server["extensions"],
-            json!(["model_repository"]),
-            "{server}"
-        );
+        assert_eq!(server["extensions"], json!(EXTENSIONS), "{server}");
         assert_eq!(
             call(&app, false, "/v2/health/live").await.2,
             json!({"live": true})
@@ -108,17 +107,19 @@ async fn v2_metadata_health_readiness_and_repository_index() {
     }
 }
 
-/// Runs `service/tests/python/oip_clients.py` (tritonclient and kserve's client) against `app`.
-async fn real_clients(app: &TestApp, model: &str, version: &str) -> Value {
+/// Runs `service/tests/python/oip_clients.py` (tritonclient and kserve's client) against `app`
+/// in `mode` (`metadata` or `infer`) with `args`.
+async fn real_clients(app: &TestApp, mode: &str, args: &[&str]) -> Value {
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/oip_clients.py");
     let address = app.base.trim_start_matches("http://");
-    let args = [address.to_owned(), model.to_owned(), version.to_owned()];
+    let mut all = vec![mode.to_owned(), address.to_owned()];
+    all.extend(args.iter().map(|a| a.to_string()));
     // Blocking, on a thread of its own: the server keeps the runtime's workers.
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new(dlr_test_models::paths::oip_python())
             .arg(script)
-            .args(args)
+            .args(all)
             .output()
             .unwrap()
     })
@@ -141,14 +142,14 @@ async fn tritonclient_and_kserve_read_health_metadata_and_the_index() {
             v1["name"].as_str().unwrap(),
             v1["version"].as_str().unwrap(),
         );
-        let seen = real_clients(&app, name, version).await;
+        let seen = real_clients(&app, "metadata", &[name, version]).await;
 
         let triton = &seen["triton"];
         for key in ["live", "ready", "model_ready", "model_version_ready"] {
             assert_eq!(triton[key], true, "{model} tritonclient {key}: {triton}");
         }
         assert_eq!(triton["unknown_ready"], false, "{triton}");
-        assert_eq!(triton["server"]["extensions"], json!(["model_repository"]));
+        assert_eq!(triton["server"]["extensions"], json!(EXTENSIONS));
         for key in ["metadata", "version_metadata"] {
             assert_eq!(triton[key]["name"], name, "{triton}");
             assert_eq!(triton[key]["inputs"][0]["name"], v1["input"]["name"]);
@@ -173,6 +174,107 @@ async fn tritonclient_and_kserve_read_health_metadata_and_the_index() {
             &json!({"live": true, "ready": true, "model_ready": true, "unknown_ready": false}),
             "{model}"
         );
+        app.stop().await;
+    }
+}
+
+/// `[[index, value]; 5]` of one row, as the script reports it.
+fn top5(row: &Value) -> Vec<(u64, f64)> {
+    row.as_array()
+        .unwrap()
+        .iter()
+        .map(|pair| (pair[0].as_u64().unwrap(), pair[1].as_f64().unwrap()))
+        .collect()
+}
+
+/// The row agrees with `/classify`'s top 5: the same classes, the model's raw values.
+fn assert_same_top5(row: &Value, classified: &classify_api::ClassifyResponse, what: &str) {
+    let row = top5(row);
+    assert_eq!(row.len(), 5, "{what}");
+    for ((index, value), p) in row.iter().zip(&classified.predictions) {
+        assert_eq!(*index, p.index as u64, "{what}: {row:?}");
+        assert!(
+            (value - p.logit).abs() <= 1e-6,
+            "{what}: {value} vs {}",
+            p.logit
+        );
+    }
+}
+
+/// Real photos through tritonclient and kserve's client as encoded images (BYTES [N]), on the
+/// real EfficientNet-Lite0 with DLR and with ONNX Runtime: binary and JSON outputs, a batch,
+/// the classification extension, each agreeing with `/classify` on the same photo; and the
+/// errors a client meets, each with its status and message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_clients_infer_encoded_photos_as_classify_does() {
+    let photos = dlr_test_models::paths::samples_dir().join("photos");
+    let files = [photos.join("chelsea.png"), photos.join("rocket.jpg")];
+    for model in ["efficientnet-lite0", "efficientnet-lite0-onnx"] {
+        let (app, v1) = serve(model).await;
+        let text = |v: &Value| v.as_str().unwrap().to_owned();
+        let (name, version) = (text(&v1["name"]), text(&v1["version"]));
+        let (input, output) = (text(&v1["input"]["name"]), text(&v1["output"]["name"]));
+        let mut classified = Vec::new();
+        for (file, kind) in files.iter().zip(["image/png", "image/jpeg"]) {
+            let bytes = std::fs::read(file).unwrap_or_else(|e| panic!("{file:?}: {e}"));
+            classified.push(app.classify(bytes, kind, "?top_k=5").await);
+        }
+        let paths: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        let mut args = vec![name.as_str(), input.as_str(), output.as_str()];
+        args.extend(paths.iter().map(String::as_str));
+        let seen = real_clients(&app, "infer", &args).await;
+
+        let triton = &seen["triton"];
+        assert_same_top5(&triton["binary"][0], &classified[0], "binary");
+        assert_same_top5(&triton["json"][0], &classified[0], "json");
+        for (i, classified) in classified.iter().enumerate() {
+            assert_same_top5(&triton["batch"][i], classified, "batch");
+            assert_same_top5(&seen["kserve"]["top5"][i], classified, "kserve");
+            let labels = triton["classification"][i].as_array().unwrap();
+            assert_eq!(labels.len(), 5, "{triton}");
+            for (element, p) in labels.iter().zip(&classified.predictions) {
+                let element = element.as_str().unwrap();
+                let mut parts = element.splitn(3, ':');
+                let value: f64 = parts.next().unwrap().parse().unwrap();
+                assert!((value - p.probability).abs() <= 1e-6, "{element} vs {p:?}");
+                assert_eq!(
+                    parts.next(),
+                    Some(p.index.to_string().as_str()),
+                    "{element}"
+                );
+                assert_eq!(parts.next(), Some(p.label.as_str()), "{element}");
+            }
+        }
+        let header = &triton["binary_header"];
+        assert_eq!(header["model_name"], name.as_str());
+        assert_eq!(header["model_version"], version.as_str());
+        assert_eq!(header["outputs"][0]["datatype"], "FP32", "{header}");
+        assert_eq!(header["outputs"][0]["shape"], json!([1, 1000]), "{header}");
+        assert_eq!(
+            header["outputs"][0]["parameters"]["binary_data_size"], 4000,
+            "{header}"
+        );
+        assert_eq!(triton["json_header"], json!([1, 1000]));
+        assert_eq!(triton["batch_id"], "batch-1");
+        let kserve = &seen["kserve"];
+        assert_eq!(kserve["id"], "kserve-1");
+        assert_eq!(kserve["model_name"], name.as_str());
+        assert_eq!(
+            (&kserve["output"], &kserve["shape"]),
+            (&json!(output), &json!([2, 1000]))
+        );
+
+        for (case, status, words) in [
+            ("not_an_image", "400", "image 1 of the batch of 2"),
+            ("unknown_model", "404", "no-such-model"),
+            ("wrong_datatype", "400", "FP16"),
+            ("unknown_output", "400", "no-such-output"),
+        ] {
+            let failure = &triton[case];
+            assert_eq!(failure["status"], status, "{case}: {failure}");
+            let message = failure["message"].as_str().unwrap();
+            assert!(message.contains(words), "{case}: {message}");
+        }
         app.stop().await;
     }
 }

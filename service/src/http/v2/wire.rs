@@ -1,0 +1,512 @@
+//! An infer request and its answer on the wire.
+//!
+//! The request is a JSON document, optionally followed by raw buffers (the binary tensor
+//! extension): `Inference-Header-Content-Length` gives the JSON's length, and the bytes after
+//! it belong, in order, to the inputs that carry `parameters.binary_data_size`. A BYTES
+//! element is a 4-byte little-endian length followed by that many bytes; in JSON it is a
+//! string. The answer is built the same way: outputs asked for in binary have their buffers
+//! after the JSON, the others their `data` inside it, and no `parameters` object (Triton's C++
+//! client refuses one without `binary_data_size`).
+
+use bytes::{Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::http::problem::ApiError;
+
+/// The header that gives the JSON part's length when binary data follows it.
+pub(crate) const HEADER_LENGTH: &str = "inference-header-content-length";
+
+/// The shape of a request, for error messages.
+const REQUEST_SHAPE: &str = "{\"inputs\": [{\"name\", \"shape\", \"datatype\", and \"data\" or \
+                             parameters.binary_data_size}], \"outputs\"?: [{\"name\"}]}";
+
+/// The JSON part of an infer request; keys not listed here (kserve's client adds
+/// `model_name`) are ignored.
+#[derive(Debug, Deserialize)]
+pub(crate) struct InferRequest {
+    /// Echoed in the answer.
+    #[serde(default)]
+    pub(crate) id: Option<String>,
+    /// Request parameters (`binary_data_output`).
+    #[serde(default)]
+    pub(crate) parameters: Option<Map<String, Value>>,
+    /// The input tensors.
+    pub(crate) inputs: Vec<RequestInput>,
+    /// The outputs asked for; none means every output.
+    #[serde(default)]
+    pub(crate) outputs: Option<Vec<RequestedOutput>>,
+}
+
+/// One input tensor of a request.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RequestInput {
+    pub(crate) name: String,
+    pub(crate) shape: Vec<i64>,
+    pub(crate) datatype: String,
+    #[serde(default)]
+    pub(crate) parameters: Option<Map<String, Value>>,
+    /// The elements in JSON, flat or nested; absent when they travel binary.
+    #[serde(default)]
+    pub(crate) data: Option<Value>,
+}
+
+/// One output asked for.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RequestedOutput {
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) parameters: Option<Map<String, Value>>,
+}
+
+/// Where an input's elements are.
+#[derive(Debug)]
+pub(crate) enum InputData {
+    /// The JSON `data` value.
+    Json(Value),
+    /// Its share of the bytes after the JSON.
+    Binary(Bytes),
+}
+
+/// `parameters[key]` as a boolean (absent is false); anything else is the client's mistake.
+pub(crate) fn flag(
+    parameters: Option<&Map<String, Value>>,
+    key: &str,
+    whose: &str,
+) -> Result<bool, ApiError> {
+    match parameters.and_then(|p| p.get(key)) {
+        None => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(ApiError::InvalidBody(format!(
+            "{whose}: parameters.{key} must be true or false, got {other}"
+        ))),
+    }
+}
+
+/// `parameters[key]` as a whole number, if present.
+pub(crate) fn count(
+    parameters: Option<&Map<String, Value>>,
+    key: &str,
+    whose: &str,
+) -> Result<Option<u64>, ApiError> {
+    match parameters.and_then(|p| p.get(key)) {
+        None => Ok(None),
+        Some(value) => value.as_u64().map(Some).ok_or_else(|| {
+            ApiError::InvalidBody(format!(
+                "{whose}: parameters.{key} must be a whole number of at least 0, got {value}"
+            ))
+        }),
+    }
+}
+
+/// Splits a request body into its JSON document and each input's data.
+pub(crate) fn parse(
+    body: Bytes,
+    header_length: Option<&str>,
+) -> Result<(InferRequest, Vec<InputData>), ApiError> {
+    let json_length = match header_length {
+        None => body.len(),
+        Some(text) => {
+            let length: usize = text.trim().parse().map_err(|_| {
+                ApiError::InvalidBody(format!(
+                    "Inference-Header-Content-Length is {text:?}; it must be the JSON part's \
+                     length in bytes"
+                ))
+            })?;
+            if length > body.len() {
+                return Err(ApiError::InvalidBody(format!(
+                    "Inference-Header-Content-Length is {length}, but the body has only {} \
+                     bytes",
+                    body.len()
+                )));
+            }
+            length
+        }
+    };
+    let mut binary = body.clone();
+    let json = binary.split_to(json_length);
+    let request: InferRequest = serde_json::from_slice(&json).map_err(|e| {
+        ApiError::InvalidBody(format!(
+            "the inference request is not a valid JSON document ({e}); send {REQUEST_SHAPE}"
+        ))
+    })?;
+    if request.inputs.is_empty() {
+        return Err(ApiError::InvalidBody(format!(
+            "the inference request has no inputs; send {REQUEST_SHAPE}"
+        )));
+    }
+    let mut data = Vec::with_capacity(request.inputs.len());
+    for input in &request.inputs {
+        let whose = format!("input {:?}", input.name);
+        let size = count(input.parameters.as_ref(), "binary_data_size", &whose)?;
+        data.push(match (size, &input.data) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::InvalidBody(format!(
+                    "{whose} has both data and parameters.binary_data_size; send one of them"
+                )));
+            }
+            (None, None) => {
+                return Err(ApiError::InvalidBody(format!(
+                    "{whose} has no data: give \"data\", or parameters.binary_data_size and \
+                     its bytes after the JSON (with Inference-Header-Content-Length)"
+                )));
+            }
+            (None, Some(json)) => InputData::Json(json.clone()),
+            (Some(size), None) => {
+                let size = usize::try_from(size).unwrap_or(usize::MAX);
+                if size > binary.len() {
+                    return Err(ApiError::InvalidBody(format!(
+                        "{whose} has binary_data_size {size}, but only {} bytes of binary data \
+                         are left after the JSON{}",
+                        binary.len(),
+                        if header_length.is_none() {
+                            " (send Inference-Header-Content-Length with the JSON's length)"
+                        } else {
+                            ""
+                        }
+                    )));
+                }
+                InputData::Binary(binary.split_to(size))
+            }
+        });
+    }
+    if !binary.is_empty() {
+        return Err(ApiError::InvalidBody(format!(
+            "{} bytes after the JSON belong to no input; each binary input's \
+             parameters.binary_data_size must count its bytes",
+            binary.len()
+        )));
+    }
+    Ok((request, data))
+}
+
+/// The elements of a BYTES input: strings in JSON, length-prefixed in binary.
+pub(crate) fn bytes_elements(data: InputData, whose: &str) -> Result<Vec<Bytes>, ApiError> {
+    match data {
+        InputData::Binary(mut buffer) => {
+            let mut elements = Vec::new();
+            while !buffer.is_empty() {
+                let index = elements.len();
+                if buffer.len() < 4 {
+                    return Err(ApiError::InvalidBody(format!(
+                        "{whose}: BYTES element {index} is cut short: {} bytes left where its \
+                         4-byte length should be",
+                        buffer.len()
+                    )));
+                }
+                let prefix = buffer.split_to(4);
+                let length = u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
+                let length = usize::try_from(length).unwrap_or(usize::MAX);
+                if length > buffer.len() {
+                    return Err(ApiError::InvalidBody(format!(
+                        "{whose}: BYTES element {index} is cut short: its length says {length} \
+                         bytes, {} are left",
+                        buffer.len()
+                    )));
+                }
+                elements.push(buffer.split_to(length));
+            }
+            Ok(elements)
+        }
+        InputData::Json(value) => {
+            let mut flat = Vec::new();
+            flatten(&value, &mut flat);
+            flat.into_iter()
+                .enumerate()
+                .map(|(index, element)| match element {
+                    Value::String(text) => Ok(Bytes::from(text.clone().into_bytes())),
+                    other => Err(ApiError::InvalidBody(format!(
+                        "{whose}: BYTES element {index} is {other}; in JSON each element is \
+                         a string (an encoded image can only travel binary)"
+                    ))),
+                })
+                .collect()
+        }
+    }
+}
+
+/// The leaves of a nested JSON array, row-major; a non-array is one leaf.
+pub(crate) fn flatten<'a>(value: &'a Value, into: &mut Vec<&'a Value>) {
+    match value {
+        Value::Array(items) => items.iter().for_each(|item| flatten(item, into)),
+        leaf => into.push(leaf),
+    }
+}
+
+/// An output's elements, in the type the answer carries them.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub(crate) enum OutputData {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    U8(Vec<u8>),
+    I8(Vec<i8>),
+    I32(Vec<i32>),
+    I64(Vec<i64>),
+    Bytes(Vec<String>),
+}
+
+impl OutputData {
+    /// `values` in the model's output element type (the runtimes widen every type they
+    /// produce to f64 without loss); a type they do not produce is answered as FP32.
+    pub(crate) fn numbers(dtype: &str, values: Vec<f64>) -> Self {
+        match dtype {
+            "float64" => Self::F64(values),
+            "uint8" => Self::U8(values.into_iter().map(|v| v as u8).collect()),
+            "int8" => Self::I8(values.into_iter().map(|v| v as i8).collect()),
+            "int32" => Self::I32(values.into_iter().map(|v| v as i32).collect()),
+            "int64" => Self::I64(values.into_iter().map(|v| v as i64).collect()),
+            _ => Self::F32(values.into_iter().map(|v| v as f32).collect()),
+        }
+    }
+
+    /// The v2 datatype.
+    pub(crate) fn datatype(&self) -> &'static str {
+        match self {
+            Self::F32(_) => "FP32",
+            Self::F64(_) => "FP64",
+            Self::U8(_) => "UINT8",
+            Self::I8(_) => "INT8",
+            Self::I32(_) => "INT32",
+            Self::I64(_) => "INT64",
+            Self::Bytes(_) => "BYTES",
+        }
+    }
+
+    /// The raw little-endian buffer of the binary extension.
+    fn write(&self, into: &mut BytesMut) {
+        fn each<T: Copy, const N: usize>(
+            into: &mut BytesMut,
+            values: &[T],
+            bytes: fn(T) -> [u8; N],
+        ) {
+            values
+                .iter()
+                .for_each(|&v| into.extend_from_slice(&bytes(v)));
+        }
+        match self {
+            Self::F32(v) => each(into, v, f32::to_le_bytes),
+            Self::F64(v) => each(into, v, f64::to_le_bytes),
+            Self::U8(v) => into.extend_from_slice(v),
+            Self::I8(v) => each(into, v, i8::to_le_bytes),
+            Self::I32(v) => each(into, v, i32::to_le_bytes),
+            Self::I64(v) => each(into, v, i64::to_le_bytes),
+            Self::Bytes(v) => v.iter().for_each(|s| {
+                into.extend_from_slice(&(s.len() as u32).to_le_bytes());
+                into.extend_from_slice(s.as_bytes());
+            }),
+        }
+    }
+}
+
+/// One output of an answer.
+#[derive(Debug)]
+pub(crate) struct OutputTensor {
+    pub(crate) name: String,
+    pub(crate) shape: Vec<usize>,
+    pub(crate) data: OutputData,
+    /// Sent after the JSON instead of inside it.
+    pub(crate) binary: bool,
+}
+
+#[derive(Serialize)]
+struct AnswerHeader<'a> {
+    model_name: &'a str,
+    model_version: &'a str,
+    id: &'a str,
+    outputs: Vec<OutputHeader<'a>>,
+}
+
+#[derive(Serialize)]
+struct OutputHeader<'a> {
+    name: &'a str,
+    datatype: &'static str,
+    shape: &'a [usize],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<BinarySize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a OutputData>,
+}
+
+#[derive(Serialize)]
+struct BinarySize {
+    binary_data_size: usize,
+}
+
+/// An encoded answer: the body, and the JSON part's length when binary data follows it.
+#[derive(Debug)]
+pub(crate) struct EncodedAnswer {
+    pub(crate) body: Bytes,
+    pub(crate) header_length: Option<usize>,
+}
+
+/// Encodes an answer: JSON only, or JSON then the binary outputs' buffers in order.
+pub(crate) fn encode(
+    model_name: &str,
+    model_version: &str,
+    id: &str,
+    outputs: &[OutputTensor],
+) -> Result<EncodedAnswer, serde_json::Error> {
+    let mut buffers = BytesMut::new();
+    let mut headers = Vec::with_capacity(outputs.len());
+    for output in outputs {
+        let (parameters, data) = if output.binary {
+            let before = buffers.len();
+            output.data.write(&mut buffers);
+            let size = buffers.len() - before;
+            (
+                Some(BinarySize {
+                    binary_data_size: size,
+                }),
+                None,
+            )
+        } else {
+            (None, Some(&output.data))
+        };
+        headers.push(OutputHeader {
+            name: &output.name,
+            datatype: output.data.datatype(),
+            shape: &output.shape,
+            parameters,
+            data,
+        });
+    }
+    let json = serde_json::to_vec(&AnswerHeader {
+        model_name,
+        model_version,
+        id,
+        outputs: headers,
+    })?;
+    if buffers.is_empty() && outputs.iter().all(|o| !o.binary) {
+        return Ok(EncodedAnswer {
+            body: json.into(),
+            header_length: None,
+        });
+    }
+    let header_length = json.len();
+    let mut body = BytesMut::from(&json[..]);
+    body.extend_from_slice(&buffers);
+    Ok(EncodedAnswer {
+        body: body.freeze(),
+        header_length: Some(header_length),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binary_request(json: &str, tail: &[u8]) -> (Bytes, String) {
+        let mut body = json.as_bytes().to_vec();
+        body.extend_from_slice(tail);
+        (body.into(), json.len().to_string())
+    }
+
+    fn message(e: ApiError) -> String {
+        e.to_string()
+    }
+
+    #[test]
+    fn binary_inputs_take_their_bytes_in_order_and_bytes_elements_split() {
+        let json = r#"{"inputs":[
+            {"name":"a","shape":[2],"datatype":"BYTES","parameters":{"binary_data_size":11}},
+            {"name":"b","shape":[1],"datatype":"BYTES","data":["hi"]}],"model_name":"x"}"#;
+        let mut tail = Vec::new();
+        for element in [&b"abc"[..], &b""[..]] {
+            tail.extend_from_slice(&(element.len() as u32).to_le_bytes());
+            tail.extend_from_slice(element);
+        }
+        assert_eq!(tail.len(), 11);
+        let (body, length) = binary_request(json, &tail);
+        let (request, mut data) = parse(body, Some(&length)).unwrap();
+        assert_eq!(request.inputs.len(), 2);
+        let b = bytes_elements(data.pop().unwrap(), "b").unwrap();
+        assert_eq!(b, vec![Bytes::from_static(b"hi")]);
+        let a = bytes_elements(data.pop().unwrap(), "a").unwrap();
+        assert_eq!(a, vec![Bytes::from_static(b"abc"), Bytes::new()]);
+    }
+
+    #[test]
+    fn sizes_that_do_not_add_up_are_named() {
+        let json = r#"{"inputs":[{"name":"a","shape":[1],"datatype":"BYTES","parameters":{"binary_data_size":8}}]}"#;
+        let (body, length) = binary_request(json, b"1234");
+        let e = message(parse(body.clone(), Some(&length)).unwrap_err());
+        assert!(
+            e.contains("binary_data_size 8") && e.contains("only 4"),
+            "{e}"
+        );
+        // Without the header the whole body is JSON: the tail makes it invalid.
+        let e = message(parse(body, None).unwrap_err());
+        assert!(e.contains("not a valid JSON document"), "{e}");
+
+        let (body, length) = binary_request(json, b"123456789");
+        let e = message(parse(body, Some(&length)).unwrap_err());
+        assert!(
+            e.contains("1 bytes after the JSON belong to no input"),
+            "{e}"
+        );
+
+        let e = message(parse(Bytes::from_static(b"{}"), Some("99")).unwrap_err());
+        assert!(e.contains("Inference-Header-Content-Length is 99"), "{e}");
+        let e = message(parse(Bytes::from_static(br#"{"inputs":[]}"#), None).unwrap_err());
+        assert!(e.contains("no inputs"), "{e}");
+    }
+
+    #[test]
+    fn a_cut_bytes_element_is_named() {
+        let mut tail = 10u32.to_le_bytes().to_vec();
+        tail.extend_from_slice(b"short");
+        let e = message(bytes_elements(InputData::Binary(tail.into()), "input \"a\"").unwrap_err());
+        assert!(
+            e.contains("element 0 is cut short") && e.contains("says 10"),
+            "{e}"
+        );
+        let e = message(
+            bytes_elements(InputData::Json(serde_json::json!([[1]])), "input \"a\"").unwrap_err(),
+        );
+        assert!(e.contains("element 0 is 1"), "{e}");
+    }
+
+    #[test]
+    fn answers_put_binary_outputs_after_the_json_and_no_parameters_on_json_ones() {
+        let outputs = [
+            OutputTensor {
+                name: "scores".into(),
+                shape: vec![1, 2],
+                data: OutputData::numbers("float32", vec![0.1, 2.0]),
+                binary: true,
+            },
+            OutputTensor {
+                name: "labels".into(),
+                shape: vec![1, 1],
+                data: OutputData::Bytes(vec!["0.9:1:cat".into()]),
+                binary: false,
+            },
+        ];
+        let answer = encode("m", "1", "r", &outputs).unwrap();
+        let length = answer.header_length.unwrap();
+        let header: Value = serde_json::from_slice(&answer.body[..length]).unwrap();
+        assert_eq!(
+            header,
+            serde_json::json!({"model_name": "m", "model_version": "1", "id": "r", "outputs": [
+                {"name": "scores", "datatype": "FP32", "shape": [1, 2],
+                 "parameters": {"binary_data_size": 8}},
+                {"name": "labels", "datatype": "BYTES", "shape": [1, 1], "data": ["0.9:1:cat"]},
+            ]})
+        );
+        let tail = &answer.body[length..];
+        assert_eq!(&tail[..4], &0.1f32.to_le_bytes());
+        assert_eq!(&tail[4..], &2.0f32.to_le_bytes());
+
+        let json_only = encode("m", "1", "r", &outputs[1..]).unwrap();
+        assert_eq!(json_only.header_length, None);
+        // f32 values keep their shortest form in JSON.
+        let scores = OutputTensor {
+            binary: false,
+            ..outputs.into_iter().next().unwrap()
+        };
+        let text =
+            String::from_utf8(encode("m", "1", "r", &[scores]).unwrap().body.to_vec()).unwrap();
+        assert!(text.contains("\"data\":[0.1,2.0]"), "{text}");
+    }
+}
