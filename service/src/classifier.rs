@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::Semaphore;
 
+use crate::backend::Tensor;
 use crate::config::ScoreMode;
 use crate::files::{AllowedDirs, FileError};
 use crate::inference::{InferenceError, InferencePool, Slot};
@@ -32,6 +33,8 @@ pub(crate) enum Image {
     Bytes(Bytes),
     /// A file to read inside the allowed directories.
     File(PathBuf),
+    /// The model's input tensor itself, preprocessed by the client (its size already checked).
+    Tensor(Tensor),
 }
 
 /// The model, its labels and everything between an encoded image and ranked classes.
@@ -205,6 +208,11 @@ impl Classifier {
         // Held until the file's bytes are decoded and dropped.
         let mut file_memory = None;
         let bytes = match image {
+            Image::Tensor(tensor) => {
+                return self
+                    .run(slot, tensor, Duration::ZERO, Duration::ZERO, deadline)
+                    .await;
+            }
             Image::Bytes(bytes) => bytes,
             Image::File(path) => {
                 // The file's size, to hold its share of memory before reading it (a file that
@@ -242,7 +250,18 @@ impl Classifier {
         .map_err(|e| ClassifyError::Internal(format!("preprocessing task failed: {e}")))??;
         self.metrics.decode.observe(decode.as_secs_f64());
         self.metrics.preprocess.observe(preprocess.as_secs_f64());
+        self.run(slot, tensor, decode, preprocess, deadline).await
+    }
 
+    /// Runs the model on a tensor in the place `slot` holds.
+    async fn run(
+        &self,
+        slot: Slot,
+        tensor: Tensor,
+        decode: Duration,
+        preprocess: Duration,
+        deadline: Instant,
+    ) -> Result<Inferred, ClassifyError> {
         let output = self.pool.submit(slot, tensor, deadline)?.outcome().await?;
         self.metrics
             .queue_wait

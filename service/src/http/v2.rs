@@ -142,6 +142,16 @@ pub(crate) fn datatype(dtype: &str) -> String {
     .to_owned()
 }
 
+/// A tensor's shape in a batch: `-1` (any N) in front of one image's shape, as Triton reports
+/// a batching model. The input is the model's own tensor with its batch dimension of 1 made N
+/// (or encoded images as BYTES `[N]`, which the metadata cannot say; the README does); the
+/// output is one row of the model's output per image.
+fn batched(per_image: &[i64]) -> Vec<i64> {
+    std::iter::once(-1)
+        .chain(per_image.iter().copied())
+        .collect()
+}
+
 fn metadata(state: &SharedState) -> serde_json::Value {
     let info = &state.model;
     let platform = if info.backend == "onnxruntime" {
@@ -156,12 +166,12 @@ fn metadata(state: &SharedState) -> serde_json::Value {
         "inputs": [TensorMetadata {
             name: info.input.name.clone(),
             datatype: datatype(&info.input.dtype),
-            shape: info.input.shape.clone(),
+            shape: batched(&info.input.shape[1..]),
         }],
         "outputs": [TensorMetadata {
             name: info.output.name.clone(),
             datatype: datatype(&info.output.dtype),
-            shape: info.output.shape.clone(),
+            shape: batched(&[info.output.shape.iter().product()]),
         }],
     })
 }

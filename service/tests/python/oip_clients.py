@@ -4,8 +4,10 @@ HTTP client and kserve's InferenceRESTClient (both pinned in generated/oip-venv/
 Usage:
   oip_clients.py metadata HOST:PORT MODEL VERSION
   oip_clients.py infer HOST:PORT MODEL INPUT OUTPUT PHOTO...
+  oip_clients.py tensor HOST:PORT MODEL INPUT OUTPUT DATATYPE LAYOUT SHAPE R,G,B
 Prints one JSON object with what each client saw; the Rust tests (service/tests/service/v2.rs)
-check it. Inference sends the photos as encoded images (BYTES, shape [N]).
+check it. `infer` sends the photos as encoded images (BYTES, shape [N]); `tensor` sends the
+model's own tensor (SHAPE as JSON, the model's) filled with one colour, a batch of two.
 """
 
 import asyncio
@@ -139,6 +141,52 @@ async def kserve_infer(address, model, input_name, output_name, blobs):
     return seen
 
 
+def colour_tensor(datatype, layout, shape, rgb, count):
+    """`count` images of one colour in the model's own layout and element type."""
+    per_image = shape[1:]
+    if layout == "NCHW":
+        image = np.stack([np.full(per_image[1:], c) for c in rgb])
+    else:
+        image = np.full(per_image, rgb)
+    dtype = np.float32 if datatype == "FP32" else np.uint8
+    return np.stack([image] * count).astype(dtype)
+
+
+def tensor_infer(address, model, input_name, output_name, datatype, layout, shape, rgb):
+    client = triton.InferenceServerClient(url=address)
+    batch = colour_tensor(datatype, layout, shape, rgb, 2)
+
+    def tensor(array, binary):
+        tensor = triton.InferInput(input_name, list(array.shape), datatype)
+        tensor.set_data_from_numpy(array, binary_data=binary)
+        return tensor
+
+    seen = {}
+    result = client.infer(model, [tensor(batch, True)])
+    seen["binary"] = result.as_numpy(output_name).tolist()
+    result = client.infer(
+        model,
+        [tensor(batch[:1], False)],
+        outputs=[triton.InferRequestedOutput(output_name, binary_data=False)],
+    )
+    seen["json"] = result.as_numpy(output_name).tolist()
+    wrong = np.zeros((1,) + tuple(d + 1 for d in batch.shape[1:]), dtype=batch.dtype)
+    seen["wrong_shape"] = triton_failure(lambda: client.infer(model, [tensor(wrong, True)]))
+    client.close()
+
+    async def with_kserve():
+        client = InferenceRESTClient(RESTConfig(protocol="v2"))
+        tensor = InferInput(name=input_name, shape=list(batch.shape), datatype=datatype)
+        tensor.set_data_from_numpy(batch, binary_data=False)
+        request = InferRequest(model_name=model, infer_inputs=[tensor])
+        response = await client.infer(f"http://{address}", request, model_name=model)
+        await client.close()
+        return response.outputs[0].as_numpy().tolist()
+
+    seen["kserve_json"] = asyncio.run(with_kserve())
+    return seen
+
+
 def main():
     mode, address = sys.argv[1:3]
     if mode == "metadata":
@@ -147,6 +195,18 @@ def main():
             "triton": with_triton(address, model, version),
             "kserve": asyncio.run(with_kserve(address, model)),
         }
+    elif mode == "tensor":
+        model, input_name, output_name, datatype, layout, shape, rgb = sys.argv[3:10]
+        seen = tensor_infer(
+            address,
+            model,
+            input_name,
+            output_name,
+            datatype,
+            layout,
+            json.loads(shape),
+            [int(c) for c in rgb.split(",")],
+        )
     else:
         model, input_name, output_name = sys.argv[3:6]
         blobs = []

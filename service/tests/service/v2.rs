@@ -72,12 +72,20 @@ async fn v2_metadata_health_readiness_and_repository_index() {
                 "dlr"
             };
             assert_eq!(meta["platform"], platform, "{model}");
-            // The model's own tensors, as /v1/model describes them.
+            // The model's own tensors as /v1/model describes them, the batch dimension -1.
             assert_eq!(meta["inputs"][0]["name"], v1["input"]["name"]);
-            assert_eq!(meta["inputs"][0]["shape"], v1["input"]["shape"]);
+            let mut input_shape = v1["input"]["shape"].as_array().unwrap().clone();
+            input_shape[0] = json!(-1);
+            assert_eq!(meta["inputs"][0]["shape"], json!(input_shape));
             assert_eq!(meta["inputs"][0]["datatype"], "FP32", "{meta}");
             assert_eq!(meta["outputs"][0]["name"], v1["output"]["name"]);
-            assert_eq!(meta["outputs"][0]["shape"], v1["output"]["shape"]);
+            let classes: i64 = v1["output"]["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_i64().unwrap())
+                .product();
+            assert_eq!(meta["outputs"][0]["shape"], json!([-1, classes]));
             let (status, _, ready) = call(&app, false, &format!("{path}/ready")).await;
             assert_eq!((status, ready), (200, json!({"name": name, "ready": true})));
         }
@@ -275,6 +283,72 @@ async fn real_clients_infer_encoded_photos_as_classify_does() {
             let message = failure["message"].as_str().unwrap();
             assert!(message.contains(words), "{case}: {message}");
         }
+        app.stop().await;
+    }
+}
+
+/// A client that preprocesses: the model's own tensor (its datatype, its shape with N in
+/// front), binary and JSON, through tritonclient and kserve's client, on DLR and ONNX Runtime.
+/// A tensor of one colour gives the raw output `/classify` gives for an image of that colour;
+/// a tensor of another shape is refused with the shape it takes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_clients_infer_the_models_own_tensor() {
+    let colour = [200u8, 30, 40];
+    for model in ["colour", "colour-onnx"] {
+        let (app, v1) = serve(model).await;
+        let text = |v: &Value| v.as_str().unwrap().to_owned();
+        let classified = app
+            .classify(
+                encode(&uniform(colour, 64, 48), image::ImageFormat::Png),
+                "image/png",
+                "?top_k=1000",
+            )
+            .await;
+        let mut expected = vec![0.0; classified.predictions.len()];
+        for p in &classified.predictions {
+            expected[p.index] = p.logit;
+        }
+        let args = [
+            text(&v1["name"]),
+            text(&v1["input"]["name"]),
+            text(&v1["output"]["name"]),
+            "FP32".to_owned(),
+            text(&v1["input"]["layout"]),
+            v1["input"]["shape"].to_string(),
+            colour.map(|c| c.to_string()).join(","),
+        ];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let seen = real_clients(&app, "tensor", &args).await;
+
+        for (case, rows) in [("binary", 2), ("json", 1), ("kserve_json", 2)] {
+            let got = seen[case].as_array().unwrap();
+            assert_eq!(got.len(), rows, "{model} {case}: {seen}");
+            for row in got {
+                let row: Vec<f64> = row
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap())
+                    .collect();
+                assert_eq!(row.len(), expected.len(), "{model} {case}");
+                for (got, want) in row.iter().zip(&expected) {
+                    assert!(
+                        (got - want).abs() <= 1e-4,
+                        "{model} {case}: {row:?} vs {expected:?}"
+                    );
+                }
+            }
+        }
+        let wrong = &seen["wrong_shape"];
+        assert_eq!(wrong["status"], "400", "{wrong}");
+        let message = wrong["message"].as_str().unwrap();
+        let mut per_image: Vec<String> = v1["input"]["shape"].as_array().unwrap()[1..]
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        per_image.insert(0, "N".into());
+        let takes = format!("[{}]", per_image.join(", "));
+        assert!(message.contains(&takes), "{message} should name {takes}");
         app.stop().await;
     }
 }

@@ -1,9 +1,10 @@
-//! `POST /v2/models/{model}[/versions/{version}]/infer`: encoded images in, the model's output
-//! (or its classification) out.
+//! `POST /v2/models/{model}[/versions/{version}]/infer`: encoded images or tensors in, the
+//! model's output (or its classification) out.
 //!
-//! The model's input takes encoded images as `BYTES` with shape `[N]` (OpenVINO Model Server's
-//! pattern): each element is one JPEG, PNG, WebP, BMP or GIF file, decoded by the same pipeline
-//! as `POST /classify`. The N images of a request are admitted as one unit — one place in the
+//! The model's input takes either encoded images as `BYTES` with shape `[N]` (OpenVINO Model
+//! Server's pattern: each element one JPEG, PNG, WebP, BMP or GIF file, decoded by the same
+//! pipeline as `POST /classify`), or the model's own tensor — its datatype, its shape with N in
+//! place of the batch dimension — for clients that preprocess, checked exactly. The N images of a request are admitted as one unit — one place in the
 //! inference queue before the body is read, the other N − 1 once the JSON says how many there
 //! are, all or none — and run on the worker pool side by side; the first image that fails
 //! fails the request with its index in the message, and the others are abandoned (queued jobs
@@ -16,16 +17,17 @@ use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use tracing::Instrument;
 
-use super::wire::{self, InferRequest, InputData, OutputData, OutputTensor};
+use super::wire::{self, InferRequest, InputData, OutputData, OutputTensor, TensorType};
 use super::{SharedState, served};
+use crate::backend::Tensor;
 use crate::classifier::{Image, Inferred};
 use crate::http::RequestId;
 use crate::http::classify::{declared_length, discard_body, read_body, reserve_body};
 use crate::http::problem::{ApiError, classify_error, inference_error};
 use crate::inference::Slot;
+use crate::preprocess::InputDType;
 
 pub(crate) async fn infer(
     State(state): State<SharedState>,
@@ -118,7 +120,7 @@ async fn handle(
         .transpose()?;
     let body = read_body(request.into_body(), state.max_body_bytes, declared).await?;
     let (document, data) = wire::parse(body, header_length.as_deref())?;
-    let images = images(state, &document, data)?;
+    let images = batch(state, &document, data)?;
     let outputs = requested_outputs(state, &document)?;
     let slots = batch_slots(state, first_slot, images.len())?;
     let inferred = run(state, slots, images, started + state.request_timeout).await?;
@@ -151,18 +153,31 @@ async fn handle(
     Ok(response)
 }
 
-/// The encoded images of the request's one input, checked against the model.
-fn images(
+/// The batch in the request's one input, checked against the model: encoded images (BYTES
+/// `[N]`), or the model's own tensor with N in front of its per-image shape.
+fn batch(
     state: &SharedState,
     document: &InferRequest,
     mut data: Vec<InputData>,
-) -> Result<Vec<Bytes>, ApiError> {
-    let model = &state.model;
-    let expected = &model.input.name;
+) -> Result<Vec<Image>, ApiError> {
+    let spec = &state.classifier.input;
+    let tensor_type = match spec.dtype {
+        InputDType::F32 => TensorType::Fp32,
+        InputDType::U8 => TensorType::Uint8,
+    };
+    let per_image = &spec.shape[1..];
+    let tensor_shape = || {
+        let dims: Vec<String> = per_image.iter().map(i64::to_string).collect();
+        format!("[N, {}]", dims.join(", "))
+    };
     let takes = || {
         format!(
-            "model {:?} takes one input, {expected:?}: encoded images as BYTES with shape [N]",
-            model.name
+            "model {:?} takes one input, {:?}: encoded images as BYTES with shape [N], or its \
+             tensor as {} with shape {}",
+            state.model.name,
+            spec.name,
+            tensor_type.name(),
+            tensor_shape()
         )
     };
     let (Some(input), Some(data)) = (document.inputs.first(), data.pop()) else {
@@ -176,38 +191,74 @@ fn images(
             takes()
         )));
     }
-    if &input.name != expected {
+    if input.name != spec.name {
         return Err(ApiError::InvalidBody(format!(
             "unexpected input {:?}; {}",
             input.name,
             takes()
         )));
     }
-    let whose = format!("input {expected:?}");
-    if input.datatype != "BYTES" {
+    let whose = format!("input {:?}", spec.name);
+    let batch_size = |shape: &[i64]| match shape.first() {
+        Some(&n) if n >= 1 => Some(n as usize),
+        _ => None,
+    };
+    if input.datatype == "BYTES" {
+        let count = match (batch_size(&input.shape), input.shape.len()) {
+            (Some(n), 1) => n,
+            _ => {
+                return Err(ApiError::InvalidBody(format!(
+                    "{whose} has shape {:?}; encoded images take shape [N], N at least 1 (one \
+                     element per image)",
+                    input.shape
+                )));
+            }
+        };
+        let images = wire::bytes_elements(data, &whose)?;
+        if images.len() != count {
+            return Err(ApiError::InvalidBody(format!(
+                "{whose} has shape [{count}] but holds {} elements",
+                images.len()
+            )));
+        }
+        return Ok(images.into_iter().map(Image::Bytes).collect());
+    }
+    if input.datatype != tensor_type.name() {
         return Err(ApiError::InvalidBody(format!(
-            "{whose} has datatype {:?}; this server takes encoded images as BYTES with shape \
-             [N]",
-            input.datatype
+            "{whose} has datatype {:?}; {}",
+            input.datatype,
+            takes()
         )));
     }
-    let count = match input.shape.as_slice() {
-        [n] if *n >= 1 => *n as usize,
-        other => {
+    let count = match batch_size(&input.shape) {
+        Some(n) if input.shape[1..] == *per_image => n,
+        _ => {
             return Err(ApiError::InvalidBody(format!(
-                "{whose} has shape {other:?}; encoded images take shape [N], N at least 1 (one \
-                 element per image)"
+                "{whose} has shape {:?}; its tensor takes {}, N at least 1",
+                input.shape,
+                tensor_shape()
             )));
         }
     };
-    let images = wire::bytes_elements(data, &whose)?;
-    if images.len() != count {
-        return Err(ApiError::InvalidBody(format!(
-            "{whose} has shape [{count}] but holds {} elements",
-            images.len()
-        )));
+    let per_image_elements = per_image.iter().product::<i64>() as usize;
+    let expected = count.checked_mul(per_image_elements).ok_or_else(|| {
+        ApiError::InvalidBody(format!("{whose} has shape {:?}: too large", input.shape))
+    })?;
+    let tensor = wire::tensor_elements(data, tensor_type, expected, &whose)?;
+    Ok(split(tensor, count, per_image_elements)
+        .into_iter()
+        .map(Image::Tensor)
+        .collect())
+}
+
+/// One tensor of N images' elements as N tensors.
+fn split(tensor: Tensor, count: usize, each: usize) -> Vec<Tensor> {
+    match tensor {
+        Tensor::F32(v) if count == 1 => vec![Tensor::F32(v)],
+        Tensor::U8(v) if count == 1 => vec![Tensor::U8(v)],
+        Tensor::F32(v) => v.chunks(each).map(|c| Tensor::F32(c.to_vec())).collect(),
+        Tensor::U8(v) => v.chunks(each).map(|c| Tensor::U8(c.to_vec())).collect(),
     }
-    Ok(images)
 }
 
 /// What to send back for one output.
@@ -306,7 +357,7 @@ fn batch_slots(state: &SharedState, first: Slot, images: usize) -> Result<Vec<Sl
 async fn run(
     state: &SharedState,
     slots: Vec<Slot>,
-    images: Vec<Bytes>,
+    images: Vec<Image>,
     deadline: Instant,
 ) -> Result<Vec<Inferred>, ApiError> {
     let count = images.len();
@@ -316,7 +367,7 @@ async fn run(
         let classifier = Arc::clone(&state.classifier);
         tasks.spawn(
             async move {
-                let result = classifier.infer(slot, Image::Bytes(image), deadline).await;
+                let result = classifier.infer(slot, image, deadline).await;
                 (index, result)
             }
             .instrument(tracing::Span::current()),

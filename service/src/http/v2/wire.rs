@@ -12,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::backend::Tensor;
 use crate::http::problem::ApiError;
 
 /// The header that gives the JSON part's length when binary data follows it.
@@ -221,6 +222,106 @@ pub(crate) fn bytes_elements(data: InputData, whose: &str) -> Result<Vec<Bytes>,
                     ))),
                 })
                 .collect()
+        }
+    }
+}
+
+/// The elements of a numeric input in the model's own element type, flat and row-major:
+/// `expected` of them, else an error naming both counts.
+pub(crate) fn tensor_elements(
+    data: InputData,
+    datatype: TensorType,
+    expected: usize,
+    whose: &str,
+) -> Result<Tensor, ApiError> {
+    let name = datatype.name();
+    match data {
+        InputData::Binary(buffer) => {
+            let bytes = expected * datatype.size();
+            if buffer.len() != bytes {
+                return Err(ApiError::InvalidBody(format!(
+                    "{whose} has {} bytes of binary data; {expected} {name} elements are \
+                     {bytes} bytes",
+                    buffer.len()
+                )));
+            }
+            Ok(match datatype {
+                TensorType::Fp32 => Tensor::F32(
+                    buffer
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect(),
+                ),
+                TensorType::Uint8 => Tensor::U8(buffer.to_vec()),
+            })
+        }
+        InputData::Json(value) => {
+            let mut flat = Vec::new();
+            flatten(&value, &mut flat);
+            if flat.len() != expected {
+                return Err(ApiError::InvalidBody(format!(
+                    "{whose} has {} elements in data; its shape holds {expected}",
+                    flat.len()
+                )));
+            }
+            let refused = |index: usize, element: &Value| {
+                ApiError::InvalidBody(format!(
+                    "{whose}: element {index} is {element}; {name} takes {}",
+                    match datatype {
+                        TensorType::Fp32 => "numbers",
+                        TensorType::Uint8 => "whole numbers from 0 to 255",
+                    }
+                ))
+            };
+            Ok(match datatype {
+                TensorType::Fp32 => Tensor::F32(
+                    flat.into_iter()
+                        .enumerate()
+                        .map(|(i, element)| {
+                            element
+                                .as_f64()
+                                .map(|v| v as f32)
+                                .ok_or_else(|| refused(i, element))
+                        })
+                        .collect::<Result<_, _>>()?,
+                ),
+                TensorType::Uint8 => Tensor::U8(
+                    flat.into_iter()
+                        .enumerate()
+                        .map(|(i, element)| {
+                            element
+                                .as_u64()
+                                .and_then(|v| u8::try_from(v).ok())
+                                .ok_or_else(|| refused(i, element))
+                        })
+                        .collect::<Result<_, _>>()?,
+                ),
+            })
+        }
+    }
+}
+
+/// The element types a model input can have here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TensorType {
+    Fp32,
+    Uint8,
+}
+
+impl TensorType {
+    /// The v2 datatype.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Fp32 => "FP32",
+            Self::Uint8 => "UINT8",
+        }
+    }
+
+    /// Bytes per element.
+    fn size(self) -> usize {
+        match self {
+            Self::Fp32 => 4,
+            Self::Uint8 => 1,
         }
     }
 }
@@ -465,6 +566,61 @@ mod tests {
             bytes_elements(InputData::Json(serde_json::json!([[1]])), "input \"a\"").unwrap_err(),
         );
         assert!(e.contains("element 0 is 1"), "{e}");
+    }
+
+    #[test]
+    fn tensors_are_read_exactly_from_binary_or_nested_json() {
+        let floats: Vec<u8> = [1.5f32, -2.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let read = tensor_elements(
+            InputData::Binary(floats.into()),
+            TensorType::Fp32,
+            2,
+            "input \"x\"",
+        );
+        assert_eq!(read.unwrap(), Tensor::F32(vec![1.5, -2.0]));
+        let e = message(
+            tensor_elements(
+                InputData::Binary(Bytes::from_static(&[0; 7])),
+                TensorType::Fp32,
+                2,
+                "input \"x\"",
+            )
+            .unwrap_err(),
+        );
+        assert!(
+            e.contains("7 bytes") && e.contains("2 FP32 elements are 8 bytes"),
+            "{e}"
+        );
+
+        let nested = serde_json::json!([[[1, 2]], [[3, 255]]]);
+        let read = tensor_elements(InputData::Json(nested), TensorType::Uint8, 4, "x");
+        assert_eq!(read.unwrap(), Tensor::U8(vec![1, 2, 3, 255]));
+        let e = message(
+            tensor_elements(
+                InputData::Json(serde_json::json!([1, 256])),
+                TensorType::Uint8,
+                2,
+                "x",
+            )
+            .unwrap_err(),
+        );
+        assert!(
+            e.contains("element 1 is 256") && e.contains("0 to 255"),
+            "{e}"
+        );
+        let e = message(
+            tensor_elements(
+                InputData::Json(serde_json::json!([1.0])),
+                TensorType::Fp32,
+                2,
+                "x",
+            )
+            .unwrap_err(),
+        );
+        assert!(e.contains("1 elements in data; its shape holds 2"), "{e}");
     }
 
     #[test]
