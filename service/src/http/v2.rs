@@ -23,7 +23,12 @@ mod infer;
 mod wire;
 
 /// The protocol extensions served (only what is implemented).
-pub const EXTENSIONS: &[&str] = &["binary_tensor_data", "classification", "model_repository"];
+pub const EXTENSIONS: &[&str] = &[
+    "binary_tensor_data",
+    "classification",
+    "model_configuration",
+    "model_repository",
+];
 
 /// The v2 routes, `/versions/{version}` optional where the protocol allows it.
 pub(crate) fn routes() -> axum::Router<SharedState> {
@@ -35,6 +40,11 @@ pub(crate) fn routes() -> axum::Router<SharedState> {
         .route(
             "/v2/models/{model}/versions/{version}",
             get(model_version_metadata),
+        )
+        .route("/v2/models/{model}/config", get(model_config))
+        .route(
+            "/v2/models/{model}/versions/{version}/config",
+            get(model_version_config),
         )
         .route("/v2/models/{model}/ready", get(model_ready))
         .route(
@@ -152,13 +162,18 @@ fn batched(per_image: &[i64]) -> Vec<i64> {
         .collect()
 }
 
-fn metadata(state: &SharedState) -> serde_json::Value {
-    let info = &state.model;
-    let platform = if info.backend == "onnxruntime" {
+/// Triton's platform name for the runtime serving the model.
+fn platform(state: &SharedState) -> &'static str {
+    if state.model.backend == "onnxruntime" {
         "onnxruntime_onnx"
     } else {
         "dlr"
-    };
+    }
+}
+
+fn metadata(state: &SharedState) -> serde_json::Value {
+    let info = &state.model;
+    let platform = platform(state);
     json!({
         "name": info.name,
         "versions": [info.version],
@@ -189,6 +204,51 @@ async fn model_version_metadata(
 ) -> Response {
     match served(&state, &model, Some(&version)) {
         Ok(()) => Json(metadata(&state)).into_response(),
+        Err(not_served) => not_served.into_response(),
+    }
+}
+
+/// Triton's model configuration (the `model_configuration` extension), as its tools read it:
+/// `max_batch_size` is the most images one request may hold (the queue's capacity), and the
+/// tensors' `dims` leave out the batch dimension, as Triton's do when a model batches.
+fn configuration(state: &SharedState) -> serde_json::Value {
+    let info = &state.model;
+    let data_type = |dtype: &str| format!("TYPE_{}", datatype(dtype));
+    let format = match state.classifier.input.layout {
+        crate::preprocess::Layout::Nchw => "FORMAT_NCHW",
+        crate::preprocess::Layout::Nhwc => "FORMAT_NHWC",
+    };
+    json!({
+        "name": info.name,
+        "platform": platform(state),
+        "max_batch_size": state.pool().capacity(),
+        "input": [{
+            "name": info.input.name,
+            "data_type": data_type(&info.input.dtype),
+            "format": format,
+            "dims": info.input.shape[1..],
+        }],
+        "output": [{
+            "name": info.output.name,
+            "data_type": data_type(&info.output.dtype),
+            "dims": [info.output.shape.iter().product::<i64>()],
+        }],
+    })
+}
+
+async fn model_config(State(state): State<SharedState>, Path(model): Path<String>) -> Response {
+    match served(&state, &model, None) {
+        Ok(()) => Json(configuration(&state)).into_response(),
+        Err(not_served) => not_served.into_response(),
+    }
+}
+
+async fn model_version_config(
+    State(state): State<SharedState>,
+    Path((model, version)): Path<(String, String)>,
+) -> Response {
+    match served(&state, &model, Some(&version)) {
+        Ok(()) => Json(configuration(&state)).into_response(),
         Err(not_served) => not_served.into_response(),
     }
 }

@@ -30,6 +30,7 @@ def with_triton(address, model, version):
         "model_version_ready": client.is_model_ready(model, version),
         "metadata": client.get_model_metadata(model),
         "version_metadata": client.get_model_metadata(model, version),
+        "config": client.get_model_config(model),
         "index": client.get_model_repository_index(),
     }
     try:
@@ -105,6 +106,9 @@ def triton_infer(address, model, input_name, output_name, blobs):
 
     seen["not_an_image"] = triton_failure(
         lambda: client.infer(model, [images([blobs[0], b"not an image"])])
+    )
+    seen["too_many"] = triton_failure(
+        lambda: client.infer(model, [images(blobs + blobs[:1])])
     )
     seen["unknown_model"] = triton_failure(
         lambda: client.infer("no-such-model", [images(blobs[:1])])

@@ -2,12 +2,18 @@
 //! model metadata and readiness (with and without a version), the repository index, and the
 //! `{"error"}` answers — on a DLR model and on an ONNX Runtime one.
 
+use classify_service::Config;
 use serde_json::{Value, json};
 
 use crate::common::*;
 
 /// What `GET /v2` advertises: only what is implemented.
-const EXTENSIONS: [&str; 3] = ["binary_tensor_data", "classification", "model_repository"];
+const EXTENSIONS: [&str; 4] = [
+    "binary_tensor_data",
+    "classification",
+    "model_configuration",
+    "model_repository",
+];
 
 /// GET or POST `path`: status, `Content-Type`, JSON body.
 async fn call(app: &TestApp, post: bool, path: &str) -> (u16, String, Value) {
@@ -29,8 +35,14 @@ async fn call(app: &TestApp, post: bool, path: &str) -> (u16, String, Value) {
 
 /// The service on `model` (a DLR or an ONNX colour model), ready, and its `/v1/model`.
 async fn serve(model: &str) -> (TestApp, Value) {
+    serve_with(model, |_| {}).await
+}
+
+/// [`serve`], with `change` made to the configuration first.
+async fn serve_with(model: &str, change: impl FnOnce(&mut Config)) -> (TestApp, Value) {
     let mut config = config(model);
     config.onnx_library = Some(dlr_test_models::paths::generated_dir().join("onnxruntime"));
+    change(&mut config);
     let app = spawn_ready(config).await;
     let v1 = app.get_json("/v1/model").await;
     (app, v1)
@@ -86,6 +98,18 @@ async fn v2_metadata_health_readiness_and_repository_index() {
                 .map(|d| d.as_i64().unwrap())
                 .product();
             assert_eq!(meta["outputs"][0]["shape"], json!([-1, classes]));
+            let (status, _, config) = call(&app, false, &format!("{path}/config")).await;
+            assert_eq!(status, 200, "{path}/config: {config}");
+            assert_eq!(config["name"], name);
+            assert_eq!(config["max_batch_size"], v1["queue_capacity"], "{config}");
+            assert_eq!(config["input"][0]["name"], v1["input"]["name"]);
+            assert_eq!(config["input"][0]["data_type"], "TYPE_FP32");
+            assert_eq!(
+                config["input"][0]["dims"],
+                json!(v1["input"]["shape"].as_array().unwrap()[1..]),
+                "{config}"
+            );
+            assert_eq!(config["output"][0]["name"], v1["output"]["name"]);
             let (status, _, ready) = call(&app, false, &format!("{path}/ready")).await;
             assert_eq!((status, ready), (200, json!({"name": name, "ready": true})));
         }
@@ -162,6 +186,8 @@ async fn tritonclient_and_kserve_read_health_metadata_and_the_index() {
             assert_eq!(triton[key]["name"], name, "{triton}");
             assert_eq!(triton[key]["inputs"][0]["name"], v1["input"]["name"]);
         }
+        assert_eq!(triton["config"]["name"], name, "{triton}");
+        assert_eq!(triton["config"]["max_batch_size"], v1["queue_capacity"]);
         assert_eq!(
             triton["index"],
             json!([{"name": name, "version": version, "state": "READY"}])
@@ -218,7 +244,8 @@ async fn real_clients_infer_encoded_photos_as_classify_does() {
     let photos = dlr_test_models::paths::samples_dir().join("photos");
     let files = [photos.join("chelsea.png"), photos.join("rocket.jpg")];
     for model in ["efficientnet-lite0", "efficientnet-lite0-onnx"] {
-        let (app, v1) = serve(model).await;
+        // A batch holds at most the queue's capacity: two photos fit, three do not.
+        let (app, v1) = serve_with(model, |config| config.queue_capacity = 2).await;
         let text = |v: &Value| v.as_str().unwrap().to_owned();
         let (name, version) = (text(&v1["name"]), text(&v1["version"]));
         let (input, output) = (text(&v1["input"]["name"]), text(&v1["output"]["name"]));
@@ -277,6 +304,7 @@ async fn real_clients_infer_encoded_photos_as_classify_does() {
             ("unknown_model", "404", "no-such-model"),
             ("wrong_datatype", "400", "FP16"),
             ("unknown_output", "400", "no-such-output"),
+            ("too_many", "413", "at most 2"),
         ] {
             let failure = &triton[case];
             assert_eq!(failure["status"], status, "{case}: {failure}");
