@@ -7,6 +7,7 @@
 //! committed `openapi/openapi.json` is checked against [`ApiDoc`] by a test, so any change to a
 //! wire type shows up as a reviewed diff of that file.
 
+use super::v2;
 use classify_api::{
     ClassifyBase64, ClassifyDirAndName, ClassifyJson, ClassifyPath, ClassifyResponse, ModelRef,
     Prediction, Problem, Timings,
@@ -163,6 +164,18 @@ pub struct OutputInfo {
         super::readyz,
         super::metrics,
         super::model,
+        v2::server_metadata,
+        v2::live,
+        v2::ready,
+        v2::model_metadata,
+        v2::model_version_metadata,
+        v2::model_config,
+        v2::model_version_config,
+        v2::model_ready,
+        v2::model_version_ready,
+        v2::infer::infer,
+        v2::infer::infer_version,
+        v2::repository_index,
     ),
     components(schemas(
         ClassifyResponse, Prediction, ModelRef, Timings, ClassifyJson,
@@ -172,6 +185,9 @@ pub struct OutputInfo {
         (name = "classify", description = "Image classification"),
         (name = "health", description = "Liveness, readiness, metrics"),
         (name = "model", description = "The loaded model"),
+        (name = "v2", description = "The Open Inference Protocol v2 (KServe v2 / Triton HTTP), \
+            for tritonclient, kserve's client and the tools built on them. Errors are \
+            `{\"error\": \"…\"}` as `application/json`."),
     )
 )]
 #[derive(Debug)]

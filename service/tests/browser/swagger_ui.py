@@ -6,10 +6,10 @@ and body Swagger UI shows. Prints one JSON line per form; the Rust test judges t
 
 With `schema:<media type>` instead of a form, it opens that media type's "Schema" tab, expands
 its "One of" and prints the names shown for the alternatives, as a person reading the page sees
-them.
+them. With `v2`, it lists the operations shown under the v2 tag and tries GET /v2.
 
 usage: swagger_ui.py BASE_URL IMAGE_FILE FORM...   (FORM: a media type of the request body,
-                                                    or schema:<media type>)
+                                                    schema:<media type>, or v2)
 """
 
 import json
@@ -80,7 +80,41 @@ def schema_alternatives(driver, base, media_type):
     return {"form": "schema:" + media_type, "one_of": titles}
 
 
+def execute(wait, operation):
+    """"Try it out", "Execute", and the status and body shown."""
+    wait.until(ready.element_to_be_clickable((By.CSS_SELECTOR, ".try-out__btn"))).click()
+    operation.find_element(By.CSS_SELECTOR, "button.execute").click()
+    status = wait.until(
+        ready.presence_of_element_located(
+            (By.CSS_SELECTOR, ".live-responses-table .response .response-col_status")
+        )
+    )
+    shown = wait.until(
+        ready.presence_of_element_located(
+            (By.CSS_SELECTOR, ".live-responses-table .response-col_description pre")
+        )
+    )
+    return status.text.strip(), shown.text
+
+
+def v2_operations(driver, base):
+    wait = WebDriverWait(driver, PATIENCE_S)
+    driver.get(base + "/docs/")
+    server = wait.until(
+        ready.presence_of_element_located((By.ID, "operations-v2-v2_server_metadata"))
+    )
+    shown = [
+        e.get_attribute("id").removeprefix("operations-v2-")
+        for e in driver.find_elements(By.CSS_SELECTOR, "[id^='operations-v2-']")
+    ]
+    server.find_element(By.CSS_SELECTOR, ".opblock-summary-control").click()
+    status, body = execute(wait, server)
+    return {"form": "v2", "operations": shown, "status": status, "body": body}
+
+
 def try_form(driver, base, image, form):
+    if form == "v2":
+        return v2_operations(driver, base)
     if form.startswith("schema:"):
         return schema_alternatives(driver, base, form.removeprefix("schema:"))
     wait, operation = open_classify(driver, base)

@@ -61,6 +61,50 @@ async fn swagger_ui_names_the_json_forms() {
     app.stop().await;
 }
 
+/// Swagger UI lists every Open Inference Protocol v2 route under its tag, and GET /v2 answers
+/// from the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swagger_ui_lists_the_v2_routes() {
+    let app = spawn_ready(config("colour")).await;
+    let mut command = Command::new(venv_bin("python"));
+    command
+        .arg(script("swagger_ui.py"))
+        .arg(&app.base)
+        .arg("/dev/null")
+        .arg("v2");
+    let printed = run(command).await;
+    let shown: serde_json::Value = serde_json::from_str(printed.trim()).unwrap();
+    let mut operations: Vec<&str> = shown["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o.as_str().unwrap())
+        .collect();
+    operations.sort();
+    assert_eq!(
+        operations,
+        [
+            "v2_health_live",
+            "v2_health_ready",
+            "v2_infer",
+            "v2_model_config",
+            "v2_model_metadata",
+            "v2_model_ready",
+            "v2_model_version_config",
+            "v2_model_version_metadata",
+            "v2_model_version_ready",
+            "v2_repository_index",
+            "v2_server_metadata",
+            "v2_version_infer",
+        ],
+        "{printed}"
+    );
+    assert_eq!(shown["status"], "200", "{printed}");
+    let body: serde_json::Value = serde_json::from_str(shown["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["name"], "classify-service", "{body}");
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swagger_ui_classifies_every_form_with_its_prefilled_values() {
     let app = spawn_ready(config("colour")).await;

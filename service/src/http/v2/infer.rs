@@ -19,8 +19,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
+use super::wire::AnswerHeader as InferResponse;
 use super::wire::{self, InferRequest, InputData, OutputData, OutputTensor, TensorType};
-use super::{SharedState, served};
+use super::{SharedState, V2Error, served};
 use crate::backend::Tensor;
 use crate::classifier::{Image, Inferred};
 use crate::http::RequestId;
@@ -29,6 +30,55 @@ use crate::http::problem::{ApiError, classify_error, inference_error};
 use crate::inference::Slot;
 use crate::preprocess::InputDType;
 
+/// The JSON request, then the binary inputs' bytes (binary tensor extension).
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+pub struct InferBinary(Vec<u8>);
+
+/// The header of the binary tensor extension (for the OpenAPI document; the handler reads it).
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct BinaryHeader {
+    /// The JSON part's length in bytes, when binary data follows it (in a request and in an
+    /// answer with binary outputs).
+    #[param(rename = "Inference-Header-Content-Length", value_type = u64, required = false)]
+    length: Option<u64>,
+}
+
+/// Infer: encoded images, or the model's own tensor.
+///
+/// The model's input takes encoded images (JPEG, PNG, WebP, BMP, GIF) as `BYTES` with shape
+/// `[N]`, one image per element, decoded and resized as `POST /classify` does them. An image
+/// travels binary: the JSON request first, then each element as a 4-byte little-endian length
+/// and its bytes, `Inference-Header-Content-Length` giving the JSON's length and the input's
+/// `parameters.binary_data_size` its bytes (tritonclient and kserve's client send exactly this;
+/// any Content-Type). A client that preprocesses sends the model's own tensor instead: its
+/// datatype, N in place of the batch dimension, in JSON `data` (flat or nested) or binary.
+///
+/// A request holds at most `max_batch_size` images (`GET …/config`; the inference queue's
+/// capacity) and is admitted whole or refused whole (503 with `Retry-After`). The first image
+/// that fails fails the request, its index named in the error. The answer is the model's output
+/// as `[N, classes]`, or with `parameters.classification: K` on the output the top K classes as
+/// `"probability:index:label"`; in JSON, or — for outputs asked for binary — their bytes after
+/// the JSON, `Inference-Header-Content-Length` giving the JSON's length.
+#[utoipa::path(post, path = "/v2/models/{model}/infer", tag = "v2", operation_id = "v2_infer",
+    params(("model" = String, Path, description = "The served model's name"), BinaryHeader),
+    request_body(description = "The infer request: JSON, or JSON then binary data",
+        content((InferRequest = "application/json"), (InferBinary = "application/octet-stream"))),
+    responses(
+        (status = 200, description = "The outputs", content(
+            (InferResponse = "application/json"),
+            (InferBinary = "application/octet-stream"))),
+        (status = 400, description = "The request does not fit the model; the error says how", body = V2Error),
+        (status = 404, description = "No such model", body = V2Error),
+        (status = 413, description = "The body or an image is too large, or the batch holds more than max_batch_size images", body = V2Error),
+        (status = 500, description = "The server failed; logged under the request id", body = V2Error),
+        (status = 503, description = "Not ready, or too few places in the queue for the batch", body = V2Error,
+         headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        (status = 504, description = "The request's deadline passed", body = V2Error),
+    ))]
 pub(crate) async fn infer(
     State(state): State<SharedState>,
     Path(model): Path<String>,
@@ -37,6 +87,25 @@ pub(crate) async fn infer(
     answer(state, &model, None, request).await
 }
 
+/// Infer with one version of the model (as `POST /v2/models/{model}/infer`).
+#[utoipa::path(post, path = "/v2/models/{model}/versions/{version}/infer", tag = "v2",
+    operation_id = "v2_version_infer",
+    params(("model" = String, Path, description = "The served model's name"),
+           ("version" = String, Path, description = "Its version"), BinaryHeader),
+    request_body(description = "The infer request: JSON, or JSON then binary data",
+        content((InferRequest = "application/json"), (InferBinary = "application/octet-stream"))),
+    responses(
+        (status = 200, description = "The outputs", content(
+            (InferResponse = "application/json"),
+            (InferBinary = "application/octet-stream"))),
+        (status = 400, description = "The request does not fit the model; the error says how", body = V2Error),
+        (status = 404, description = "No such model or version", body = V2Error),
+        (status = 413, description = "The body or an image is too large, or the batch holds more than max_batch_size images", body = V2Error),
+        (status = 500, description = "The server failed; logged under the request id", body = V2Error),
+        (status = 503, description = "Not ready, or too few places in the queue for the batch", body = V2Error,
+         headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        (status = 504, description = "The request's deadline passed", body = V2Error),
+    ))]
 pub(crate) async fn infer_version(
     State(state): State<SharedState>,
     Path((model, version)): Path<(String, String)>,

@@ -11,6 +11,7 @@
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 use crate::backend::Tensor;
 use crate::http::problem::ApiError;
@@ -24,39 +25,56 @@ const REQUEST_SHAPE: &str = "{\"inputs\": [{\"name\", \"shape\", \"datatype\", a
 
 /// The JSON part of an infer request; keys not listed here (kserve's client adds
 /// `model_name`) are ignored.
-#[derive(Debug, Deserialize)]
-pub(crate) struct InferRequest {
-    /// Echoed in the answer.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"id": "frame-1", "inputs": [{"name": "data", "shape": [1],
+    "datatype": "BYTES", "data": ["(an encoded image: send it binary, see the description)"]}],
+    "outputs": [{"name": "logits", "parameters": {"classification": 5}}]}))]
+pub struct InferRequest {
+    /// Echoed in the answer (the request's `x-request-id` when absent).
     #[serde(default)]
+    #[schema(value_type = String)]
     pub(crate) id: Option<String>,
-    /// Request parameters (`binary_data_output`).
+    /// Request parameters: `binary_data_output: true` sends every output binary.
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub(crate) parameters: Option<Map<String, Value>>,
     /// The input tensors.
     pub(crate) inputs: Vec<RequestInput>,
     /// The outputs asked for; none means every output.
     #[serde(default)]
+    #[schema(value_type = Vec<RequestedOutput>)]
     pub(crate) outputs: Option<Vec<RequestedOutput>>,
 }
 
-/// One input tensor of a request.
-#[derive(Debug, Deserialize)]
-pub(crate) struct RequestInput {
+/// One input tensor of a request: encoded images as `BYTES` with shape `[N]`, or the model's
+/// own tensor (its datatype, N in place of the batch dimension).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RequestInput {
+    /// The model's input name.
     pub(crate) name: String,
+    /// `[N]` for encoded images; the model's shape with N first for its tensor.
     pub(crate) shape: Vec<i64>,
+    /// `BYTES`, or the model's input datatype.
     pub(crate) datatype: String,
+    /// `binary_data_size`: the input's bytes after the JSON.
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub(crate) parameters: Option<Map<String, Value>>,
     /// The elements in JSON, flat or nested; absent when they travel binary.
     #[serde(default)]
+    #[schema(value_type = Vec<serde_json::Value>)]
     pub(crate) data: Option<Value>,
 }
 
 /// One output asked for.
-#[derive(Debug, Deserialize)]
-pub(crate) struct RequestedOutput {
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RequestedOutput {
+    /// The model's output name.
     pub(crate) name: String,
+    /// `binary_data: true` sends it binary; `classification: K` sends the top K classes as
+    /// BYTES `"probability:index:label"`.
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub(crate) parameters: Option<Map<String, Value>>,
 }
 
@@ -410,27 +428,48 @@ pub(crate) struct OutputTensor {
     pub(crate) binary: bool,
 }
 
-#[derive(Serialize)]
-struct AnswerHeader<'a> {
+/// The JSON part of an infer answer.
+#[derive(Serialize, ToSchema)]
+#[schema(as = InferResponse, example = json!({"model_name": "efficientnet-lite0",
+    "model_version": "1", "id": "frame-1", "outputs": [{"name": "logits", "datatype": "BYTES",
+    "shape": [1, 2], "data": ["0.790548:285:Egyptian cat", "0.088007:282:tiger cat"]}]}))]
+pub struct AnswerHeader<'a> {
+    /// The model's name.
     model_name: &'a str,
+    /// Its version.
     model_version: &'a str,
+    /// The request's `id`, or its `x-request-id`.
     id: &'a str,
+    /// The outputs asked for (every output when none were named).
     outputs: Vec<OutputHeader<'a>>,
 }
 
-#[derive(Serialize)]
-struct OutputHeader<'a> {
+/// One output of an answer: its `data` here, or `parameters.binary_data_size` bytes after the
+/// JSON.
+#[derive(Serialize, ToSchema)]
+#[schema(as = InferOutput)]
+pub struct OutputHeader<'a> {
+    /// The output's name.
     name: &'a str,
+    /// The model's output datatype, or `BYTES` for a classification.
     datatype: &'static str,
+    /// `[N, classes]`, or `[N, K]` for a classification.
+    #[schema(value_type = Vec<usize>)]
     shape: &'a [usize],
+    /// Present only for a binary output.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = BinarySize, required = false)]
     parameters: Option<BinarySize>,
+    /// The elements, row-major: numbers, or strings for BYTES (absent for a binary output).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Vec<serde_json::Value>, required = false)]
     data: Option<&'a OutputData>,
 }
 
-#[derive(Serialize)]
-struct BinarySize {
+/// The size of a binary output after the JSON.
+#[derive(Serialize, ToSchema)]
+pub struct BinarySize {
+    /// Bytes.
     binary_data_size: usize,
 }
 
