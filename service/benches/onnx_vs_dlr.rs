@@ -5,7 +5,11 @@
 //! answering one JPEG request at a time (p50 and p95 as the client sees them: HTTP, decode,
 //! resize, queue, inference, scoring) and then 4 clients at once (throughput, against the
 //! bare model's limit of 1 / p50 runs per second). Reported: the service's p50 minus the bare
-//! p50 (what the service adds), and ONNX Runtime against DLR.
+//! p50 (what the service adds), and ONNX Runtime against DLR. Then the same JPEG through the
+//! Open Inference Protocol v2 (`POST /v2/models/{m}/infer`, BYTES `[1]` in binary, the top 5
+//! through the classification extension, as tritonclient sends it) and through `/classify`,
+//! one request at a time, alternating, so that both see the same machine: v2's p50 minus
+//! `/classify`'s.
 //!
 //! Models: `generated/models/efficientnet-lite0` (DLR) and `efficientnet-lite0-onnx` (ONNX)
 //! when both are there, else the colour models `colour` and `colour-onnx` (whose run time is
@@ -120,7 +124,7 @@ async fn service(
     threads: usize,
     requests: usize,
     image: &[u8],
-) -> (Figures, Figures) {
+) -> (Figures, Figures, Figures, Figures) {
     let app = Application::build(Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         model_dir: Some(dir.to_path_buf()),
@@ -183,9 +187,69 @@ async fn service(
         }
         rounds.push(Figures::of(latencies, started.elapsed()));
     }
+    let base = url.trim_end_matches("/classify").to_owned();
+    let (classify, v2) = alternating(&client, &base, image, requests).await;
     let _ = stop.send(());
     server.await.unwrap().unwrap();
-    (rounds[0], rounds[1])
+    (rounds[0], rounds[1], classify, v2)
+}
+
+/// `/classify` and v2 infer of the same JPEG, one request at a time, alternating: p50/p95 of
+/// each.
+async fn alternating(
+    client: &reqwest::Client,
+    base: &str,
+    image: &[u8],
+    requests: usize,
+) -> (Figures, Figures) {
+    let model: serde_json::Value = client
+        .get(format!("{base}/v1/model"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let header = serde_json::json!({
+        "inputs": [{"name": model["input"]["name"], "shape": [1], "datatype": "BYTES",
+                    "parameters": {"binary_data_size": image.len() + 4}}],
+        "outputs": [{"name": model["output"]["name"], "parameters": {"classification": 5}}],
+    })
+    .to_string();
+    let mut v2_body = header.clone().into_bytes();
+    v2_body.extend_from_slice(&(image.len() as u32).to_le_bytes());
+    v2_body.extend_from_slice(image);
+    let v2_url = format!("{base}/v2/models/{}/infer", model["name"].as_str().unwrap());
+    let classify_url = format!("{base}/classify");
+    let (mut classify, mut v2) = (Vec::new(), Vec::new());
+    // Throughput is not reported for these rows; the elapsed time only completes the figures.
+    let started = Instant::now();
+    for round in 0..=requests {
+        for through_v2 in [round % 2 == 0, round % 2 == 1] {
+            let t = Instant::now();
+            let request = if through_v2 {
+                client
+                    .post(&v2_url)
+                    .header("inference-header-content-length", header.len())
+                    .body(v2_body.clone())
+            } else {
+                client
+                    .post(&classify_url)
+                    .header("content-type", "image/jpeg")
+                    .body(image.to_vec())
+            };
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.bytes().await.unwrap();
+            // Round 0 warms both paths up.
+            if round > 0 {
+                let into = if through_v2 { &mut v2 } else { &mut classify };
+                into.push(t.elapsed());
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    (Figures::of(classify, elapsed), Figures::of(v2, elapsed))
 }
 
 fn jpeg() -> Vec<u8> {
@@ -253,7 +317,8 @@ fn main() {
             BackendChoice::Onnx => bare_onnx(&dir, threads, requests),
             _ => bare_dlr(&dir, threads, requests),
         };
-        let (one, four) = runtime.block_on(service(&dir, backend, threads, requests, &image));
+        let (one, four, classify, v2) =
+            runtime.block_on(service(&dir, backend, threads, requests, &image));
         println!("{runtime_name}:");
         println!(
             "  bare model              p50 {:>8.2} ms  p95 {:>8.2} ms  limit {:>7.1} runs/s",
@@ -273,6 +338,15 @@ fn main() {
             ms(four.p95),
             four.throughput,
             four.throughput * model.p50.as_secs_f64()
+        );
+        println!(
+            "  /classify vs v2 infer   p50 {:>8.2} ms  vs {:>8.2} ms  (v2 - /classify = {:+.2} ms; \
+             p95 {:.2} vs {:.2} ms; alternating, 1 client)",
+            ms(classify.p50),
+            ms(v2.p50),
+            ms(v2.p50) - ms(classify.p50),
+            ms(classify.p95),
+            ms(v2.p95)
         );
         bare.push((model, one));
     }

@@ -380,3 +380,48 @@ async fn real_clients_infer_the_models_own_tensor() {
         app.stop().await;
     }
 }
+
+/// The tritonclient example of `service/README.md`, exactly as written except for the address,
+/// run twice with the pinned client against the colour model and a red `cat.jpg`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_tritonclient_example_runs_as_written() {
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    let example = readme
+        .split("```python\n")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("```").map(|(block, _)| block))
+        .find(|block| block.contains("tritonclient"))
+        .expect("a tritonclient example in service/README.md")
+        .to_owned();
+    let app = spawn_ready(config("colour")).await;
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("cat.jpg"), jpeg(RED)).unwrap();
+    let script = example.replace("127.0.0.1:8080", app.base.trim_start_matches("http://"));
+    let dir = work.path().to_owned();
+    for _ in 0..2 {
+        let (code, dir) = (script.clone(), dir.clone());
+        let output = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(dlr_test_models::paths::oip_python())
+                .args(["-c", &code])
+                .current_dir(dir)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{script}\n{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines.len(), 5, "{stdout}");
+        let top: Vec<&str> = lines[0].splitn(3, ':').collect();
+        assert_eq!(top[2], expected_label([255.0, 0.0, 0.0]), "{stdout}");
+        assert!(top[0].parse::<f64>().unwrap() > 0.5, "{stdout}");
+    }
+    app.stop().await;
+}
