@@ -425,3 +425,57 @@ async fn readme_tritonclient_example_runs_as_written() {
     }
     app.stop().await;
 }
+
+/// The v2 infer route sits behind the same guards as `/classify` on the real socket: a foreign
+/// `Host` is refused before the handler, the body limit holds, the request id is echoed, and
+/// the answers are counted under the route's own label.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_infer_is_behind_the_same_guards() {
+    let (app, v1) = serve_with("colour", |config| config.max_body_bytes = 64 * 1024).await;
+    let name = v1["name"].as_str().unwrap();
+    let url = app.url(&format!("/v2/models/{name}/infer"));
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let request = |body: Vec<u8>| {
+        client
+            .post(&url)
+            .header("x-request-id", "v2-guard-1")
+            .body(body)
+    };
+    let small = json!({"inputs": [{"name": v1["input"]["name"], "shape": [1],
+                                    "datatype": "BYTES", "data": ["not an image"]}]})
+    .to_string()
+    .into_bytes();
+
+    let foreign = request(small.clone())
+        .header("host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 421);
+
+    let undecodable = request(small).send().await.unwrap();
+    assert_eq!(undecodable.status(), 400);
+    assert_eq!(undecodable.headers()["x-request-id"], "v2-guard-1");
+    let error: Value = undecodable.json().await.unwrap();
+    assert!(
+        error["error"].as_str().unwrap().contains("not a JPEG"),
+        "{error}"
+    );
+
+    let too_large = request(vec![b' '; 100 * 1024]).send().await.unwrap();
+    assert_eq!(too_large.status(), 413);
+    let error: Value = too_large.json().await.unwrap();
+    assert!(
+        error["error"].as_str().unwrap().contains("65536"),
+        "{error}"
+    );
+
+    let metrics = app.get_text("/metrics").await;
+    for status in ["400", "413"] {
+        let line = format!(
+            r#"classify_http_requests_total{{method="POST",route="/v2/models/{{model}}/infer",status="{status}"}} 1"#
+        );
+        assert!(metrics.contains(&line), "{line} not in\n{metrics}");
+    }
+    app.stop().await;
+}
