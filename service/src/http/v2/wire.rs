@@ -63,7 +63,7 @@ pub struct RequestInput {
     /// The elements in JSON, flat or nested; absent when they travel binary.
     #[serde(default)]
     #[schema(value_type = Vec<serde_json::Value>)]
-    pub(crate) data: Option<Value>,
+    pub(crate) data: Option<JsonData>,
 }
 
 /// One output asked for.
@@ -81,8 +81,8 @@ pub struct RequestedOutput {
 /// Where an input's elements are.
 #[derive(Debug)]
 pub(crate) enum InputData {
-    /// The JSON `data` value.
-    Json(Value),
+    /// The JSON `data`, flattened as it was read.
+    Json(JsonData),
     /// Its share of the bytes after the JSON.
     Binary(Bytes),
 }
@@ -144,7 +144,7 @@ pub(crate) fn parse(
     };
     let mut binary = body.clone();
     let json = binary.split_to(json_length);
-    let request: InferRequest = serde_json::from_slice(&json).map_err(|e| {
+    let mut request: InferRequest = serde_json::from_slice(&json).map_err(|e| {
         ApiError::InvalidBody(format!(
             "the inference request is not a valid JSON document ({e}); send {REQUEST_SHAPE}"
         ))
@@ -155,10 +155,10 @@ pub(crate) fn parse(
         )));
     }
     let mut data = Vec::with_capacity(request.inputs.len());
-    for input in &request.inputs {
+    for input in &mut request.inputs {
         let whose = format!("input {:?}", input.name);
         let size = count(input.parameters.as_ref(), "binary_data_size", &whose)?;
-        data.push(match (size, &input.data) {
+        data.push(match (size, input.data.take()) {
             (Some(_), Some(_)) => {
                 return Err(ApiError::InvalidBody(format!(
                     "{whose} has both data and parameters.binary_data_size; send one of them"
@@ -170,7 +170,7 @@ pub(crate) fn parse(
                      its bytes after the JSON (with Inference-Header-Content-Length)"
                 )));
             }
-            (None, Some(json)) => InputData::Json(json.clone()),
+            (None, Some(json)) => InputData::Json(json),
             (Some(size), None) => {
                 let size = usize::try_from(size).unwrap_or(usize::MAX);
                 if size > binary.len() {
@@ -227,19 +227,14 @@ pub(crate) fn bytes_elements(data: InputData, whose: &str) -> Result<Vec<Bytes>,
             }
             Ok(elements)
         }
-        InputData::Json(value) => {
-            let mut flat = Vec::new();
-            flatten(&value, &mut flat);
-            flat.into_iter()
-                .enumerate()
-                .map(|(index, element)| match element {
-                    Value::String(text) => Ok(Bytes::from(text.clone().into_bytes())),
-                    other => Err(ApiError::InvalidBody(format!(
-                        "{whose}: BYTES element {index} is {other}; in JSON each element is \
-                         a string (an encoded image can only travel binary)"
-                    ))),
-                })
-                .collect()
+        InputData::Json(data) => {
+            if let Some((index, what)) = data.first_not(Leaf::String) {
+                return Err(ApiError::InvalidBody(format!(
+                    "{whose}: BYTES element {index} is {what}; in JSON each element is a string \
+                     (an encoded image can only travel binary)"
+                )));
+            }
+            Ok(data.strings)
         }
     }
 }
@@ -273,44 +268,37 @@ pub(crate) fn tensor_elements(
                 TensorType::Uint8 => Tensor::U8(buffer.to_vec()),
             })
         }
-        InputData::Json(value) => {
-            let mut flat = Vec::new();
-            flatten(&value, &mut flat);
-            if flat.len() != expected {
+        InputData::Json(data) => {
+            if data.count != expected {
                 return Err(ApiError::InvalidBody(format!(
                     "{whose} has {} elements in data; its shape holds {expected}",
-                    flat.len()
+                    data.count
                 )));
             }
-            let refused = |index: usize, element: &Value| {
+            let takes = match datatype {
+                TensorType::Fp32 => "numbers",
+                TensorType::Uint8 => "whole numbers from 0 to 255",
+            };
+            let refused = |index: usize, what: &str| {
                 ApiError::InvalidBody(format!(
-                    "{whose}: element {index} is {element}; {name} takes {}",
-                    match datatype {
-                        TensorType::Fp32 => "numbers",
-                        TensorType::Uint8 => "whole numbers from 0 to 255",
-                    }
+                    "{whose}: element {index} is {what}; {name} takes {takes}"
                 ))
             };
+            if let Some((index, what)) = data.first_not(Leaf::Number) {
+                return Err(refused(index, &what));
+            }
             Ok(match datatype {
-                TensorType::Fp32 => Tensor::F32(
-                    flat.into_iter()
-                        .enumerate()
-                        .map(|(i, element)| {
-                            element
-                                .as_f64()
-                                .map(|v| v as f32)
-                                .ok_or_else(|| refused(i, element))
-                        })
-                        .collect::<Result<_, _>>()?,
-                ),
+                TensorType::Fp32 => Tensor::F32(data.numbers),
                 TensorType::Uint8 => Tensor::U8(
-                    flat.into_iter()
+                    data.numbers
+                        .iter()
                         .enumerate()
-                        .map(|(i, element)| {
-                            element
-                                .as_u64()
-                                .and_then(|v| u8::try_from(v).ok())
-                                .ok_or_else(|| refused(i, element))
+                        .map(|(index, &v)| {
+                            if v.fract() == 0.0 && (0.0..=255.0).contains(&v) {
+                                Ok(v as u8)
+                            } else {
+                                Err(refused(index, &v.to_string()))
+                            }
                         })
                         .collect::<Result<_, _>>()?,
                 ),
@@ -344,11 +332,136 @@ impl TensorType {
     }
 }
 
-/// The leaves of a nested JSON array, row-major; a non-array is one leaf.
-pub(crate) fn flatten<'a>(value: &'a Value, into: &mut Vec<&'a Value>) {
-    match value {
-        Value::Array(items) => items.iter().for_each(|item| flatten(item, into)),
-        leaf => into.push(leaf),
+/// What a leaf of JSON `data` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Leaf {
+    Number,
+    String,
+}
+
+/// An input's JSON `data`, flattened row-major while it is read — no tree of JSON values, so
+/// a tensor in JSON takes at most its numbers as f32 (4 bytes each, no more than twice the
+/// text) or its strings as bytes. Numbers and strings are kept apart; the first leaf of the
+/// other kind, or of neither (`true`, `null`, an object), is remembered with its index for the
+/// error message.
+#[derive(Debug, Default)]
+pub(crate) struct JsonData {
+    /// Every leaf.
+    pub(crate) count: usize,
+    numbers: Vec<f32>,
+    strings: Vec<Bytes>,
+    /// The first leaf that is not a number, and the first that is not a string.
+    not_number: Option<(usize, String)>,
+    not_string: Option<(usize, String)>,
+}
+
+impl JsonData {
+    /// The first leaf that is not of `kind`: its index and what it is.
+    fn first_not(&self, kind: Leaf) -> Option<(usize, String)> {
+        match kind {
+            Leaf::Number => self.not_number.clone(),
+            Leaf::String => self.not_string.clone(),
+        }
+    }
+
+    fn number(&mut self, value: f64) {
+        let index = self.next();
+        if !(value as f32).is_finite() {
+            self.not_number
+                .get_or_insert((index, format!("{value}, beyond FP32's range")));
+        }
+        self.not_string
+            .get_or_insert((index, format!("the number {value}")));
+        self.numbers.push(value as f32);
+    }
+
+    fn string(&mut self, value: &str) {
+        let index = self.next();
+        self.not_number
+            .get_or_insert((index, format!("the string {value:?}")));
+        self.strings.push(Bytes::copy_from_slice(value.as_bytes()));
+    }
+
+    fn other(&mut self, what: &str) {
+        let index = self.next();
+        self.not_number.get_or_insert((index, what.to_owned()));
+        self.not_string.get_or_insert((index, what.to_owned()));
+    }
+
+    fn next(&mut self) -> usize {
+        self.count += 1;
+        self.count - 1
+    }
+}
+
+impl<'de> Deserialize<'de> for JsonData {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut data = JsonData::default();
+        serde::de::DeserializeSeed::deserialize(Leaves(&mut data), deserializer)?;
+        Ok(data)
+    }
+}
+
+/// Reads nested arrays into a [`JsonData`], leaf by leaf.
+struct Leaves<'a>(&'a mut JsonData);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Leaves<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Leaves<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of numbers or strings, flat or nested")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Leaves(&mut *self.0))?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
+        self.0.number(v);
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+        self.0.number(v as f64);
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+        self.0.number(v as f64);
+        Ok(())
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        self.0.string(v);
+        Ok(())
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
+        self.0.other(&v.to_string());
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.0.other("null");
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        self.0.other("an object");
+        Ok(())
     }
 }
 
@@ -546,6 +659,10 @@ mod tests {
         e.to_string()
     }
 
+    fn json_data(text: &str) -> InputData {
+        InputData::Json(serde_json::from_str(text).unwrap())
+    }
+
     #[test]
     fn binary_inputs_take_their_bytes_in_order_and_bytes_elements_split() {
         let json = r#"{"inputs":[
@@ -601,10 +718,8 @@ mod tests {
             e.contains("element 0 is cut short") && e.contains("says 10"),
             "{e}"
         );
-        let e = message(
-            bytes_elements(InputData::Json(serde_json::json!([[1]])), "input \"a\"").unwrap_err(),
-        );
-        assert!(e.contains("element 0 is 1"), "{e}");
+        let e = message(bytes_elements(json_data("[[1]]"), "input \"a\"").unwrap_err());
+        assert!(e.contains("element 0 is the number 1"), "{e}");
     }
 
     #[test]
@@ -634,32 +749,51 @@ mod tests {
             "{e}"
         );
 
-        let nested = serde_json::json!([[[1, 2]], [[3, 255]]]);
-        let read = tensor_elements(InputData::Json(nested), TensorType::Uint8, 4, "x");
-        assert_eq!(read.unwrap(), Tensor::U8(vec![1, 2, 3, 255]));
-        let e = message(
-            tensor_elements(
-                InputData::Json(serde_json::json!([1, 256])),
-                TensorType::Uint8,
-                2,
-                "x",
-            )
-            .unwrap_err(),
+        let read = tensor_elements(
+            json_data("[[[1, 2]], [[3, 255]]]"),
+            TensorType::Uint8,
+            4,
+            "x",
         );
+        assert_eq!(read.unwrap(), Tensor::U8(vec![1, 2, 3, 255]));
+        let e =
+            message(tensor_elements(json_data("[1, 256]"), TensorType::Uint8, 2, "x").unwrap_err());
         assert!(
             e.contains("element 1 is 256") && e.contains("0 to 255"),
             "{e}"
         );
-        let e = message(
-            tensor_elements(
-                InputData::Json(serde_json::json!([1.0])),
-                TensorType::Fp32,
-                2,
-                "x",
-            )
-            .unwrap_err(),
-        );
+        let e = message(tensor_elements(json_data("[1.0]"), TensorType::Fp32, 2, "x").unwrap_err());
         assert!(e.contains("1 elements in data; its shape holds 2"), "{e}");
+    }
+
+    #[test]
+    fn json_data_is_read_flat_and_names_its_first_wrong_leaf() {
+        let InputData::Json(data) = json_data(r#"[["a", "b"], [1.5, true, {"x": [1]}]]"#) else {
+            unreachable!()
+        };
+        assert_eq!(data.count, 5);
+        assert_eq!(
+            data.first_not(Leaf::Number),
+            Some((0, "the string \"a\"".into()))
+        );
+        assert_eq!(
+            data.first_not(Leaf::String),
+            Some((2, "the number 1.5".into()))
+        );
+        let strings = bytes_elements(json_data(r#"[["a"], ["bc"]]"#), "x").unwrap();
+        assert_eq!(
+            strings,
+            vec![Bytes::from_static(b"a"), Bytes::from_static(b"bc")]
+        );
+        let e =
+            message(tensor_elements(json_data("[1, null]"), TensorType::Fp32, 2, "x").unwrap_err());
+        assert!(e.contains("element 1 is null; FP32 takes numbers"), "{e}");
+        let e =
+            message(tensor_elements(json_data("[1e300]"), TensorType::Fp32, 1, "x").unwrap_err());
+        assert!(e.contains("beyond FP32's range"), "{e}");
+        let e =
+            message(tensor_elements(json_data("[2.5]"), TensorType::Uint8, 1, "x").unwrap_err());
+        assert!(e.contains("element 0 is 2.5"), "{e}");
     }
 
     #[test]
