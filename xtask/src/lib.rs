@@ -7,6 +7,7 @@ pub mod dist;
 pub mod samples;
 pub mod setup;
 pub mod setup_browser;
+pub mod setup_cdk;
 pub mod setup_model;
 pub mod setup_oip;
 pub mod setup_onnx;

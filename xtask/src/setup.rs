@@ -21,6 +21,7 @@ fn run_setup(heavy_passes: u32) -> Result {
     crate::setup_browser::install()?;
     crate::setup_robustness::install()?;
     crate::setup_oip::install(&python)?;
+    crate::setup_cdk::install()?;
     let dirs = dlr_test_models::generate_all(&paths::models_dir(), heavy_passes)?;
     eprintln!(
         "generated {} models in {}",
