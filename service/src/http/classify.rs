@@ -743,8 +743,17 @@ pub(crate) mod tests {
         problem.kind()
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_full_queue_answers_503_before_the_body_is_read_or_decoded() {
+    /// A router on one scripted worker with `capacity` places in the queue, its worker held by a
+    /// first request (a red-HOLD pixel to `/classify`) until the test opens the gate: the pool,
+    /// the router, the fake's controls, and the held request.
+    pub(crate) async fn held_worker(
+        capacity: usize,
+    ) -> (
+        Arc<InferencePool>,
+        axum::Router,
+        crate::backend::fake::Controls,
+        tokio::task::JoinHandle<Result<Response, std::convert::Infallible>>,
+    ) {
         let (factory, controls) = FakeFactory::new();
         let input = InputSpec {
             name: "x".into(),
@@ -758,14 +767,13 @@ pub(crate) mod tests {
             Arc::new(factory),
             PoolOptions {
                 workers: 1,
-                queue_capacity: 1,
+                queue_capacity: capacity,
                 warmup_runs: 0,
                 input: input.clone(),
             },
         ));
         pool.readiness().wait_for(|r| r.is_ready()).await.unwrap();
         let app = super::super::router(state(pool.clone(), input));
-
         let held = tokio::spawn(
             app.clone()
                 .oneshot(post(pixel([HOLD as u8, 1, 0]), "image/png")),
@@ -773,6 +781,12 @@ pub(crate) mod tests {
         let runs = controls.runs.clone();
         let started = tokio::task::spawn_blocking(move || runs.recv().unwrap());
         assert_eq!(started.await.unwrap(), 1, "the only worker holds request 1");
+        (pool, app, controls, held)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_answers_503_before_the_body_is_read_or_decoded() {
+        let (pool, app, controls, held) = held_worker(1).await;
         // The only slot: the queue is provably full while the gate stays closed.
         let slot = pool.reserve().unwrap();
 

@@ -80,10 +80,8 @@ def schema_alternatives(driver, base, media_type):
     return {"form": "schema:" + media_type, "one_of": titles}
 
 
-def execute(wait, operation):
-    """"Try it out", "Execute", and the status and body shown."""
-    wait.until(ready.element_to_be_clickable((By.CSS_SELECTOR, ".try-out__btn"))).click()
-    operation.find_element(By.CSS_SELECTOR, "button.execute").click()
+def shown_response(wait):
+    """The status and body Swagger UI shows after "Execute"."""
     status = wait.until(
         ready.presence_of_element_located(
             (By.CSS_SELECTOR, ".live-responses-table .response .response-col_status")
@@ -108,7 +106,9 @@ def v2_operations(driver, base):
         for e in driver.find_elements(By.CSS_SELECTOR, "[id^='operations-v2-']")
     ]
     server.find_element(By.CSS_SELECTOR, ".opblock-summary-control").click()
-    status, body = execute(wait, server)
+    wait.until(ready.element_to_be_clickable((By.CSS_SELECTOR, ".try-out__btn"))).click()
+    server.find_element(By.CSS_SELECTOR, "button.execute").click()
+    status, body = shown_response(wait)
     return {"form": "v2", "operations": shown, "status": status, "body": body}
 
 
@@ -131,17 +131,8 @@ def try_form(driver, base, image, form):
         )
         picker.send_keys(image)
     operation.find_element(By.CSS_SELECTOR, "button.execute").click()
-    status = wait.until(
-        ready.presence_of_element_located(
-            (By.CSS_SELECTOR, ".live-responses-table .response .response-col_status")
-        )
-    )
-    shown = wait.until(
-        ready.presence_of_element_located(
-            (By.CSS_SELECTOR, ".live-responses-table .response-col_description pre")
-        )
-    )
-    return {"form": form, "status": status.text.strip(), "body": shown.text}
+    status, body = shown_response(wait)
+    return {"form": form, "status": status, "body": body}
 
 
 def main():

@@ -5,9 +5,11 @@ Usage:
   oip_clients.py metadata HOST:PORT MODEL VERSION
   oip_clients.py infer HOST:PORT MODEL INPUT OUTPUT PHOTO...
   oip_clients.py tensor HOST:PORT MODEL INPUT OUTPUT DATATYPE LAYOUT SHAPE R,G,B
+  oip_clients.py refused HOST:PORT MODEL INPUT PHOTO
 Prints one JSON object with what each client saw; the Rust tests (service/tests/service/v2.rs)
 check it. `infer` sends the photos as encoded images (BYTES, shape [N]); `tensor` sends the
-model's own tensor (SHAPE as JSON, the model's) filled with one colour, a batch of two.
+model's own tensor (SHAPE as JSON, the model's) filled with one colour, a batch of two;
+`refused` sends one photo expecting a refusal and prints what each client reports of it.
 """
 
 import asyncio
@@ -191,6 +193,31 @@ def tensor_infer(address, model, input_name, output_name, datatype, layout, shap
     return seen
 
 
+def refused(address, model, input_name, blob):
+    """One photo through each client, which must fail: the error each reports."""
+    client = triton.InferenceServerClient(url=address)
+    tensor = triton.InferInput(input_name, [1], "BYTES")
+    tensor.set_data_from_numpy(np.array([blob], dtype=np.object_))
+    seen = {"triton": triton_failure(lambda: client.infer(model, [tensor]))}
+    client.close()
+
+    async def with_kserve():
+        client = InferenceRESTClient(RESTConfig(protocol="v2"))
+        tensor = InferInput(name=input_name, shape=[1], datatype="BYTES")
+        tensor.set_data_from_numpy(np.array([blob], dtype=np.object_), binary_data=True)
+        request = InferRequest(model_name=model, infer_inputs=[tensor])
+        try:
+            await client.infer(f"http://{address}", request, model_name=model)
+            return None
+        except Exception as e:  # httpx.HTTPStatusError, with the server's message
+            return {"status": str(e.response.status_code), "message": str(e)}
+        finally:
+            await client.close()
+
+    seen["kserve"] = asyncio.run(with_kserve())
+    return seen
+
+
 def main():
     mode, address = sys.argv[1:3]
     if mode == "metadata":
@@ -199,6 +226,10 @@ def main():
             "triton": with_triton(address, model, version),
             "kserve": asyncio.run(with_kserve(address, model)),
         }
+    elif mode == "refused":
+        model, input_name, path = sys.argv[3:6]
+        with open(path, "rb") as photo:
+            seen = refused(address, model, input_name, photo.read())
     elif mode == "tensor":
         model, input_name, output_name, datatype, layout, shape, rgb = sys.argv[3:10]
         seen = tensor_infer(

@@ -63,13 +63,13 @@ fn send(app: &TestApp) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Respo
 
 /// The service with its only worker held by the gate and its only queue slot taken: provably
 /// full, whatever the machine's speed.
-struct FullQueue {
-    app: TestApp,
+pub(crate) struct FullQueue {
+    pub(crate) app: TestApp,
     held: tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>,
     queued: tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>,
 }
 
-async fn full_queue(gate: &Gate, config: Config) -> FullQueue {
+pub(crate) async fn full_queue(gate: &Gate, config: Config) -> FullQueue {
     let app = gated(
         gate,
         Config {
@@ -88,7 +88,7 @@ async fn full_queue(gate: &Gate, config: Config) -> FullQueue {
 
 impl FullQueue {
     /// Opens the gate; the held and the queued request are both answered.
-    async fn release(self, gate: &Gate) -> TestApp {
+    pub(crate) async fn release(self, gate: &Gate) -> TestApp {
         gate.open();
         for request in [self.held, self.queued] {
             assert_eq!(

@@ -479,3 +479,30 @@ async fn v2_infer_is_behind_the_same_guards() {
     }
     app.stop().await;
 }
+
+/// A full queue, as a fact (the gated model holds the only worker, a second request holds the
+/// only place in the queue): tritonclient and kserve's client both get 503 with the reason, and
+/// the requests already admitted are answered once the gate opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_clients_are_refused_503_by_a_full_queue() {
+    let gate = crate::gate::Gate::new();
+    let full = crate::load::full_queue(&gate, config("colour")).await;
+    let v1 = full.app.get_json("/v1/model").await;
+    let work = tempfile::tempdir().unwrap();
+    let photo = work.path().join("red.png");
+    std::fs::write(&photo, png(RED)).unwrap();
+    let args = [
+        v1["name"].as_str().unwrap().to_owned(),
+        v1["input"]["name"].as_str().unwrap().to_owned(),
+        photo.display().to_string(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let seen = real_clients(&full.app, "refused", &args).await;
+    for client in ["triton", "kserve"] {
+        let failure = &seen[client];
+        assert_eq!(failure["status"], "503", "{client}: {seen}");
+        let message = failure["message"].as_str().unwrap();
+        assert!(message.contains("queue is full"), "{client}: {message}");
+    }
+    full.release(&gate).await.stop().await;
+}

@@ -508,17 +508,13 @@ mod tests {
     //! Batch admission through the whole router, with the scripted backend holding the only
     //! worker: no clock decides any verdict.
 
-    use std::sync::Arc;
-
     use axum::body::Body;
     use axum::http::header;
     use serde_json::{Value, json};
     use tower::ServiceExt;
 
-    use crate::backend::fake::{FakeFactory, HOLD, OK};
-    use crate::http::classify::tests::{pixel, post, state};
-    use crate::inference::{InferencePool, PoolOptions};
-    use crate::preprocess::{InputDType, InputSpec, Layout};
+    use crate::backend::fake::OK;
+    use crate::http::classify::tests::{held_worker, pixel};
 
     /// A v2 infer request of `images` as BYTES [N] through the binary extension, as
     /// tritonclient sends it (no Content-Type).
@@ -548,34 +544,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_batch_is_admitted_whole_or_refused_whole() {
-        let (factory, controls) = FakeFactory::new();
-        let input = InputSpec {
-            name: "x".into(),
-            shape: vec![1, 1, 1, 3],
-            layout: Layout::Nhwc,
-            height: 1,
-            width: 1,
-            dtype: InputDType::F32,
-        };
-        let pool = Arc::new(InferencePool::start(
-            Arc::new(factory),
-            PoolOptions {
-                workers: 1,
-                queue_capacity: 2,
-                warmup_runs: 0,
-                input: input.clone(),
-            },
-        ));
-        pool.readiness().wait_for(|r| r.is_ready()).await.unwrap();
-        let app = crate::http::router(state(pool.clone(), input));
-
-        let held = tokio::spawn(
-            app.clone()
-                .oneshot(post(pixel([HOLD as u8, 1, 0]), "image/png")),
-        );
-        let runs = controls.runs.clone();
-        let started = tokio::task::spawn_blocking(move || runs.recv().unwrap());
-        assert_eq!(started.await.unwrap(), 1, "the only worker holds request 1");
+        let (pool, app, controls, held) = held_worker(2).await;
         // One of the two places taken: a batch of two cannot have both.
         let slot = pool.reserve().unwrap();
         let ok = || pixel([OK as u8, 2, 0]);
