@@ -1,16 +1,84 @@
 #!/usr/bin/env node
-// The CDK app: one FleetStack. Context (`-c key=value`):
-//   destroyArtifacts=true  delete the artifacts bucket and its objects with the stack.
+// The CDK app: one FleetStack, from the output of `cargo xtask dist`. Context (`-c key=value`):
+//   dist=DIR                  the dist output (default: the workspace's greengrass-build/)
+//   destroyArtifacts=true     delete the artifacts bucket and its objects with the stack
+//   tokenExchangeRole=NAME    grant the devices' token exchange role read access to artifacts
+//   thing=NAME | thingGroup=NAME
+//                             deploy to that thing or thing group (without: publish only)
+//   components=A,B            the components deployed, full names or the part after the last
+//                             dot (default: Service,IpcAdapter; their versions: the built ones)
+//   configuration=FILE        JSON {component: object to merge into its configuration}
+//   rolloutBaseRate, rolloutIncrementFactor, rolloutMaxPerMinute, abortThresholdPercent,
+//   abortMinExecuted          a thing group's staged rollout (defaults: DEFAULT_ROLLOUT)
+
+import * as fs from 'fs';
+import * as path from 'path';
 
 import { App } from 'aws-cdk-lib';
-import { FleetStack } from '../lib/fleet-stack';
+import { builtComponents, DEFAULT_ROLLOUT, DeploymentProps, FleetStack, Rollout, Target } from '../lib/fleet-stack';
 
 const app = new App();
-const flag = (key: string): boolean => {
+const text = (key: string): string | undefined => {
   const value = app.node.tryGetContext(key);
-  return value === true || value === 'true';
+  return value === undefined || value === '' ? undefined : String(value);
 };
+const number = (key: string, fallback: number): number => {
+  const value = text(key);
+  if (value === undefined) {
+    return fallback;
+  }
+  const parsed = Number(value);
+  if (!Number.isFinite(parsed) || parsed <= 0) {
+    throw new Error(`-c ${key}=${value}: a positive number is needed`);
+  }
+  return parsed;
+};
+
+const dist = path.resolve(text('dist') ?? path.join(__dirname, '..', '..', '..', 'greengrass-build'));
+const built = builtComponents(dist).map((c) => c.name);
+/** A component's full name from its full name or the part after its last dot. */
+const fullName = (name: string): string => {
+  const found = built.find((b) => b === name || b.endsWith(`.${name}`));
+  if (!found) {
+    throw new Error(`no built component ${name}; built: ${built.join(', ')}`);
+  }
+  return found;
+};
+
+const deployment = (): DeploymentProps | undefined => {
+  const thing = text('thing');
+  const thingGroup = text('thingGroup');
+  if (thing && thingGroup) {
+    throw new Error('name a thing or a thing group, not both');
+  }
+  if (!thing && !thingGroup) {
+    return undefined;
+  }
+  const target: Target = thingGroup ? { thingGroup } : { thing: thing! };
+  const components = (text('components') ?? 'Service,IpcAdapter').split(',').map((n) => fullName(n.trim()));
+  const file = text('configuration');
+  const merges: Record<string, unknown> = {};
+  if (file) {
+    const document = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+    for (const [name, merge] of Object.entries(document)) {
+      merges[fullName(name)] = merge;
+    }
+  }
+  const rollout: Rollout = {
+    baseRatePerMinute: number('rolloutBaseRate', DEFAULT_ROLLOUT.baseRatePerMinute),
+    incrementFactor: number('rolloutIncrementFactor', DEFAULT_ROLLOUT.incrementFactor),
+    succeededToIncrease: DEFAULT_ROLLOUT.succeededToIncrease,
+    maximumPerMinute: number('rolloutMaxPerMinute', DEFAULT_ROLLOUT.maximumPerMinute),
+    abortThresholdPercent: number('abortThresholdPercent', DEFAULT_ROLLOUT.abortThresholdPercent),
+    abortMinExecuted: number('abortMinExecuted', DEFAULT_ROLLOUT.abortMinExecuted),
+  };
+  return { target, components, merges, rollout };
+};
+
 new FleetStack(app, 'ClassifyFleet', {
   description: 'Image classification components for AWS IoT Greengrass, deployed to a fleet',
-  destroyArtifacts: flag('destroyArtifacts'),
+  dist,
+  destroyArtifacts: text('destroyArtifacts') === 'true',
+  tokenExchangeRoleName: text('tokenExchangeRole'),
+  deployment: deployment(),
 });

@@ -1,25 +1,129 @@
 // The fleet deployment of this project's Greengrass components, as one CloudFormation stack.
 //
-// Built step by step (see issue "Fleet deployment as code"): so far, the private bucket the
-// component artifacts are uploaded to.
+// The private bucket the component artifacts are uploaded to, the upload of what `cargo xtask
+// dist` built, one Greengrass component version per built recipe (its artifact URIs pointing at
+// the bucket), and — when a thing or a thing group is named — a deployment of the chosen
+// components at the built versions, with configuration merges and, for a thing group, a staged
+// rollout that stops when too many devices fail.
+
+import * as fs from 'fs';
+import * as path from 'path';
 
 import { CfnOutput, RemovalPolicy, Stack, StackProps } from 'aws-cdk-lib';
+import * as greengrassv2 from 'aws-cdk-lib/aws-greengrassv2';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as s3deploy from 'aws-cdk-lib/aws-s3-deployment';
 import { Construct } from 'constructs';
+import { parse } from 'yaml';
+
+/** The artifact URI prefix of the recipes as `cargo xtask dist` lays them out (gdk's form). */
+export const URI_PLACEHOLDER = 's3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/';
+
+/** A component `cargo xtask dist` built. */
+export interface BuiltComponent {
+  readonly name: string;
+  readonly version: string;
+  /** The recipe as built (YAML), artifact URIs still in gdk's placeholder form. */
+  readonly recipe: string;
+}
+
+/**
+ * Every component in a `cargo xtask dist` output: one per recipe in `<dist>/recipes/`, with its
+ * artifacts in `<dist>/artifacts/<name>/<version>/`.
+ */
+export function builtComponents(dist: string): BuiltComponent[] {
+  const dir = path.join(dist, 'recipes');
+  if (!fs.existsSync(dir)) {
+    throw new Error(`${dir} does not exist: run \`cargo xtask dist\` first, or name its output with -c dist=DIR`);
+  }
+  const components = fs
+    .readdirSync(dir)
+    .filter((file) => file.endsWith('.yaml'))
+    .sort()
+    .map((file) => {
+      const recipe = fs.readFileSync(path.join(dir, file), 'utf8');
+      const document = parse(recipe) as { ComponentName?: unknown; ComponentVersion?: unknown };
+      const name = document.ComponentName;
+      const version = document.ComponentVersion;
+      if (typeof name !== 'string' || typeof version !== 'string') {
+        throw new Error(`${file}: no ComponentName and ComponentVersion strings`);
+      }
+      const artifacts = path.join(dist, 'artifacts', name, version);
+      if (recipe.includes(URI_PLACEHOLDER) && !fs.existsSync(artifacts)) {
+        throw new Error(`${file} names artifacts, but ${artifacts} does not exist`);
+      }
+      return { name, version, recipe };
+    });
+  if (components.length === 0) {
+    throw new Error(`${dir} holds no recipes: run \`cargo xtask dist\``);
+  }
+  return components;
+}
+
+/** Where a deployment goes: one thing (a device), or a thing group (every member, present and future). */
+export type Target = { readonly thing: string } | { readonly thingGroup: string };
+
+/** A thing group's staged rollout and when to stop it. */
+export interface Rollout {
+  /** Devices started per minute at first. */
+  readonly baseRatePerMinute: number;
+  /** The rate's factor each time `succeededToIncrease` more devices succeed. */
+  readonly incrementFactor: number;
+  readonly succeededToIncrease: number;
+  /** The most devices started per minute. */
+  readonly maximumPerMinute: number;
+  /** Cancel the rollout when this share (percent) of devices failed … */
+  readonly abortThresholdPercent: number;
+  /** … once at least this many have finished. */
+  readonly abortMinExecuted: number;
+}
+
+/** The rollout unless the context says otherwise. */
+export const DEFAULT_ROLLOUT: Rollout = {
+  baseRatePerMinute: 5,
+  incrementFactor: 2,
+  succeededToIncrease: 10,
+  maximumPerMinute: 50,
+  abortThresholdPercent: 10,
+  abortMinExecuted: 10,
+};
+
+export interface DeploymentProps {
+  readonly target: Target;
+  /** The components deployed (full names); their versions are the built ones. */
+  readonly components: readonly string[];
+  /** Configuration merged into each named component (full name → object). */
+  readonly merges?: Readonly<Record<string, unknown>>;
+  /** For a thing group. */
+  readonly rollout?: Rollout;
+}
 
 export interface FleetStackProps extends StackProps {
+  /** The output folder of `cargo xtask dist` (its `recipes/` and `artifacts/`). */
+  readonly dist: string;
   /**
    * Delete the artifacts bucket, and every object in it, with the stack. Off by default: the
    * artifacts of the versions a fleet runs stay where its devices fetch them from.
    */
   readonly destroyArtifacts?: boolean;
+  /**
+   * The devices' token exchange role (Greengrass' `GreengrassV2TokenExchangeRole` unless the
+   * fleet was provisioned with another): granted read access to the artifacts, which devices
+   * need to download them. Without it, grant that yourself.
+   */
+  readonly tokenExchangeRoleName?: string;
+  /** A deployment to a thing or thing group; without it the components are only published. */
+  readonly deployment?: DeploymentProps;
 }
 
 export class FleetStack extends Stack {
   /** Where the component artifacts are uploaded and the devices fetch them from. */
   public readonly artifacts: s3.Bucket;
+  /** The component versions created, by component name. */
+  public readonly components: Map<string, greengrassv2.CfnComponentVersion> = new Map();
 
-  constructor(scope: Construct, id: string, props: FleetStackProps = {}) {
+  constructor(scope: Construct, id: string, props: FleetStackProps) {
     super(scope, id, props);
     const destroy = props.destroyArtifacts ?? false;
     this.artifacts = new s3.Bucket(this, 'Artifacts', {
@@ -33,9 +137,112 @@ export class FleetStack extends Stack {
       removalPolicy: destroy ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN,
       autoDeleteObjects: destroy,
     });
+
+    // The built artifacts, under <name>/<version>/ as the recipes name them. Earlier versions'
+    // artifacts are kept (no pruning): devices rolled back to them still fetch them.
+    const upload = new s3deploy.BucketDeployment(this, 'UploadArtifacts', {
+      sources: [s3deploy.Source.asset(path.join(props.dist, 'artifacts'))],
+      destinationBucket: this.artifacts,
+      prune: false,
+      retainOnDelete: !destroy,
+    });
+
+    for (const component of builtComponents(props.dist)) {
+      const uri = `s3://${this.artifacts.bucketName}/${component.name}/${component.version}/`;
+      const version = new greengrassv2.CfnComponentVersion(
+        this,
+        `${component.name}@${component.version}`,
+        { inlineRecipe: component.recipe.split(URI_PLACEHOLDER).join(uri) },
+      );
+      // A published version stays when a newer one replaces it in the template: deployments
+      // that name it, and rollbacks to it, keep working.
+      version.applyRemovalPolicy(RemovalPolicy.RETAIN);
+      version.node.addDependency(upload);
+      this.components.set(component.name, version);
+    }
+
+    if (props.deployment) {
+      this.deploy(props.deployment);
+    }
+
+    if (props.tokenExchangeRoleName) {
+      this.artifacts.grantRead(
+        iam.Role.fromRoleName(this, 'TokenExchangeRole', props.tokenExchangeRoleName),
+      );
+    }
+
     new CfnOutput(this, 'ArtifactsBucket', {
       description: 'The bucket the component artifacts are uploaded to',
       value: this.artifacts.bucketName,
     });
+  }
+
+  /** The deployment of the chosen components at their built versions. */
+  private deploy(props: DeploymentProps): greengrassv2.CfnDeployment {
+    const components: Record<string, greengrassv2.CfnDeployment.ComponentDeploymentSpecificationProperty> = {};
+    for (const name of props.components) {
+      const version = this.components.get(name);
+      if (!version) {
+        const built = [...this.components.keys()].join(', ');
+        throw new Error(`component ${name} was not built; built: ${built}`);
+      }
+      const merge = props.merges?.[name];
+      components[name] = {
+        componentVersion: version.attrComponentVersion,
+        ...(merge === undefined ? {} : { configurationUpdate: { merge: JSON.stringify(merge) } }),
+      };
+    }
+    for (const name of Object.keys(props.merges ?? {})) {
+      if (!props.components.includes(name)) {
+        throw new Error(`the configuration merges name ${name}, which is not deployed`);
+      }
+    }
+    const group = 'thingGroup' in props.target;
+    const targetArn = this.formatArn(
+      'thingGroup' in props.target
+        ? { service: 'iot', resource: 'thinggroup', resourceName: props.target.thingGroup }
+        : { service: 'iot', resource: 'thing', resourceName: props.target.thing },
+    );
+    const rollout = props.rollout ?? DEFAULT_ROLLOUT;
+    const deployment = new greengrassv2.CfnDeployment(this, 'Deployment', {
+      targetArn,
+      deploymentName: `Image classification: ${props.components.join(', ')}`,
+      components,
+      deploymentPolicies: {
+        // A device whose update fails goes back to what it ran before.
+        failureHandlingPolicy: 'ROLLBACK',
+        componentUpdatePolicy: { action: 'NOTIFY_COMPONENTS', timeoutInSeconds: 60 },
+        configurationValidationPolicy: { timeoutInSeconds: 60 },
+      },
+      ...(group
+        ? {
+            iotJobConfiguration: {
+              jobExecutionsRolloutConfig: {
+                exponentialRate: {
+                  baseRatePerMinute: rollout.baseRatePerMinute,
+                  incrementFactor: rollout.incrementFactor,
+                  // Passed through as JSON by the L1 construct: CloudFormation's own spelling.
+                  rateIncreaseCriteria: { NumberOfSucceededThings: rollout.succeededToIncrease },
+                },
+                maximumPerMinute: rollout.maximumPerMinute,
+              },
+              abortConfig: {
+                criteriaList: [
+                  {
+                    failureType: 'FAILED',
+                    action: 'CANCEL',
+                    thresholdPercentage: rollout.abortThresholdPercent,
+                    minNumberOfExecutedThings: rollout.abortMinExecuted,
+                  },
+                ],
+              },
+            },
+          }
+        : {}),
+    });
+    for (const name of props.components) {
+      deployment.node.addDependency(this.components.get(name)!);
+    }
+    return deployment;
   }
 }
