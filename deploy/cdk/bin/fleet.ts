@@ -14,10 +14,14 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { App } from 'aws-cdk-lib';
+import { App, Validations } from 'aws-cdk-lib';
+import { AwsSolutionsChecks } from 'cdk-nag';
 import { builtComponents, DEFAULT_ROLLOUT, DeploymentProps, FleetStack, Rollout, Target } from '../lib/fleet-stack';
 
 const app = new App();
+// AWS Solutions' best-practice rules, checked on every synth: a finding is an error unless the
+// stack suppresses it with a written reason.
+Validations.of(app).addPlugins(new AwsSolutionsChecks(app, { verbose: true }));
 const text = (key: string): string | undefined => {
   const value = app.node.tryGetContext(key);
   return value === undefined || value === '' ? undefined : String(value);

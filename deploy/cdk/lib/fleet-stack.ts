@@ -9,7 +9,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { CfnOutput, RemovalPolicy, Stack, StackProps } from 'aws-cdk-lib';
+import { CfnOutput, Duration, RemovalPolicy, Stack, StackProps, Validations } from 'aws-cdk-lib';
 import * as greengrassv2 from 'aws-cdk-lib/aws-greengrassv2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
@@ -126,7 +126,23 @@ export class FleetStack extends Stack {
   constructor(scope: Construct, id: string, props: FleetStackProps) {
     super(scope, id, props);
     const destroy = props.destroyArtifacts ?? false;
+    // Who fetched or changed which artifact: the artifacts bucket's access log, kept a year.
+    const accessLogs = new s3.Bucket(this, 'AccessLogs', {
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      enforceSSL: true,
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      lifecycleRules: [{ expiration: Duration.days(365) }],
+      removalPolicy: destroy ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN,
+      autoDeleteObjects: destroy,
+    });
+    Validations.of(accessLogs).acknowledge({
+      id: 'AwsSolutions-S1',
+      reason: 'The access-log bucket receives the artifacts bucket\'s log; logging it in turn would only log the log delivery.',
+    });
     this.artifacts = new s3.Bucket(this, 'Artifacts', {
+      serverAccessLogsBucket: accessLogs,
+      serverAccessLogsPrefix: 'artifacts/',
       // Private: no public ACLs or policies, objects owned by the account, TLS only.
       blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
       objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
@@ -147,6 +163,8 @@ export class FleetStack extends Stack {
       retainOnDelete: !destroy,
     });
 
+    this.acknowledgeProviders();
+
     for (const component of builtComponents(props.dist)) {
       const uri = `s3://${this.artifacts.bucketName}/${component.name}/${component.version}/`;
       const version = new greengrassv2.CfnComponentVersion(
@@ -166,15 +184,52 @@ export class FleetStack extends Stack {
     }
 
     if (props.tokenExchangeRoleName) {
-      this.artifacts.grantRead(
-        iam.Role.fromRoleName(this, 'TokenExchangeRole', props.tokenExchangeRoleName),
-      );
+      const role = iam.Role.fromRoleName(this, 'TokenExchangeRole', props.tokenExchangeRoleName);
+      this.artifacts.grantRead(role);
+      for (const finding of ['Action::s3:GetObject*', 'Action::s3:GetBucket*', 'Action::s3:List*', `Resource::<${this.getLogicalId(this.artifacts.node.defaultChild as s3.CfnBucket)}.Arn>/*`]) {
+        Validations.of(role).acknowledge({
+          id: `AwsSolutions-IAM5[${finding}]`,
+          reason: 'Read-only access for the devices to the objects of the artifacts bucket, which they download by component, version and file name: the grant is scoped to that one bucket.',
+        });
+      }
     }
 
     new CfnOutput(this, 'ArtifactsBucket', {
       description: 'The bucket the component artifacts are uploaded to',
       value: this.artifacts.bucketName,
     });
+  }
+
+  /**
+   * Acknowledges, each with its reason, the findings of AWS Solutions' rules on the Lambda
+   * functions aws-cdk-lib itself provides for the upload (and, with `destroyArtifacts`, for
+   * emptying the buckets): their code, runtime and permissions are the library's, scoped by it
+   * to the artifacts bucket and the CDK assets bucket (the default bootstrap qualifier's).
+   */
+  private acknowledgeProviders(): void {
+    const artifacts = this.getLogicalId(this.artifacts.node.defaultChild as s3.CfnBucket);
+    const logs = 'aws-cdk-lib\'s provider functions use AWSLambdaBasicExecutionRole, which only lets them write their own logs.';
+    const scoped =
+      'aws-cdk-lib\'s upload function copies from the CDK assets bucket into the artifacts bucket: its wildcards are S3 actions and object keys within those two buckets.';
+    const findings: Record<string, string> = {
+      'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]': logs,
+      'AwsSolutions-IAM5[Action::s3:GetObject*]': scoped,
+      'AwsSolutions-IAM5[Action::s3:GetBucket*]': scoped,
+      'AwsSolutions-IAM5[Action::s3:List*]': scoped,
+      'AwsSolutions-IAM5[Action::s3:DeleteObject*]': scoped,
+      'AwsSolutions-IAM5[Action::s3:Abort*]': scoped,
+      'AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-<AWS::AccountId>-<AWS::Region>/*]': scoped,
+      [`AwsSolutions-IAM5[Resource::<${artifacts}.Arn>/*]`]: scoped,
+      'AwsSolutions-L1':
+        'The runtime of aws-cdk-lib\'s provider functions is chosen by aws-cdk-lib and moves with its version (pinned by the lock file).',
+    };
+    for (const child of this.node.children) {
+      if (child.node.id.startsWith('Custom::CDKBucketDeployment') || child.node.id.startsWith('Custom::S3AutoDeleteObjects')) {
+        for (const [id, reason] of Object.entries(findings)) {
+          Validations.of(child).acknowledge({ id, reason });
+        }
+      }
+    }
   }
 
   /** The deployment of the chosen components at their built versions. */
