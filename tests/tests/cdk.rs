@@ -463,7 +463,11 @@ fn a_thing_group_gets_the_built_versions_its_merges_and_a_staged_rollout() {
 
 #[test]
 fn one_thing_gets_the_components_named_and_no_rollout() {
-    let template = synth(&["thing=camera-1", "components=Scheduled"]);
+    let template = synth(&[
+        "thing=camera-1",
+        "components=Scheduled",
+        "memoryLimit=Scheduled:131072",
+    ]);
     let deployment = resources(&template, "AWS::GreengrassV2::Deployment")[0];
     assert!(target_arn(deployment).ends_with(":thing/camera-1"));
     let components = deployment["Properties"]["Components"].as_object().unwrap();
@@ -472,6 +476,11 @@ fn one_thing_gets_the_components_named_and_no_rollout() {
         ["com.example.ImageClassification.Scheduled"]
     );
     assert!(deployment["Properties"]["IotJobConfiguration"].is_null());
+    // The memory limit the device enforces on it (kilobytes), as recipes/README.md explains.
+    assert_eq!(
+        components["com.example.ImageClassification.Scheduled"]["RunWith"],
+        json!({"SystemResourceLimits": {"Memory": 131072}})
+    );
     // Without a target the components are published and nothing is deployed.
     assert!(resources(&synth(&[]), "AWS::GreengrassV2::Deployment").is_empty());
 }
@@ -482,6 +491,11 @@ fn a_target_given_twice_or_an_unknown_component_is_refused_in_plain_words() {
     assert!(
         both.contains("name a thing or a thing group, not both"),
         "{both}"
+    );
+    let memory = synth_failure(&["thing=camera-1", "memoryLimit=Service:256MB"]);
+    assert!(
+        memory.contains(r#"-c memoryLimit: "Service:256MB" is not COMPONENT:KILOBYTES"#),
+        "{memory}"
     );
     let unknown = synth_failure(&["thing=camera-1", "components=Classifier"]);
     assert!(

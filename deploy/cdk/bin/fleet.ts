@@ -8,6 +8,7 @@
 //   components=A,B            the components deployed, full names or the part after the last
 //                             dot (default: Service,IpcAdapter; their versions: the built ones)
 //   configuration=FILE        JSON {component: object to merge into its configuration}
+//   memoryLimit=A:KIB,B:KIB   a memory limit per deployed component, in kilobytes
 //   rolloutBaseRate, rolloutIncrementFactor, rolloutMaxPerMinute, abortThresholdPercent,
 //   abortMinExecuted          a thing group's staged rollout (defaults: DEFAULT_ROLLOUT)
 
@@ -68,6 +69,15 @@ const deployment = (): DeploymentProps | undefined => {
       merges[fullName(name)] = merge;
     }
   }
+  const memoryKiB: Record<string, number> = {};
+  for (const pair of (text('memoryLimit') ?? '').split(',').filter((p) => p.trim() !== '')) {
+    const [name, kib] = pair.split(':');
+    const value = Number(kib);
+    if (!name || !Number.isInteger(value) || value <= 0) {
+      throw new Error(`-c memoryLimit: "${pair}" is not COMPONENT:KILOBYTES (a whole number)`);
+    }
+    memoryKiB[fullName(name.trim())] = value;
+  }
   const rollout: Rollout = {
     baseRatePerMinute: number('rolloutBaseRate', DEFAULT_ROLLOUT.baseRatePerMinute),
     incrementFactor: number('rolloutIncrementFactor', DEFAULT_ROLLOUT.incrementFactor),
@@ -76,7 +86,7 @@ const deployment = (): DeploymentProps | undefined => {
     abortThresholdPercent: number('abortThresholdPercent', DEFAULT_ROLLOUT.abortThresholdPercent),
     abortMinExecuted: number('abortMinExecuted', DEFAULT_ROLLOUT.abortMinExecuted),
   };
-  return { target, components, merges, rollout };
+  return { target, components, merges, memoryKiB, rollout };
 };
 
 new FleetStack(app, 'ClassifyFleet', {

@@ -95,6 +95,12 @@ export interface DeploymentProps {
   readonly components: readonly string[];
   /** Configuration merged into each named component (full name → object). */
   readonly merges?: Readonly<Record<string, unknown>>;
+  /**
+   * A memory limit per named component (full name → kilobytes), enforced on the device (a
+   * cgroup on the classic nucleus, `MemoryMax=` on nucleus lite); the service sizes its
+   * budgets from it.
+   */
+  readonly memoryKiB?: Readonly<Record<string, number>>;
   /** For a thing group. */
   readonly rollout?: Rollout;
 }
@@ -242,14 +248,16 @@ export class FleetStack extends Stack {
         throw new Error(`component ${name} was not built; built: ${built}`);
       }
       const merge = props.merges?.[name];
+      const memory = props.memoryKiB?.[name];
       components[name] = {
         componentVersion: version.attrComponentVersion,
         ...(merge === undefined ? {} : { configurationUpdate: { merge: JSON.stringify(merge) } }),
+        ...(memory === undefined ? {} : { runWith: { systemResourceLimits: { memory } } }),
       };
     }
-    for (const name of Object.keys(props.merges ?? {})) {
+    for (const name of [...Object.keys(props.merges ?? {}), ...Object.keys(props.memoryKiB ?? {})]) {
       if (!props.components.includes(name)) {
-        throw new Error(`the configuration merges name ${name}, which is not deployed`);
+        throw new Error(`the context names ${name} (configuration or memory), which is not deployed`);
       }
     }
     const group = 'thingGroup' in props.target;
