@@ -28,7 +28,7 @@ use classify_api::request::{SHAPE, field, threshold_from_text, top_k_from_text};
 use classify_api::{ClassifyJson, ClassifyResponse, ModelRef, Timings};
 
 use super::problem::{ApiError, classify_error, inference_error};
-use super::{RequestId, SharedState};
+use super::{SharedState, request_id};
 use crate::classifier::Image;
 
 /// Raw media types accepted as an image body.
@@ -188,11 +188,7 @@ struct RawOptions {
 )]
 pub async fn classify(State(state): State<SharedState>, request: Request) -> Response {
     let started = Instant::now();
-    let id = request
-        .extensions()
-        .get::<RequestId>()
-        .map(|r| r.0.clone())
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let id = request_id(&request).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let timeout = state.request_timeout;
     let outcome = tokio::time::timeout(timeout, handle(state.clone(), request, &id, started)).await;
     match outcome {

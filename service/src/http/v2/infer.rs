@@ -24,9 +24,9 @@ use super::wire::{self, InferRequest, InputData, OutputData, OutputTensor, Tenso
 use super::{SharedState, V2Error, served};
 use crate::backend::Tensor;
 use crate::classifier::{Image, Inferred};
-use crate::http::RequestId;
 use crate::http::classify::{declared_length, discard_body, read_body, reserve_body};
 use crate::http::problem::{ApiError, classify_error, inference_error};
+use crate::http::request_id;
 use crate::inference::Slot;
 use crate::preprocess::InputDType;
 
@@ -121,11 +121,7 @@ async fn answer(
     request: Request,
 ) -> Response {
     let started = Instant::now();
-    let id = request
-        .extensions()
-        .get::<RequestId>()
-        .map(|r| r.0.clone())
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let id = request_id(&request).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     if let Err(not_served) = served(&state, model, version) {
         let declared = declared_length(request.headers());
         discard_body(request.into_body(), state.max_body_bytes, declared).await;
