@@ -139,30 +139,40 @@ async fn v2_metadata_health_readiness_and_repository_index() {
     }
 }
 
-/// Runs `service/tests/python/oip_clients.py` (tritonclient and kserve's client) against `app`
-/// in `mode` (`metadata` or `infer`) with `args`.
-async fn real_clients(app: &TestApp, mode: &str, args: &[&str]) -> Value {
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/oip_clients.py");
-    let address = app.base.trim_start_matches("http://");
-    let mut all = vec![mode.to_owned(), address.to_owned()];
-    all.extend(args.iter().map(|a| a.to_string()));
-    // Blocking, on a thread of its own: the server keeps the runtime's workers.
+/// Runs the clients' venv's Python with `args` in `dir`, on a thread of its own (the server
+/// keeps the runtime's workers): its standard output, once it has succeeded.
+async fn oip_python(args: Vec<String>, dir: std::path::PathBuf) -> String {
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new(dlr_test_models::paths::oip_python())
-            .arg(script)
-            .args(all)
+            .args(&args)
+            .current_dir(dir)
             .output()
             .unwrap()
     })
     .await
     .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
         "{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    stdout
+}
+
+/// Runs `service/tests/python/oip_clients.py` (tritonclient and kserve's client) against `app`
+/// in `mode` (`metadata` or `infer`) with `args`.
+async fn real_clients(app: &TestApp, mode: &str, args: &[&str]) -> Value {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script = manifest.join("tests/python/oip_clients.py");
+    let address = app.base.trim_start_matches("http://");
+    let mut all = vec![
+        script.display().to_string(),
+        mode.to_owned(),
+        address.to_owned(),
+    ];
+    all.extend(args.iter().map(|a| a.to_string()));
+    let stdout = oip_python(all, manifest.to_path_buf()).await;
     serde_json::from_str(stdout.lines().last().unwrap_or("")).expect("the clients' findings")
 }
 
@@ -401,22 +411,7 @@ async fn readme_tritonclient_example_runs_as_written() {
     let script = example.replace("127.0.0.1:8080", app.base.trim_start_matches("http://"));
     let dir = work.path().to_owned();
     for _ in 0..2 {
-        let (code, dir) = (script.clone(), dir.clone());
-        let output = tokio::task::spawn_blocking(move || {
-            std::process::Command::new(dlr_test_models::paths::oip_python())
-                .args(["-c", &code])
-                .current_dir(dir)
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "{script}\n{stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let stdout = oip_python(vec!["-c".into(), script.clone()], dir.clone()).await;
         let lines: Vec<&str> = stdout.lines().collect();
         assert_eq!(lines.len(), 5, "{stdout}");
         let top: Vec<&str> = lines[0].splitn(3, ':').collect();
