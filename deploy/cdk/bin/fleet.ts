@@ -17,7 +17,7 @@ import * as path from 'path';
 
 import { App, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { builtComponents, DEFAULT_ROLLOUT, DeploymentProps, FleetStack, Rollout, Target } from '../lib/fleet-stack';
+import { DEFAULT_ROLLOUT, DeploymentProps, FleetStack, Rollout, Target } from '../lib/fleet-stack';
 
 const app = new App();
 // AWS Solutions' best-practice rules, checked on every synth: a finding is an error unless the
@@ -40,16 +40,6 @@ const number = (key: string, fallback: number): number => {
 };
 
 const dist = path.resolve(text('dist') ?? path.join(__dirname, '..', '..', '..', 'greengrass-build'));
-const built = builtComponents(dist).map((c) => c.name);
-/** A component's full name from its full name or the part after its last dot. */
-const fullName = (name: string): string => {
-  const found = built.find((b) => b === name || b.endsWith(`.${name}`));
-  if (!found) {
-    throw new Error(`no built component ${name}; built: ${built.join(', ')}`);
-  }
-  return found;
-};
-
 const deployment = (): DeploymentProps | undefined => {
   const thing = text('thing');
   const thingGroup = text('thingGroup');
@@ -60,13 +50,13 @@ const deployment = (): DeploymentProps | undefined => {
     return undefined;
   }
   const target: Target = thingGroup ? { thingGroup } : { thing: thing! };
-  const components = (text('components') ?? 'Service,IpcAdapter').split(',').map((n) => fullName(n.trim()));
+  const components = (text('components') ?? 'Service,IpcAdapter').split(',').map((n) => n.trim());
   const file = text('configuration');
   const merges: Record<string, unknown> = {};
   if (file) {
     const document = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
     for (const [name, merge] of Object.entries(document)) {
-      merges[fullName(name)] = merge;
+      merges[name] = merge;
     }
   }
   const memoryKiB: Record<string, number> = {};
@@ -76,7 +66,7 @@ const deployment = (): DeploymentProps | undefined => {
     if (!name || !Number.isInteger(value) || value <= 0) {
       throw new Error(`-c memoryLimit: "${pair}" is not COMPONENT:KILOBYTES (a whole number)`);
     }
-    memoryKiB[fullName(name.trim())] = value;
+    memoryKiB[name.trim()] = value;
   }
   const rollout: Rollout = {
     baseRatePerMinute: number('rolloutBaseRate', DEFAULT_ROLLOUT.baseRatePerMinute),

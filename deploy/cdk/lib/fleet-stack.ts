@@ -91,12 +91,15 @@ export const DEFAULT_ROLLOUT: Rollout = {
 
 export interface DeploymentProps {
   readonly target: Target;
-  /** The components deployed (full names); their versions are the built ones. */
+  /**
+   * The components deployed, by full name or the part after its last dot (`Service`); their
+   * versions are the built ones. The same names key `merges` and `memoryKiB`.
+   */
   readonly components: readonly string[];
-  /** Configuration merged into each named component (full name → object). */
+  /** Configuration merged into each named component (name → object). */
   readonly merges?: Readonly<Record<string, unknown>>;
   /**
-   * A memory limit per named component (full name → kilobytes), enforced on the device (a
+   * A memory limit per named component (name → kilobytes), enforced on the device (a
    * cgroup on the classic nucleus, `MemoryMax=` on nucleus lite); the service sizes its
    * budgets from it.
    */
@@ -240,23 +243,33 @@ export class FleetStack extends Stack {
 
   /** The deployment of the chosen components at their built versions. */
   private deploy(props: DeploymentProps): greengrassv2.CfnDeployment {
-    const components: Record<string, greengrassv2.CfnDeployment.ComponentDeploymentSpecificationProperty> = {};
-    for (const name of props.components) {
-      const version = this.components.get(name);
-      if (!version) {
-        const built = [...this.components.keys()].join(', ');
-        throw new Error(`component ${name} was not built; built: ${built}`);
+    const built = [...this.components.keys()];
+    /** A built component's full name from its full name or the part after its last dot. */
+    const fullName = (name: string): string => {
+      const found = built.find((b) => b === name || b.endsWith(`.${name}`));
+      if (!found) {
+        throw new Error(`no built component ${name}; built: ${built.join(', ')}`);
       }
-      const merge = props.merges?.[name];
-      const memory = props.memoryKiB?.[name];
+      return found;
+    };
+    const byFullName = <T>(values: Readonly<Record<string, T>> = {}): Map<string, T> =>
+      new Map(Object.entries(values).map(([name, value]) => [fullName(name), value]));
+    const deployed = props.components.map(fullName);
+    const merges = byFullName(props.merges);
+    const memoryKiB = byFullName(props.memoryKiB);
+    const components: Record<string, greengrassv2.CfnDeployment.ComponentDeploymentSpecificationProperty> = {};
+    for (const name of deployed) {
+      const version = this.components.get(name)!;
+      const merge = merges.get(name);
+      const memory = memoryKiB.get(name);
       components[name] = {
         componentVersion: version.attrComponentVersion,
         ...(merge === undefined ? {} : { configurationUpdate: { merge: JSON.stringify(merge) } }),
         ...(memory === undefined ? {} : { runWith: { systemResourceLimits: { memory } } }),
       };
     }
-    for (const name of [...Object.keys(props.merges ?? {}), ...Object.keys(props.memoryKiB ?? {})]) {
-      if (!props.components.includes(name)) {
+    for (const name of [...merges.keys(), ...memoryKiB.keys()]) {
+      if (!deployed.includes(name)) {
         throw new Error(`the context names ${name} (configuration or memory), which is not deployed`);
       }
     }
@@ -269,7 +282,7 @@ export class FleetStack extends Stack {
     const rollout = props.rollout ?? DEFAULT_ROLLOUT;
     const deployment = new greengrassv2.CfnDeployment(this, 'Deployment', {
       targetArn,
-      deploymentName: `Image classification: ${props.components.join(', ')}`,
+      deploymentName: `Image classification: ${deployed.join(', ')}`,
       components,
       deploymentPolicies: {
         // A device whose update fails goes back to what it ran before.
@@ -303,7 +316,7 @@ export class FleetStack extends Stack {
           }
         : {}),
     });
-    for (const name of props.components) {
+    for (const name of deployed) {
       deployment.node.addDependency(this.components.get(name)!);
     }
     return deployment;
