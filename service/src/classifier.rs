@@ -101,7 +101,7 @@ pub(crate) enum ClassifyError {
 /// (the body limit when it declares none) at admission, before a byte of it is read, and a
 /// request that finds too little left is shed like one that finds the queue full (503). A file
 /// reference reserves the file's size before it is read, waiting for it within the request's
-/// deadline. Sized from the memory limit ([`crate::memory_limit::body_memory_budget`]), and
+/// deadline. Sized from the memory limit ([`crate::memory_budget::body_memory_budget`]), and
 /// never below one largest body.
 #[derive(Debug)]
 pub(crate) struct BodyMemory {

@@ -739,7 +739,7 @@ impl Config {
             min_decoded_side: input.width.max(input.height).saturating_mul(2),
             budget: std::sync::Arc::new(DecodeBudget::new(
                 self.decode_memory_budget_bytes
-                    .unwrap_or(crate::memory_limit::MAX_DERIVED_BUDGET),
+                    .unwrap_or(crate::memory_budget::MAX_DERIVED_BUDGET),
                 std::time::Duration::from_millis(self.decode_memory_wait_ms),
             )),
         }

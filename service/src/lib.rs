@@ -32,7 +32,7 @@ pub mod files;
 pub mod http;
 pub(crate) mod inference;
 pub mod labels;
-pub mod memory_limit;
+pub mod memory_budget;
 pub mod metrics;
 pub mod model_store;
 pub mod preprocess;
@@ -60,10 +60,10 @@ use crate::backend::onnx::{OnnxFactory, Runtime};
 use crate::files::AllowedDirs;
 use crate::http::api::{InputInfo, MemoryInfo, ModelInfo, OutputInfo};
 use crate::inference::{InferencePool, PoolOptions};
-use crate::memory_limit::MemoryLimit;
 use crate::metrics::Metrics;
 use crate::model_store::LocatedModel;
 use crate::preprocess::{DecodeBudget, InputSpec};
+use memory_limit::MemoryLimit;
 
 /// Why the service could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -470,7 +470,7 @@ fn prepare(config: &Config) -> Result<(LocatedModel, http::SharedState), Error> 
     );
     // Without a known limit, every admitted request may hold a whole body, as before.
     let body_memory = match &memory_limit {
-        Some(limit) => memory_limit::body_memory_budget(limit.bytes, config.max_body_bytes as u64),
+        Some(limit) => memory_budget::body_memory_budget(limit.bytes, config.max_body_bytes as u64),
         None => (config.max_body_bytes as u64)
             .saturating_mul((config.queue_capacity + config.effective_workers()) as u64),
     };
@@ -603,7 +603,7 @@ fn size_decode_budget(
         );
         return;
     };
-    let derived = memory_limit::derived_decode_budget(limit.bytes, resident);
+    let derived = memory_budget::derived_decode_budget(limit.bytes, resident);
     let chosen = configured.unwrap_or(derived);
     budget.set_total(chosen);
     tracing::info!(
@@ -614,7 +614,7 @@ fn size_decode_budget(
         decode_memory_budget = if configured.is_some() { "configured" } else { "derived" },
         "memory {stage}"
     );
-    if !memory_limit::fits(limit.bytes, resident, chosen) {
+    if !memory_budget::fits(limit.bytes, resident, chosen) {
         let why = match configured {
             Some(_) => format!(
                 "decode_memory_budget_bytes ({} MiB) does not fit under the memory limit",
@@ -631,7 +631,7 @@ fn size_decode_budget(
             mib(limit.bytes),
             limit.source,
             mib(resident),
-            mib(memory_limit::headroom(limit.bytes)),
+            mib(memory_budget::headroom(limit.bytes)),
             if configured.is_some() {
                 format!(" or lower the budget (derived: {} MiB)", mib(derived))
             } else {

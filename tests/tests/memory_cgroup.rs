@@ -15,9 +15,9 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use classify_service::memory_limit::{self, OwnCgroup, Version};
 use dlr_test_models::paths;
 use image::{Rgb, RgbImage};
+use memory_limit::{OwnCgroup, Version};
 
 /// The limit a small device's deployment might give the component.
 const LIMIT_BYTES: u64 = 256 << 20;

@@ -65,7 +65,7 @@ pub(crate) struct AppState {
     /// Body (and file) limit.
     pub(crate) max_body_bytes: usize,
     /// The memory limit the process runs under, as detected at start-up.
-    pub(crate) memory_limit: Option<crate::memory_limit::MemoryLimit>,
+    pub(crate) memory_limit: Option<memory_limit::MemoryLimit>,
     /// Memory for the request bodies held at once.
     pub(crate) body_memory: Arc<crate::classifier::BodyMemory>,
 }
