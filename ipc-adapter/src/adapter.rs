@@ -56,7 +56,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::config::{AdapterConfig, ReplyFormat};
+use crate::config::{AdapterConfig, ReplyFormat, defaults};
 use crate::messages::{self, ErrorCode, Reply};
 use crate::service::ServiceClient;
 use greengrass_ipc::Flavour;
@@ -99,6 +99,8 @@ struct Context {
     service: ServiceClient,
     config: AdapterConfig,
     in_flight: Arc<Semaphore>,
+    /// `--max-queued-bytes`, or its default derived from the memory limit.
+    max_queued_bytes: u64,
 }
 
 /// A connected, subscribed adapter that has not started processing yet.
@@ -169,12 +171,15 @@ impl Adapter {
                 AdapterError::Config(format!("cannot write --ready-file {}: {e}", path.display()))
             })?;
         }
+        let max_queued_bytes = queued_bytes(&config);
         tracing::info!(
             request_topic = %topics.request_topic,
             reply_topic = %topics.reply_topic,
             service = %config.service_url,
             format = ?config.reply_format,
             max_in_flight = config.max_in_flight,
+            max_queued = config.max_queued,
+            max_queued_bytes,
             "adapter subscribed and ready"
         );
         let in_flight = Arc::new(Semaphore::new(config.max_in_flight as usize));
@@ -184,6 +189,7 @@ impl Adapter {
                 service,
                 config,
                 in_flight,
+                max_queued_bytes,
             }),
             subscription,
             early,
@@ -194,7 +200,7 @@ impl Adapter {
     /// connection is lost (then returns [`AdapterError::ConnectionLost`] at once).
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), AdapterError> {
         let ctx = self.ctx.clone();
-        let admitted = WaitingRoom::new(&ctx.config);
+        let admitted = WaitingRoom::new(&ctx.config, ctx.max_queued_bytes);
         let mut tasks = JoinSet::new();
         let mut shutdown = std::pin::pin!(shutdown);
         let mut liveness = Liveness::new(&ctx.config);
@@ -444,6 +450,32 @@ fn deliver(
     }
 }
 
+/// `--max-queued-bytes`, or when it is not set, the bound derived from the memory limit this
+/// process runs under ([`defaults::queued_bytes_for`]), with a log line saying which.
+fn queued_bytes(config: &AdapterConfig) -> u64 {
+    if let Some(bytes) = config.max_queued_bytes {
+        return bytes;
+    }
+    let limit = memory_limit::detect();
+    let bytes = defaults::queued_bytes_for(
+        limit.as_ref().map(|l| l.bytes),
+        config.ipc.max_incoming_frame_bytes,
+    );
+    match &limit {
+        Some(limit) => tracing::info!(
+            memory_limit_mib = limit.bytes >> 20,
+            memory_limit_source = %limit.source,
+            max_queued_bytes = bytes,
+            "max_queued_bytes derived from the memory limit"
+        ),
+        None => tracing::warn!(
+            max_queued_bytes = bytes,
+            "memory limit unknown (no /proc?): max_queued_bytes left at its largest default"
+        ),
+    }
+    bytes
+}
+
 /// Admission of messages: a request count (`max_in_flight + max_queued`) and a payload byte
 /// budget (`max_queued_bytes`, counted in KiB), both held until the message is answered.
 struct WaitingRoom {
@@ -452,8 +484,8 @@ struct WaitingRoom {
 }
 
 impl WaitingRoom {
-    fn new(config: &AdapterConfig) -> Self {
-        let kib = usize::try_from(config.max_queued_bytes.div_ceil(1024))
+    fn new(config: &AdapterConfig, max_queued_bytes: u64) -> Self {
+        let kib = usize::try_from(max_queued_bytes.div_ceil(1024))
             .unwrap_or(usize::MAX)
             .min(Semaphore::MAX_PERMITS);
         Self {

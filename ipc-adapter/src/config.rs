@@ -45,9 +45,19 @@ pub mod defaults {
     pub const MAX_IN_FLIGHT: u32 = 4;
     /// `--max-queued`.
     pub const MAX_QUEUED: u32 = 1024;
-    /// `--max-queued-bytes`: 64 MiB of waiting messages (with the 4 MiB frame bound, the
-    /// adapter fits a 128 MiB memory limit).
+    /// `--max-queued-bytes` when not set: a quarter of the memory limit the adapter runs under
+    /// (see [`queued_bytes_for`]), at most this, 64 MiB.
     pub const MAX_QUEUED_BYTES: u64 = 64 << 20;
+
+    /// The derived `--max-queued-bytes` under a memory limit of `limit` bytes (`None`: none
+    /// known): a quarter of it — a waiting message is held once more while it is sent to the
+    /// service, and the process needs room of its own —, never less than one largest incoming
+    /// frame (`max_frame`, so a single request is never refused for it), at most
+    /// [`MAX_QUEUED_BYTES`].
+    pub fn queued_bytes_for(limit: Option<u64>, max_frame: usize) -> u64 {
+        let quarter = limit.map_or(MAX_QUEUED_BYTES, |limit| limit / 4);
+        quarter.min(MAX_QUEUED_BYTES).max(max_frame as u64)
+    }
     /// `schedule --max-image-bytes`: 12 MiB, which base64 turns into the service's 16 MiB.
     pub const MAX_IMAGE_BYTES: u64 = 12 << 20;
     /// `schedule --classify-deadline-ms`: 30 s, long enough for a service still loading its
@@ -360,14 +370,15 @@ pub struct AdapterConfig {
     )]
     pub max_queued: u32,
     /// Bytes of request messages (their payloads) admitted at once, waiting or in flight;
-    /// beyond that a request gets an `overloaded` reply at once.
+    /// beyond that a request gets an `overloaded` reply at once. Default: a quarter of the
+    /// memory limit the adapter runs under (its cgroup's, or the machine's), at least one
+    /// largest incoming frame, at most 64 MiB.
     #[arg(
         long = "max-queued-bytes",
         env = "CLASSIFY_ADAPTER_MAX_QUEUED_BYTES",
-        default_value_t = defaults::MAX_QUEUED_BYTES,
         value_parser = clap::value_parser!(u64).range(1..)
     )]
-    pub max_queued_bytes: u64,
+    pub max_queued_bytes: Option<u64>,
     /// Do not report RUNNING to the nucleus (`UpdateState`) once subscribed. Only for a recipe
     /// that starts the adapter in a `Run` step, where the nucleus counts it running at once.
     #[arg(long = "no-report-state", env = "CLASSIFY_ADAPTER_NO_REPORT_STATE")]
@@ -393,7 +404,7 @@ impl AdapterConfig {
             reply_format: defaults::REPLY_FORMAT,
             max_in_flight: defaults::MAX_IN_FLIGHT,
             max_queued: defaults::MAX_QUEUED,
-            max_queued_bytes: defaults::MAX_QUEUED_BYTES,
+            max_queued_bytes: None,
             no_report_state: false,
             ready_file: None,
         }
@@ -727,6 +738,24 @@ mod tests {
         let both = |name: &str| name.contains("SOCKET_WAIT_MS").then(|| "1".into());
         let (_, warnings) = command(both);
         assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
+    fn the_queued_bytes_default_is_a_quarter_of_the_limit_within_bounds() {
+        const MIB: u64 = 1 << 20;
+        let frame = defaults::MAX_INCOMING_FRAME_BYTES;
+        assert_eq!(defaults::queued_bytes_for(Some(128 * MIB), frame), 32 * MIB);
+        assert_eq!(defaults::queued_bytes_for(Some(24 << 30), frame), 64 * MIB);
+        assert_eq!(defaults::queued_bytes_for(None, frame), 64 * MIB);
+        // One largest frame always fits, however small the limit.
+        assert_eq!(
+            defaults::queued_bytes_for(Some(8 * MIB), frame),
+            frame as u64
+        );
+        assert_eq!(
+            defaults::queued_bytes_for(Some(8 * MIB), 24 << 20),
+            24 * MIB
+        );
     }
 
     #[test]

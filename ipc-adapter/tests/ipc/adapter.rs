@@ -573,7 +573,7 @@ async fn queued_bytes_overflow_is_answered_with_overloaded() {
     let h = setup(Flavour::Lite, &stub.url, |c| {
         c.max_in_flight = 1;
         c.max_queued = 1024;
-        c.max_queued_bytes = 4 * 1024;
+        c.max_queued_bytes = Some(4 * 1024);
     })
     .await;
     let (running, req, mut replies) = (h.running, h.requester, h.replies);
