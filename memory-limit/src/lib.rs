@@ -17,6 +17,8 @@
 //! and `MemTotal` (or, without it, no limit at all) remains. Every path is read under a root
 //! directory, `/` in production and a fixture tree in the tests.
 
+pub mod arenas;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 

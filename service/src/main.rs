@@ -9,6 +9,8 @@ use classify_service::telemetry::{self, ErrorChain};
 use classify_service::{Application, shutdown_signal};
 
 fn main() -> ExitCode {
+    // Before any thread starts: glibc fixes its arena count when a thread first needs one.
+    let arenas = memory_limit::arenas::bound(memory_limit::arenas::DEFAULT_MAX_ARENAS);
     let cli = Cli::parse();
     let args = match cli.command {
         Some(CliCommand::Openapi) => {
@@ -26,6 +28,7 @@ fn main() -> ExitCode {
         }
     };
     telemetry::init_capturing_native_output(config.log_format, &config.log_filter);
+    tracing::info!("allocator: {arenas}");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -6,7 +6,8 @@
 //! request gets an HTTP status, the cgroup records no OOM kill, and a photo is classified
 //! afterwards.
 //!
-//! The service runs with the environment its recipe sets that matters here (`MALLOC_ARENA_MAX`).
+//! The service runs as a user would start it by hand: without `MALLOC_ARENA_MAX` in its
+//! environment, it bounds glibc's malloc arenas itself (`memory_limit::arenas`).
 //! The test finds the memory controller with the service's own lookup (cgroup v1 `memory`, or
 //! v2 with the `memory` controller), makes a child of its own cgroup there, and fails with a
 //! plain reason where none is writable. It needs to run as root, as CI and this project's machines do.
@@ -100,14 +101,6 @@ impl Drop for LimitedCgroup {
 }
 
 /// A variable the service recipe's x86_64 manifest sets for the process.
-fn recipe_setenv(name: &str) -> String {
-    let manifest = e2e_tests::amd64_manifest("com.example.ImageClassification.Service");
-    manifest["Lifecycle"]["Setenv"][name]
-        .as_str()
-        .unwrap_or_else(|| panic!("the service recipe sets {name}"))
-        .to_owned()
-}
-
 fn service_binary() -> PathBuf {
     e2e_tests::workspace_binary("classify-service")
 }
@@ -215,8 +208,9 @@ async fn under_a_256_mib_limit_an_overload_of_large_images_is_answered_and_not_k
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .arg("--allowed-dir")
         .arg(&images)
-        // The environment the service recipe sets (its x86_64 manifest's Setenv).
-        .env("MALLOC_ARENA_MAX", recipe_setenv("MALLOC_ARENA_MAX"))
+        // Nothing in the environment bounds the arenas: the service does.
+        .env_remove("MALLOC_ARENA_MAX")
+        .env_remove("GLIBC_TUNABLES")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -252,6 +246,11 @@ async fn under_a_256_mib_limit_an_overload_of_large_images_is_answered_and_not_k
         startup.contains("memory after warm-up")
             && startup.contains(&cgroup.dir.display().to_string())
             && startup.contains("decode_memory_budget=\"derived\""),
+        "{startup}"
+    );
+    // And it bounded glibc's malloc arenas without being told to.
+    assert!(
+        startup.contains("allocator: at most 2 malloc arenas (mallopt)"),
         "{startup}"
     );
 

@@ -16,7 +16,7 @@ pub(crate) const NON_CLI_ENV: &[&str] = &[
     // Where the service's libdlr discovery finds the copy variant.DLR installed.
     "CONDA_PREFIX",
     "VIRTUAL_ENV",
-    // Read by glibc's malloc: bounded arenas under a memory limit (tests/tests/memory_cgroup.rs).
+    // Read by glibc's malloc; the service bounds its arenas itself unless a recipe sets it.
     "MALLOC_ARENA_MAX",
 ];
 
