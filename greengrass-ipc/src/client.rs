@@ -180,21 +180,26 @@ impl From<FrameError> for IpcError {
 pub trait StreamEvent: Sized {
     /// `service-model-type` of the events, e.g. `aws.greengrass#SubscriptionResponseMessage`.
     const MODEL: &'static str;
-    /// Reads one event's JSON body; the error text says what is wrong with it.
-    fn from_body(body: &Value) -> Result<Self, String>;
+    /// Reads one event's JSON body, which came in a frame payload of `frame_len` bytes; the
+    /// error text says what is wrong with it.
+    fn from_body(body: &Value, frame_len: usize) -> Result<Self, String>;
 }
 
 impl StreamEvent for SubscriptionEvent {
     const MODEL: &'static str = pubsub::SUBSCRIPTION_MESSAGE;
-    fn from_body(body: &Value) -> Result<Self, String> {
+    fn from_body(body: &Value, frame_len: usize) -> Result<Self, String> {
         let (payload, topic) = pubsub::parse_message(body).map_err(|e| e.to_string())?;
-        Ok(Self { topic, payload })
+        Ok(Self {
+            topic,
+            payload,
+            frame_len,
+        })
     }
 }
 
 impl StreamEvent for ConfigurationUpdateEvent {
     const MODEL: &'static str = configuration::CONFIGURATION_UPDATE_EVENTS;
-    fn from_body(body: &Value) -> Result<Self, String> {
+    fn from_body(body: &Value, _frame_len: usize) -> Result<Self, String> {
         Self::from_body(body)
     }
 }
@@ -876,5 +881,6 @@ fn route_oversized(shared: &Shared, head: frame::OversizedHead, len: usize, max:
 fn to_event<E: StreamEvent>(f: &Frame) -> Result<E, IpcError> {
     let body: Value = serde_json::from_slice(&f.payload)
         .map_err(|e| IpcError::Protocol(format!("{} event is not JSON: {e}", E::MODEL)))?;
-    E::from_body(&body).map_err(|e| IpcError::Protocol(format!("invalid {} event: {e}", E::MODEL)))
+    E::from_body(&body, f.payload.len())
+        .map_err(|e| IpcError::Protocol(format!("invalid {} event: {e}", E::MODEL)))
 }

@@ -64,6 +64,9 @@ pub struct SubscriptionEvent {
     pub topic: Option<String>,
     /// The message body.
     pub payload: Payload,
+    /// Bytes of the frame payload that carried it: the message's JSON text (a binaryMessage
+    /// as base64), so a bound on messages held can count them without serialising them again.
+    pub frame_len: usize,
 }
 
 /// Body of PublishToTopicRequest.

@@ -412,6 +412,9 @@ async fn oversized_incoming_event_is_skipped_and_the_connection_survives() {
         .unwrap();
     assert_eq!(ev.payload, Payload::Binary(vec![b'e'; 10]));
     assert_eq!(ev.topic.as_deref(), Some("events"));
+    // The frame's payload length comes with the event (the JSON text the server sent).
+    let sent = pubsub::subscription_message("events", &Payload::Binary(vec![b'e'; 10]));
+    assert_eq!(ev.frame_len, sent.to_string().len());
     client
         .publish("ok", &Payload::Binary(vec![]))
         .await

@@ -511,11 +511,12 @@ impl WaitingRoom {
     }
 }
 
-/// The bytes a message holds while it waits.
-fn payload_len(payload: &Payload) -> usize {
-    match payload {
+/// The bytes a message holds while it waits: a binaryMessage its bytes, a jsonMessage the JSON
+/// text it arrived as (its frame's payload; the parsed document is not serialised again).
+fn held_bytes(event: &SubscriptionEvent) -> usize {
+    match &event.payload {
         Payload::Binary(bytes) => bytes.len(),
-        Payload::Json(value) => serde_json::to_vec(value).map_or(0, |v| v.len()),
+        Payload::Json(_) => event.frame_len,
     }
 }
 
@@ -526,7 +527,7 @@ fn dispatch(
     event: SubscriptionEvent,
 ) {
     let ctx = ctx.clone();
-    match admitted.admit(payload_len(&event.payload)) {
+    match admitted.admit(held_bytes(&event)) {
         Some(admission) => {
             tasks.spawn(async move {
                 let _admission = admission;
