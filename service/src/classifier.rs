@@ -91,18 +91,34 @@ pub(crate) enum ClassifyError {
     /// The worker pool: not ready, expired, stopped, the model failed.
     #[error(transparent)]
     Inference(#[from] InferenceError),
+    /// The request memory is spent: too little left for this image's input tensor.
+    #[error(
+        "the requests being read, decoded and queued hold the whole request memory budget \
+         ({} MiB, sized from the memory limit); too little is left for this image's input \
+         tensor ({} KiB); retry later",
+        budget >> 20,
+        tensor.div_ceil(1024)
+    )]
+    MemorySpent {
+        /// The request memory budget, bytes.
+        budget: u64,
+        /// The input tensor, bytes.
+        tensor: u64,
+    },
     /// A bug here: a task failed or the model's output does not fit its labels.
     #[error("{0}")]
     Internal(String),
 }
 
-/// Memory for the request bodies and referenced files held at once — from reading until the
-/// decode is done or the answer goes out — counted in KiB. A body reserves its declared length
-/// (the body limit when it declares none) at admission, before a byte of it is read, and a
-/// request that finds too little left is shed like one that finds the queue full (503). A file
-/// reference reserves the file's size before it is read, waiting for it within the request's
-/// deadline. Sized from the memory limit ([`crate::memory_budget::body_memory_budget`]), and
-/// never below one largest body.
+/// Memory for the request bodies, referenced files and input tensors held at once — from
+/// reading until the decode is done, or for a tensor until the model has run — counted in KiB.
+/// A body reserves its declared length (the body limit when it declares none) at admission,
+/// before a byte of it is read, and a request that finds too little left is shed like one that
+/// finds the queue full (503). An encoded image reserves its input tensor before it is decoded,
+/// without waiting (503 when too little is left): the queue's tensors are bounded by memory,
+/// not only by `queue_capacity`. A file reference reserves the file's size before it is read,
+/// waiting for it within the request's deadline. Sized from the memory limit
+/// ([`crate::memory_budget::body_memory_budget`]), and never below one largest body.
 #[derive(Debug)]
 pub(crate) struct BodyMemory {
     total: u64,
@@ -132,6 +148,12 @@ impl BodyMemory {
         limit: usize,
     ) -> Option<tokio::sync::OwnedSemaphorePermit> {
         let bytes = declared.map_or(limit as u64, |d| d.min(limit as u64));
+        let kib = u32::try_from(bytes.div_ceil(1024).max(1)).ok()?;
+        self.kib.clone().try_acquire_many_owned(kib).ok()
+    }
+
+    /// Reserves `bytes` without waiting; `None` when too little is left.
+    fn try_reserve(&self, bytes: u64) -> Option<tokio::sync::OwnedSemaphorePermit> {
         let kib = u32::try_from(bytes.div_ceil(1024).max(1)).ok()?;
         self.kib.clone().try_acquire_many_owned(kib).ok()
     }
@@ -205,6 +227,12 @@ impl Classifier {
         image: Image,
         deadline: Instant,
     ) -> Result<Inferred, ClassifyError> {
+        // The input tensor an encoded image becomes, held until the model has run on it (a
+        // tensor sent as one came in the body, whose memory the request already holds).
+        let _tensor_memory = match image {
+            Image::Tensor(_) => None,
+            Image::Bytes(_) | Image::File(_) => Some(self.reserve_tensor()?),
+        };
         // Held until the file's bytes are decoded and dropped.
         let mut file_memory = None;
         let bytes = match image {
@@ -251,6 +279,17 @@ impl Classifier {
         self.metrics.decode.observe(decode.as_secs_f64());
         self.metrics.preprocess.observe(preprocess.as_secs_f64());
         self.run(slot, tensor, decode, preprocess, deadline).await
+    }
+
+    /// Reserves one input tensor's memory without waiting.
+    fn reserve_tensor(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ClassifyError> {
+        let tensor = self.input.tensor_bytes();
+        self.body_memory
+            .try_reserve(tensor)
+            .ok_or(ClassifyError::MemorySpent {
+                budget: self.body_memory.total(),
+                tensor,
+            })
     }
 
     /// Runs the model on a tensor in the place `slot` holds.

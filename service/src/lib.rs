@@ -468,15 +468,20 @@ fn prepare(config: &Config) -> Result<(LocatedModel, http::SharedState), Error> 
         &preprocess.budget,
         "after loading the model",
     );
-    // Without a known limit, every admitted request may hold a whole body, as before.
+    // Without a known limit, every admitted request may hold a whole body and its tensor.
     let body_memory = match &memory_limit {
-        Some(limit) => memory_budget::body_memory_budget(limit.bytes, config.max_body_bytes as u64),
-        None => (config.max_body_bytes as u64)
+        Some(limit) => memory_budget::body_memory_budget(
+            limit.bytes,
+            config.max_body_bytes as u64,
+            input.tensor_bytes(),
+        ),
+        None => (config.max_body_bytes as u64 + input.tensor_bytes())
             .saturating_mul((config.queue_capacity + config.effective_workers()) as u64),
     };
     tracing::info!(
         body_memory_mib = body_memory >> 20,
-        "request bodies and referenced files held at once are bounded by the body memory budget"
+        "request bodies, referenced files and input tensors held at once are bounded by the body \
+         memory budget"
     );
     let memory = MemoryInfo {
         limit_bytes: memory_limit.as_ref().map(|l| l.bytes),

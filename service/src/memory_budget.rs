@@ -31,10 +31,11 @@ pub fn derived_decode_budget(limit: u64, resident: u64) -> u64 {
         .clamp(MIN_DERIVED_BUDGET, MAX_DERIVED_BUDGET)
 }
 
-/// Memory for the request bodies held at once: half the headroom, and never less than one
-/// largest body (`max_body_bytes`), so that a single request is never shed for it.
-pub fn body_memory_budget(limit: u64, max_body_bytes: u64) -> u64 {
-    (headroom(limit) / 2).max(max_body_bytes)
+/// Memory for the request bodies, referenced files and input tensors held at once: half the
+/// headroom, and never less than one largest body (`max_body_bytes`) and its input tensor
+/// (`tensor_bytes`), so that a single request is never shed for it.
+pub fn body_memory_budget(limit: u64, max_body_bytes: u64, tensor_bytes: u64) -> u64 {
+    (headroom(limit) / 2).max(max_body_bytes + tensor_bytes)
 }
 
 /// Whether `budget` fits under `limit` beside `resident` bytes and the headroom.

@@ -63,6 +63,15 @@ pub struct InputSpec {
 }
 
 impl InputSpec {
+    /// Bytes of one input tensor: height × width × 3 channels × the element's size.
+    pub fn tensor_bytes(&self) -> u64 {
+        let element = match self.dtype {
+            InputDType::F32 => 4,
+            InputDType::U8 => 1,
+        };
+        u64::from(self.height) * u64::from(self.width) * 3 * element
+    }
+
     /// Derives the spec from the model's inputs; the model must have exactly one 4-d image
     /// input of batch 1 with 3 channels, float32 or uint8.
     pub fn from_metadata(inputs: &[TensorDesc], choice: LayoutChoice) -> Result<Self, String> {

@@ -110,8 +110,10 @@ pub struct MemoryInfo {
     /// "derived" from the limit, or "configured".
     #[schema(example = "derived")]
     pub decode_memory_budget: String,
-    /// Bytes of request bodies held at once (from reading until the answer); a request that
-    /// finds too little left is answered 503 before its body is read.
+    /// Bytes of request bodies, referenced files and input tensors held at once (a body from
+    /// reading until the answer, a tensor until the model has run); a request that finds too
+    /// little left for its body is answered 503 before its body is read, an image too little
+    /// for its tensor 503 before it is decoded.
     #[schema(example = 50331648)]
     pub body_memory_budget_bytes: u64,
 }

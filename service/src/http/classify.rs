@@ -642,9 +642,18 @@ pub(crate) mod tests {
 
     /// The state of a router on `pool`: model "fake", two classes, input `input`.
     pub(crate) fn state(pool: Arc<InferencePool>, input: InputSpec) -> SharedState {
+        state_with_body_memory(pool, input, u64::MAX >> 1)
+    }
+
+    /// [`state`] with a body memory budget of `body_memory` bytes.
+    fn state_with_body_memory(
+        pool: Arc<InferencePool>,
+        input: InputSpec,
+        body_memory: u64,
+    ) -> SharedState {
         let text = |s: &str| s.to_string();
         let metrics = Metrics::new();
-        let body_memory = Arc::new(crate::classifier::BodyMemory::new(u64::MAX >> 1));
+        let body_memory = Arc::new(crate::classifier::BodyMemory::new(body_memory));
         let classifier = Classifier {
             pool,
             labels: vec![text("first"), text("second")],
@@ -819,6 +828,63 @@ pub(crate) mod tests {
         controls.gate.send(()).unwrap();
         let held = held.await.unwrap().unwrap();
         assert_eq!(held.status(), 200);
+        pool.shutdown();
+    }
+
+    /// An encoded image reserves its input tensor from the body memory before it is decoded:
+    /// with room for its body alone it is answered 503 naming the budget, never decoded; with
+    /// room for both it is classified.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_image_without_memory_left_for_its_tensor_is_answered_503() {
+        let (factory, _controls) = FakeFactory::new();
+        // 64 × 64 × 3 float32: a 48 KiB tensor.
+        let input = InputSpec {
+            name: "x".into(),
+            shape: vec![1, 64, 64, 3],
+            layout: Layout::Nhwc,
+            height: 64,
+            width: 64,
+            dtype: InputDType::F32,
+        };
+        assert_eq!(input.tensor_bytes(), 48 << 10);
+        let pool = Arc::new(InferencePool::start(
+            Arc::new(factory),
+            PoolOptions {
+                workers: 1,
+                queue_capacity: 4,
+                warmup_runs: 0,
+                input: input.clone(),
+            },
+        ));
+        pool.readiness().wait_for(|r| r.is_ready()).await.unwrap();
+        let image = pixel([0, 1, 0]);
+        let request = || {
+            let mut request = post(image.clone(), "image/png");
+            request
+                .headers_mut()
+                .insert(header::CONTENT_LENGTH, image.len().into());
+            request
+        };
+        // The body (one KiB counted) fits; its tensor does not.
+        let body_only =
+            super::super::router(state_with_body_memory(pool.clone(), input.clone(), 1 << 10));
+        let refused = body_only.oneshot(request()).await.unwrap();
+        assert_eq!(refused.status(), 503);
+        assert_eq!(refused.headers()[header::RETRY_AFTER], "7");
+        let body = axum::body::to_bytes(refused.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let problem: classify_api::Problem = serde_json::from_slice(&body).unwrap();
+        assert_eq!(problem.kind(), Some(ProblemType::Overloaded));
+        assert!(
+            problem.detail.contains("request memory budget")
+                && problem.detail.contains("input tensor (48 KiB)"),
+            "{problem:?}"
+        );
+        // Room for the body and the tensor: classified.
+        let both = super::super::router(state_with_body_memory(pool.clone(), input, 49 << 10));
+        let answered = both.oneshot(request()).await.unwrap();
+        assert_eq!(answered.status(), 200);
         pool.shutdown();
     }
 }

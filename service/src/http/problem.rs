@@ -235,6 +235,10 @@ pub(crate) fn classify_error(e: ClassifyError, retry_after: u32, timeout_ms: u64
         ClassifyError::File(e) => e.into(),
         ClassifyError::Preprocess(e) => e.into(),
         ClassifyError::Inference(e) => inference_error(e, retry_after, timeout_ms),
+        spent @ ClassifyError::MemorySpent { .. } => ApiError::Overloaded {
+            detail: spent.to_string(),
+            retry_after,
+        },
         ClassifyError::Internal(message) => ApiError::Internal(message),
     }
 }
