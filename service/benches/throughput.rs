@@ -17,6 +17,14 @@
 //!
 //! Then, with a fresh service and default limits: eight concurrent "maximal" images of each
 //! kind, and the RSS rise (`VmHWM` − steady) they cause, against the decode memory budget.
+//!
+//! And the **Python peer**: the server a Python user writes for the same job
+//! (`support/fastapi_peer.py`: FastAPI + ONNX Runtime + Pillow under uvicorn, with 1 and with 2
+//! workers), against the service on the same ONNX model (`efficientnet-lite0-onnx`, ONNX
+//! Runtime, centre crop as the peer does), the same JPEGs, concurrency 1 and 4: p50 and req/s of
+//! each, and the service's ratios against the better peer — p50 ÷ peer p50 at concurrency 1,
+//! req/s ÷ peer req/s at concurrency 4. Needs the bench venv's FastAPI (`cargo xtask bench`
+//! installs it; `BENCH_PYTHON` names its python); `BENCH_ONLY_PEER` runs only this part.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -119,39 +127,59 @@ struct Service {
     child: Child,
     base: String,
     start_to_ready: Duration,
+    /// Stop with SIGTERM rather than SIGKILL: uvicorn then stops its worker processes too.
+    terminate: bool,
 }
 
 impl Drop for Service {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let terminated = self.terminate
+            && Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+        if !terminated {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
     }
 }
 
-async fn start(model_dir: &Path, client: &reqwest::Client, extra: &[&str]) -> Service {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
-    let started = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_classify-service"))
+        .port()
+}
+
+async fn start(model_dir: &Path, client: &reqwest::Client, extra: &[&str]) -> Service {
+    let port = free_port();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_classify-service"));
+    command
         .arg("--model-dir")
         .arg(model_dir)
         .arg("--dlr-library")
         .arg(dlr_test_models::paths::libdlr_path())
+        .arg("--onnx-library")
+        .arg(dlr_test_models::paths::generated_dir().join("onnxruntime"))
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--log-filter", "error", "--request-timeout-ms", "600000"])
         .args(["--queue-capacity", "256"])
-        .args(extra)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+        .args(extra);
+    serve(command, port, client).await
+}
+
+/// Spawns `command`, serving on `port`, and waits until its `/readyz` answers 200.
+async fn serve(mut command: Command, port: u16, client: &reqwest::Client) -> Service {
+    let started = Instant::now();
+    let child = command.stdout(Stdio::null()).spawn().unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let mut service = Service {
         child,
         base,
         start_to_ready: Duration::ZERO,
+        terminate: false,
     };
     loop {
         let ready = client.get(format!("{}/readyz", service.base)).send().await;
@@ -159,7 +187,7 @@ async fn start(model_dir: &Path, client: &reqwest::Client, extra: &[&str]) -> Se
             break;
         }
         if let Ok(Some(status)) = service.child.try_wait() {
-            panic!("classify-service exited: {status}");
+            panic!("{command:?} exited: {status}");
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -279,6 +307,129 @@ async fn model_rows(name: &str, dir: &Path, requests: usize, client: &reqwest::C
     );
 }
 
+/// The FastAPI peer with `workers` uvicorn workers on the model in `dir`, or why it cannot run.
+async fn start_peer(
+    dir: &Path,
+    workers: usize,
+    client: &reqwest::Client,
+) -> Result<Service, String> {
+    let python = std::env::var_os("BENCH_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dlr_test_models::paths::generated_dir().join("bench-venv/bin/python"));
+    let has_fastapi = Command::new(&python)
+        .args(["-c", "import fastapi, uvicorn, onnxruntime, PIL"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_fastapi {
+        return Err(format!(
+            "{} has no FastAPI, uvicorn, onnxruntime or Pillow: `cargo xtask bench` installs them",
+            python.display()
+        ));
+    }
+    let port = free_port();
+    let mut command = Command::new(python);
+    command
+        .args(["-m", "uvicorn", "--app-dir"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/support"))
+        .args([
+            "fastapi_peer:app",
+            "--host",
+            "127.0.0.1",
+            "--log-level",
+            "warning",
+        ])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--workers",
+            &workers.to_string(),
+        ])
+        .env("PEER_MODEL_DIR", dir);
+    let mut peer = serve(command, port, client).await;
+    peer.terminate = true;
+    Ok(peer)
+}
+
+/// The service against the FastAPI peer on the same ONNX model and JPEGs.
+async fn peer_rows(requests: usize, client: &reqwest::Client) {
+    let dir = dlr_test_models::paths::models_dir().join("efficientnet-lite0-onnx");
+    println!(
+        "\n== Python peer (FastAPI + ONNX Runtime + Pillow) against the service, ONNX Runtime"
+    );
+    if !dir.join("model.onnx").is_file() {
+        println!("skipped: {} missing (`cargo xtask setup`)", dir.display());
+        return;
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let images = [
+        ("0.7 MP JPEG", jpeg(1024, 683, 90)),
+        ("12 MP JPEG", jpeg(4032, 3024, 90)),
+    ];
+    // (server, image, concurrency) → figures.
+    let mut rows: Vec<(String, &str, usize, Figures)> = Vec::new();
+    let mut servers = Vec::new();
+    for workers in [1, 2] {
+        match start_peer(&dir, workers, client).await {
+            Ok(peer) => servers.push((format!("peer, {workers} worker(s)"), peer)),
+            Err(why) => {
+                println!("peer skipped: {why}");
+                return;
+            }
+        }
+    }
+    let service = start(&dir, client, &["--resize", "centre-crop"]).await;
+    servers.push(("service".to_string(), service));
+    println!(
+        "{:<20} {:<12} {:>4} {:>8} {:>8}",
+        "server", "image", "conc", "p50 ms", "req/s"
+    );
+    for (name, server) in &servers {
+        // Every worker started and warm before the figures.
+        load(client, &server.base, &images[0].1, 8, 4).await;
+        for (label, body) in &images {
+            for concurrency in [1, 4] {
+                let (statuses, f) = load(
+                    client,
+                    &server.base,
+                    body,
+                    requests.max(2 * concurrency),
+                    concurrency,
+                )
+                .await;
+                assert!(
+                    statuses.iter().all(|&s| s == 200),
+                    "{name} {label}: {statuses:?}"
+                );
+                println!(
+                    "{name:<20} {label:<12} {concurrency:>4} {:>8.1} {:>8.2}",
+                    ms(f.p50),
+                    f.throughput
+                );
+                rows.push((name.clone(), label, concurrency, f));
+            }
+        }
+    }
+    for (label, _) in &images {
+        let of = |peer: bool, concurrency: usize| {
+            rows.iter()
+                .filter(|r| r.1 == *label && r.2 == concurrency && r.0.starts_with("peer") == peer)
+                .collect::<Vec<_>>()
+        };
+        let best_p50 = of(true, 1).iter().map(|r| r.3.p50).min().unwrap();
+        let best_rps = of(true, 4)
+            .iter()
+            .map(|r| r.3.throughput)
+            .fold(0.0, f64::max);
+        let (service_1, service_4) = (&of(false, 1)[0].3, &of(false, 4)[0].3);
+        println!(
+            "{label}: service p50 ÷ best peer p50 at concurrency 1: x{:.2}; service req/s ÷ best \
+             peer req/s at concurrency 4: x{:.2}",
+            service_1.p50.as_secs_f64() / best_p50.as_secs_f64(),
+            service_4.throughput / best_rps
+        );
+    }
+}
+
 /// Eight concurrent maximal images per kind against a fresh service with default limits.
 async fn memory_rows(dir: &Path, client: &reqwest::Client) {
     println!("\n== decode memory: 8 concurrent images, default limits and budget");
@@ -345,14 +496,18 @@ fn main() {
     if real.is_dir() {
         models.push(("efficientnet-lite0", real));
     }
+    let only = |part: &str| std::env::var_os(format!("BENCH_ONLY_{part}")).is_some();
     runtime.block_on(async {
-        if std::env::var_os("BENCH_ONLY_MEMORY").is_none() {
+        if !only("MEMORY") && !only("PEER") {
             for (name, dir) in &models {
                 model_rows(name, dir, requests, &client).await;
             }
         }
-        if std::env::var_os("BENCH_SKIP_MEMORY").is_none() {
+        if !only("PEER") && std::env::var_os("BENCH_SKIP_MEMORY").is_none() {
             memory_rows(&models[0].1, &client).await;
+        }
+        if !only("MEMORY") {
+            peer_rows(requests, &client).await;
         }
     });
 }
