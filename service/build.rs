@@ -14,6 +14,7 @@ use std::path::PathBuf;
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     swagger_ui_assets();
+    jpeg_simd();
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let dir = out.join("demo-model");
     std::fs::create_dir_all(&dir).expect("create OUT_DIR/demo-model");
@@ -43,6 +44,22 @@ fn main() {
         .unwrap_or_else(|e| panic!("cannot build the demo model's kernels: {e}"));
     std::fs::rename(&library, dir.join(dlr_test_models::KERNEL_FILE_NAME))
         .expect("move the demo kernels into place");
+}
+
+/// Whether `mozjpeg-sys` built libjpeg-turbo with its SIMD code — on x86_64 only when `nasm`
+/// ran (Debian's `nasm`, which `cargo xtask setup` installs), on ARM always (NEON) — read from
+/// the `jconfig.h` it generated (its include path comes as `DEP_JPEG_INCLUDE`), which defines
+/// `WITH_SIMD` then. `CLASSIFY_JPEG_SIMD` ("on" or "off") lets the service say so at start.
+fn jpeg_simd() {
+    let include = std::env::var_os("DEP_JPEG_INCLUDE").unwrap_or_default();
+    let simd = std::env::split_paths(&include).any(|dir| {
+        std::fs::read_to_string(dir.join("jconfig.h"))
+            .is_ok_and(|text| text.lines().any(|l| l.trim() == "#define WITH_SIMD 1"))
+    });
+    println!(
+        "cargo:rustc-env=CLASSIFY_JPEG_SIMD={}",
+        if simd { "on" } else { "off" }
+    );
 }
 
 /// The files of Swagger UI's `dist/` folder the docs page loads.

@@ -459,6 +459,15 @@ fn prepare(config: &Config) -> Result<(LocatedModel, http::SharedState), Error> 
         source,
     })?;
 
+    if preprocess::JPEG_SIMD {
+        tracing::info!("JPEG decoding: libjpeg-turbo with its SIMD code");
+    } else {
+        tracing::warn!(
+            "JPEG decoding: libjpeg-turbo was built without its SIMD code (on x86_64 it needs \
+             nasm when the service is built: install Debian's nasm, then `cargo clean -p \
+             mozjpeg-sys` and rebuild); JPEGs decode slower"
+        );
+    }
     // The memory budgets, sized for the memory the process holds with the model loaded.
     let preprocess = config.preprocess_options(&input);
     let memory_limit = memory_limit::detect();

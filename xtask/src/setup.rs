@@ -16,6 +16,7 @@ const AWSIOTSDK: &str = "awsiotsdk==1.31.0";
 
 fn run_setup(heavy_passes: u32) -> Result {
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    install_nasm();
     fetch_libdlr(&python)?;
     make_venv(&python)?;
     crate::setup_browser::install()?;
@@ -173,6 +174,22 @@ pub fn install_cross_toolchain() -> Result {
         }
     }
     apt_install(&missing.join(" and "), &packages)
+}
+
+/// Debian's `nasm` on x86_64: libjpeg-turbo's x86_64 SIMD code is nasm assembly, which
+/// `mozjpeg-sys` builds only when `nasm` runs. Without it (not root, or no apt) the service
+/// still builds, without SIMD, and says so at start; so this only warns.
+pub fn install_nasm() {
+    if std::env::consts::ARCH != "x86_64" {
+        return;
+    }
+    let have = Command::new("nasm")
+        .arg("-v")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have && let Err(e) = apt_install("nasm", &["nasm"]) {
+        eprintln!("warning: {e}; JPEG decoding is built without libjpeg-turbo's x86_64 SIMD");
+    }
 }
 
 /// Debian's `qemu-user` (`qemu-arm`): the armv7 artifacts' smoke test runs them under it.

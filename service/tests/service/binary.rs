@@ -35,6 +35,20 @@ async fn demo_binary_serves_and_stops_on_sigterm() {
         }
         seen.push(line);
     }
+    // It says how JPEGs are decoded: with libjpeg-turbo's SIMD code, which the test command's
+    // set-up makes possible on x86_64 (nasm) and ARM always has.
+    let messages: Vec<String> = seen
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|j| j["fields"]["message"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m == "JPEG decoding: libjpeg-turbo with its SIMD code"),
+        "no JPEG SIMD line at start (is nasm installed? `cargo xtask setup` installs it): \
+         {messages:#?}"
+    );
     let base = format!("http://{}", address.unwrap());
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let mut ready = false;
