@@ -4,7 +4,7 @@
 //! the OpenCV column needs `generated/bench-venv`, which `cargo xtask bench` installs).
 //!
 //! Images: photo-like JPEGs (smooth shading, hard edges, per-pixel noise; quality 90) of 0.3,
-//! 2 and 12 megapixels and a 2 MP PNG, written once to cargo's bench temp dir so OpenCV reads
+//! 0.7 (the throughput bench's photo), 2 and 12 megapixels and a 2 MP PNG, written once to cargo's bench temp dir so OpenCV reads
 //! the same files; plus every JPEG under `generated/samples` and `generated/photos` for the
 //! quality column. Per image, the median of several runs of:
 //! * **service**: `preprocess::decode` + `to_tensor` to a 224×224 float32 NHWC tensor, as a
@@ -71,6 +71,7 @@ fn synthetic(dir: &Path, scale: u32) -> Vec<(String, PathBuf)> {
     std::fs::create_dir_all(dir).unwrap();
     let sizes = [
         ("0.3 MP JPEG", 640, 480, "jpg"),
+        ("0.7 MP JPEG", 1024, 683, "jpg"),
         ("2 MP JPEG", 1920, 1080, "jpg"),
         ("12 MP JPEG", 4032, 3024, "jpg"),
         ("2 MP PNG", 1920, 1080, "png"),

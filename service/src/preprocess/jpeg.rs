@@ -5,11 +5,14 @@
 //! `draft()`). Entropy decoding still reads every coefficient, but the inverse DCT, upsampling,
 //! colour conversion and the later resize work on up to 64× fewer pixels — a 12-megapixel
 //! photo becomes a 0.8-megapixel image before `fast_image_resize` sees it. The scale chosen is
-//! the smallest M/8 (M = 1..=8, not only powers of two) that leaves both sides at least
-//! `min_side` (twice the model's larger side, set by the caller), so the anti-aliased resize
-//! that follows still has at least two source pixels per output pixel and the tensor stays
-//! close to a full decode followed by the same resize (measured in `BENCHMARKS.md`, bounded by
-//! a test).
+//! the smallest of 1/8, 2/8, 4/8 and 8/8 that leaves both sides at least `min_side` (twice the
+//! model's larger side, set by the caller), so the anti-aliased resize that follows still has
+//! at least two source pixels per output pixel and the tensor stays close to a full decode
+//! followed by the same resize (measured in `BENCHMARKS.md`, bounded by a test). Only those
+//! four: libjpeg-turbo has SIMD inverse DCTs for 8/8, 4/8 and 2/8 (1/8 keeps only the DC term),
+//! while 3/8, 5/8, 6/8 and 7/8 run plain C — measured on a 0.7 MP photo, 6/8 took 5.08 ms
+//! against 3.47 ms for the full-size SIMD decode, and its tensor was up to 45 levels (of 255)
+//! from a full decode's, against 1.
 //!
 //! The decoder is libjpeg-turbo in MozJPEG's fork, through the `mozjpeg` crate: built from
 //! source by `cc` and linked statically (nothing to install on a device; no cmake, unlike
@@ -17,8 +20,9 @@
 //! error manager. Against `jpeg-decoder`, used before, it decodes on the calling thread (no
 //! thread per colour component competing with the model's), is faster on small and medium
 //! files, and about even on a 12 MP one, whose time both spend in Huffman decoding, the stage
-//! scaling cannot skip (figures in `BENCHMARKS.md`). x86_64 runs libjpeg's plain C (its SIMD
-//! there is nasm assembly; nasm is not a build dependency), aarch64 gets the NEON intrinsics.
+//! scaling cannot skip (figures in `BENCHMARKS.md`). It is built with its SIMD code: nasm
+//! assembly on x86_64 (when `nasm` is installed at build time; `super::JPEG_SIMD` says whether),
+//! NEON on ARM.
 //!
 //! Strictness: libjpeg only *warns* about a truncated file (it pretends an end-of-image marker
 //! was there) or corrupt entropy-coded data (it fills in zeros), and stops with a fatal error
@@ -44,10 +48,11 @@ use mozjpeg_sys::{jpeg_common_struct, jpeg_error_mgr};
 
 use super::{PreprocessError, PreprocessOptions, check_size};
 
-/// The smallest scale M/8 (M = 1..=8) that keeps both sides at least `min_side`; 8 (no
-/// scaling) when even the full size is smaller.
+/// The smallest scale M/8 (M = 1, 2, 4, 8: the ones libjpeg-turbo decodes with SIMD) that
+/// keeps both sides at least `min_side`; 8 (no scaling) when even the full size is smaller.
 pub(super) fn scale_eighths(width: u32, height: u32, min_side: u32) -> u8 {
-    (1..=8)
+    [1, 2, 4, 8]
+        .into_iter()
         .find(|&m| scaled(width, m) >= min_side && scaled(height, m) >= min_side)
         .unwrap_or(8)
 }
@@ -386,8 +391,11 @@ mod tests {
         assert_eq!(scale_eighths(4032, 3024, 448), 2);
         // 2 MP 1920x1080: 3/8 would give 405 rows; 4/8 gives 960x540.
         assert_eq!(scale_eighths(1920, 1080, 448), 4);
-        // Between the powers of two: 1600x1200 at 3/8 is 600x450.
-        assert_eq!(scale_eighths(1600, 1200, 448), 3);
+        // Between the powers of two: 1600x1200 at 3/8 would be 600x450, but only 1/8, 2/8,
+        // 4/8 and 8/8 are taken (SIMD), so 4/8, 800x600.
+        assert_eq!(scale_eighths(1600, 1200, 448), 4);
+        // 0.7 MP 1024x683: 6/8 would be 768x513; 8/8.
+        assert_eq!(scale_eighths(1024, 683, 448), 8);
         assert_eq!(scale_eighths(640, 480, 448), 8);
         // A panorama is limited by its short side.
         assert_eq!(scale_eighths(16000, 900, 448), 4);
