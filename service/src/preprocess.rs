@@ -66,6 +66,21 @@ pub struct InputSpec {
     pub dtype: InputDType,
 }
 
+#[cfg(test)]
+impl InputSpec {
+    /// A square NHWC float32 input of `side` pixels named `name` (for tests).
+    pub(crate) fn square_f32(name: &str, side: u32) -> Self {
+        Self {
+            name: name.into(),
+            shape: vec![1, i64::from(side), i64::from(side), 3],
+            layout: Layout::Nhwc,
+            height: side,
+            width: side,
+            dtype: InputDType::F32,
+        }
+    }
+}
+
 impl InputSpec {
     /// Bytes of one input tensor: height × width × 3 channels × the element's size.
     pub fn tensor_bytes(&self) -> u64 {
@@ -708,14 +723,7 @@ mod tests {
 
     #[test]
     fn centre_crop_keeps_the_middle_of_the_shorter_side() {
-        let spec = InputSpec {
-            name: "data".into(),
-            shape: vec![1, 224, 224, 3],
-            layout: Layout::Nhwc,
-            height: 224,
-            width: 224,
-            dtype: InputDType::F32,
-        };
+        let spec = InputSpec::square_f32("data", 224);
         // 512x256 scaled to 512x256 (short side 256): the centre 224x224 of it.
         assert_eq!(
             centre_crop_box(512, 256, &spec),

@@ -638,7 +638,7 @@ pub(crate) mod tests {
     use crate::http::api::{InputInfo, ModelInfo, OutputInfo};
     use crate::inference::{InferencePool, PoolOptions};
     use crate::metrics::Metrics;
-    use crate::preprocess::{InputDType, InputSpec, Layout, PreprocessOptions};
+    use crate::preprocess::{InputSpec, PreprocessOptions};
 
     /// The state of a router on `pool`: model "fake", two classes, input `input`.
     pub(crate) fn state(pool: Arc<InferencePool>, input: InputSpec) -> SharedState {
@@ -760,14 +760,25 @@ pub(crate) mod tests {
         tokio::task::JoinHandle<Result<Response, std::convert::Infallible>>,
     ) {
         let (factory, controls) = FakeFactory::new();
-        let input = InputSpec {
-            name: "x".into(),
-            shape: vec![1, 1, 1, 3],
-            layout: Layout::Nhwc,
-            height: 1,
-            width: 1,
-            dtype: InputDType::F32,
-        };
+        let input = InputSpec::square_f32("x", 1);
+        let pool = ready_pool(factory, &input, capacity).await;
+        let app = super::super::router(state(pool.clone(), input));
+        let held = tokio::spawn(
+            app.clone()
+                .oneshot(post(pixel([HOLD as u8, 1, 0]), "image/png")),
+        );
+        let runs = controls.runs.clone();
+        let started = tokio::task::spawn_blocking(move || runs.recv().unwrap());
+        assert_eq!(started.await.unwrap(), 1, "the only worker holds request 1");
+        (pool, app, controls, held)
+    }
+
+    /// One scripted worker on `factory` with `capacity` places in the queue, ready.
+    async fn ready_pool(
+        factory: FakeFactory,
+        input: &InputSpec,
+        capacity: usize,
+    ) -> Arc<InferencePool> {
         let pool = Arc::new(InferencePool::start(
             Arc::new(factory),
             PoolOptions {
@@ -778,15 +789,7 @@ pub(crate) mod tests {
             },
         ));
         pool.readiness().wait_for(|r| r.is_ready()).await.unwrap();
-        let app = super::super::router(state(pool.clone(), input));
-        let held = tokio::spawn(
-            app.clone()
-                .oneshot(post(pixel([HOLD as u8, 1, 0]), "image/png")),
-        );
-        let runs = controls.runs.clone();
-        let started = tokio::task::spawn_blocking(move || runs.recv().unwrap());
-        assert_eq!(started.await.unwrap(), 1, "the only worker holds request 1");
-        (pool, app, controls, held)
+        pool
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -838,25 +841,9 @@ pub(crate) mod tests {
     async fn an_image_without_memory_left_for_its_tensor_is_answered_503() {
         let (factory, _controls) = FakeFactory::new();
         // 64 × 64 × 3 float32: a 48 KiB tensor.
-        let input = InputSpec {
-            name: "x".into(),
-            shape: vec![1, 64, 64, 3],
-            layout: Layout::Nhwc,
-            height: 64,
-            width: 64,
-            dtype: InputDType::F32,
-        };
+        let input = InputSpec::square_f32("x", 64);
         assert_eq!(input.tensor_bytes(), 48 << 10);
-        let pool = Arc::new(InferencePool::start(
-            Arc::new(factory),
-            PoolOptions {
-                workers: 1,
-                queue_capacity: 4,
-                warmup_runs: 0,
-                input: input.clone(),
-            },
-        ));
-        pool.readiness().wait_for(|r| r.is_ready()).await.unwrap();
+        let pool = ready_pool(factory, &input, 4).await;
         let image = pixel([0, 1, 0]);
         let request = || {
             let mut request = post(image.clone(), "image/png");
