@@ -9,7 +9,8 @@
 //! Open Inference Protocol v2 (`POST /v2/models/{m}/infer`, BYTES `[1]` in binary, the top 5
 //! through the classification extension, as tritonclient sends it) and through `/classify`,
 //! one request at a time, alternating, so that both see the same machine: v2's p50 minus
-//! `/classify`'s.
+//! `/classify`'s. With the 1-client row, the medians of the service's own `timings` (decode,
+//! preprocess, queue, inference, total) say which stage the difference to the bare model is in.
 //!
 //! Models: `generated/models/efficientnet-lite0` (DLR) and `efficientnet-lite0-onnx` (ONNX)
 //! when both are there, else the colour models `colour` and `colour-onnx` (whose run time is
@@ -124,7 +125,7 @@ async fn service(
     threads: usize,
     requests: usize,
     image: &[u8],
-) -> (Figures, Figures, Figures, Figures) {
+) -> (Figures, Figures, Figures, Figures, String) {
     let app = Application::build(Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         model_dir: Some(dir.to_path_buf()),
@@ -150,6 +151,7 @@ async fn service(
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
 
     let mut rounds = Vec::new();
+    let mut stages = String::new();
     for clients in [1, 4] {
         let next = Arc::new(AtomicUsize::new(0));
         let started = Instant::now();
@@ -159,6 +161,7 @@ async fn service(
                 let body = image.to_vec();
                 tokio::spawn(async move {
                     let mut latencies = Vec::new();
+                    let mut timings = Vec::new();
                     // One unmeasured warm-up request per client, then the shared count.
                     let mut warm = true;
                     while warm || next.fetch_add(1, Ordering::SeqCst) < requests {
@@ -171,19 +174,42 @@ async fn service(
                             .await
                             .unwrap();
                         assert_eq!(response.status(), 200);
-                        response.bytes().await.unwrap();
+                        let answer: serde_json::Value = response.json().await.unwrap();
                         if !warm {
                             latencies.push(t.elapsed());
+                            timings.push(answer["timings"].clone());
                         }
                         warm = false;
                     }
-                    latencies
+                    (latencies, timings)
                 })
             })
             .collect();
         let mut latencies = Vec::new();
+        let mut timings = Vec::new();
         for task in tasks {
-            latencies.extend(task.await.unwrap());
+            let (l, t) = task.await.unwrap();
+            latencies.extend(l);
+            timings.extend(t);
+        }
+        if clients == 1 {
+            stages = [
+                "decode_ms",
+                "preprocess_ms",
+                "queue_ms",
+                "inference_ms",
+                "total_ms",
+            ]
+            .iter()
+            .map(|stage| {
+                let mut values: Vec<f64> =
+                    timings.iter().filter_map(|t| t[stage].as_f64()).collect();
+                values.sort_by(f64::total_cmp);
+                let median = values.get(values.len() / 2).copied().unwrap_or(f64::NAN);
+                format!("{} {median:.2}", stage.trim_end_matches("_ms"))
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
         }
         rounds.push(Figures::of(latencies, started.elapsed()));
     }
@@ -191,7 +217,7 @@ async fn service(
     let (classify, v2) = alternating(&client, &base, image, requests).await;
     let _ = stop.send(());
     server.await.unwrap().unwrap();
-    (rounds[0], rounds[1], classify, v2)
+    (rounds[0], rounds[1], classify, v2, stages)
 }
 
 /// `/classify` and v2 infer of the same JPEG, one request at a time, alternating: p50/p95 of
@@ -317,7 +343,7 @@ fn main() {
             BackendChoice::Onnx => bare_onnx(&dir, threads, requests),
             _ => bare_dlr(&dir, threads, requests),
         };
-        let (one, four, classify, v2) =
+        let (one, four, classify, v2, stages) =
             runtime.block_on(service(&dir, backend, threads, requests, &image));
         println!("{runtime_name}:");
         println!(
@@ -332,6 +358,7 @@ fn main() {
             ms(one.p95),
             ms(one.p50) - ms(model.p50)
         );
+        println!("  service's own timings   p50 ms: {stages}");
         println!(
             "  service, 4 clients      p50 {:>8.2} ms  p95 {:>8.2} ms  {:>7.1} req/s = x{:.2} of the limit",
             ms(four.p50),
