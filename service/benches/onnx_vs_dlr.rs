@@ -1,7 +1,9 @@
 //! The same model on DLR and on ONNX Runtime, bare and behind the service, in one run.
 //!
 //! For each runtime: the bare model (`Model::run` in a loop on one thread with every CPU as
-//! runtime threads, no HTTP, no decoding), then the service (1 worker with the same threads)
+//! runtime threads, no HTTP, no decoding; its input is the bench's JPEG resized to the model's
+//! square NHWC input, since a run's time depends on the data — a constant tensor ran DLR's
+//! EfficientNet-Lite0 faster than a photo), then the service (1 worker with the same threads)
 //! answering one JPEG request at a time (p50 and p95 as the client sees them: HTTP, decode,
 //! resize, queue, inference, scoring) and then 4 clients at once (throughput, against the
 //! bare model's limit of 1 / p50 runs per second). Reported: the service's p50 minus the bare
@@ -64,7 +66,20 @@ fn timed(runs: usize, mut run: impl FnMut()) -> Figures {
     Figures::of(latencies, started.elapsed())
 }
 
-fn bare_dlr(dir: &std::path::Path, threads: usize, runs: usize) -> (Figures, String) {
+/// The bare loops' input: `image` resized to a square NHWC input of `count` elements (RGB,
+/// 0..255), or a constant tensor for any other input shape.
+fn photo_input(image: &[u8], count: usize) -> (Vec<f32>, Vec<u8>) {
+    let side = ((count / 3) as f64).sqrt() as u32;
+    if (side * side * 3) as usize != count {
+        return (vec![100f32; count], vec![100u8; count]);
+    }
+    let rgb = image::load_from_memory(image).unwrap().into_rgb8();
+    let resized = image::imageops::resize(&rgb, side, side, image::imageops::FilterType::Triangle);
+    let u8s = resized.into_raw();
+    (u8s.iter().map(|&v| f32::from(v)).collect(), u8s)
+}
+
+fn bare_dlr(dir: &std::path::Path, threads: usize, runs: usize, image: &[u8]) -> (Figures, String) {
     let mut model = dlr_sys::Model::load(
         dir,
         &dlr_sys::ModelOptions {
@@ -76,10 +91,7 @@ fn bare_dlr(dir: &std::path::Path, threads: usize, runs: usize) -> (Figures, Str
     .unwrap();
     let info = model.metadata().inputs[0].clone();
     let name = info.name.clone().unwrap_or_else(|| "data".into());
-    let (f32s, u8s) = (
-        vec![100f32; info.element_count()],
-        vec![100u8; info.element_count()],
-    );
+    let (f32s, u8s) = photo_input(image, info.element_count());
     let input = match info.dtype.as_str() {
         "uint8" => dlr_sys::Input::u8(&name, &info.shape, &u8s),
         _ => dlr_sys::Input::f32(&name, &info.shape, &f32s),
@@ -91,7 +103,12 @@ fn bare_dlr(dir: &std::path::Path, threads: usize, runs: usize) -> (Figures, Str
     (figures, format!("DLR {version}"))
 }
 
-fn bare_onnx(dir: &std::path::Path, threads: usize, runs: usize) -> (Figures, String) {
+fn bare_onnx(
+    dir: &std::path::Path,
+    threads: usize,
+    runs: usize,
+    image: &[u8],
+) -> (Figures, String) {
     let mut model = onnx_backend::Model::load(
         dir,
         &onnx_backend::ModelOptions {
@@ -101,7 +118,7 @@ fn bare_onnx(dir: &std::path::Path, threads: usize, runs: usize) -> (Figures, St
     )
     .unwrap();
     let count = model.metadata().image_input.element_count();
-    let (f32s, u8s) = (vec![100f32; count], vec![100u8; count]);
+    let (f32s, u8s) = photo_input(image, count);
     let data = match model.metadata().image_input.dtype {
         onnx_backend::DType::F32 => onnx_backend::TensorData::F32(&f32s),
         onnx_backend::DType::U8 => onnx_backend::TensorData::U8(&u8s),
@@ -340,8 +357,8 @@ fn main() {
     ] {
         let dir = paths::model_dir(name);
         let (model, runtime_name) = match backend {
-            BackendChoice::Onnx => bare_onnx(&dir, threads, requests),
-            _ => bare_dlr(&dir, threads, requests),
+            BackendChoice::Onnx => bare_onnx(&dir, threads, requests, &image),
+            _ => bare_dlr(&dir, threads, requests, &image),
         };
         let (one, four, classify, v2, stages) =
             runtime.block_on(service(&dir, backend, threads, requests, &image));
