@@ -91,16 +91,16 @@ pub(crate) enum ClassifyError {
     /// The worker pool: not ready, expired, stopped, the model failed.
     #[error(transparent)]
     Inference(#[from] InferenceError),
-    /// The request memory is spent: too little left for this image's input tensor.
+    /// The body memory budget is spent: too little left for this image's input tensor.
     #[error(
-        "the requests being read, decoded and queued hold the whole request memory budget \
+        "the requests being read, decoded and queued hold the whole body memory budget \
          ({} MiB, sized from the memory limit); too little is left for this image's input \
          tensor ({} KiB); retry later",
         budget >> 20,
         tensor.div_ceil(1024)
     )]
     MemorySpent {
-        /// The request memory budget, bytes.
+        /// The body memory budget, bytes.
         budget: u64,
         /// The input tensor, bytes.
         tensor: u64,
@@ -147,9 +147,7 @@ impl BodyMemory {
         declared: Option<u64>,
         limit: usize,
     ) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        let bytes = declared.map_or(limit as u64, |d| d.min(limit as u64));
-        let kib = u32::try_from(bytes.div_ceil(1024).max(1)).ok()?;
-        self.kib.clone().try_acquire_many_owned(kib).ok()
+        self.try_reserve(declared.map_or(limit as u64, |d| d.min(limit as u64)))
     }
 
     /// Reserves `bytes` without waiting; `None` when too little is left.

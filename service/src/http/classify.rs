@@ -864,7 +864,7 @@ pub(crate) mod tests {
         let problem: classify_api::Problem = serde_json::from_slice(&body).unwrap();
         assert_eq!(problem.kind(), Some(ProblemType::Overloaded));
         assert!(
-            problem.detail.contains("request memory budget")
+            problem.detail.contains("body memory budget")
                 && problem.detail.contains("input tensor (48 KiB)"),
             "{problem:?}"
         );
