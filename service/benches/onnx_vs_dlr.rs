@@ -30,6 +30,11 @@ use classify_service::config::BackendChoice;
 use classify_service::{Application, Config};
 use dlr_test_models::paths;
 
+#[path = "support/model_input.rs"]
+mod model_input;
+
+use model_input::photo_input;
+
 #[derive(Debug, Clone, Copy)]
 struct Figures {
     p50: Duration,
@@ -64,19 +69,6 @@ fn timed(runs: usize, mut run: impl FnMut()) -> Figures {
         })
         .collect();
     Figures::of(latencies, started.elapsed())
-}
-
-/// The bare loops' input: `image` resized to a square NHWC input of `count` elements (RGB,
-/// 0..255), or a constant tensor for any other input shape.
-fn photo_input(image: &[u8], count: usize) -> (Vec<f32>, Vec<u8>) {
-    let side = ((count / 3) as f64).sqrt() as u32;
-    if (side * side * 3) as usize != count {
-        return (vec![100f32; count], vec![100u8; count]);
-    }
-    let rgb = image::load_from_memory(image).unwrap().into_rgb8();
-    let resized = image::imageops::resize(&rgb, side, side, image::imageops::FilterType::Triangle);
-    let u8s = resized.into_raw();
-    (u8s.iter().map(|&v| f32::from(v)).collect(), u8s)
 }
 
 fn bare_dlr(dir: &std::path::Path, threads: usize, runs: usize, image: &[u8]) -> (Figures, String) {

@@ -25,6 +25,16 @@
 //! each, and the service's ratios against the better peer — p50 ÷ peer p50 at concurrency 1,
 //! req/s ÷ peer req/s at concurrency 4. Needs the bench venv's FastAPI (`cargo xtask bench`
 //! installs it; `BENCH_PYTHON` names its python); `BENCH_ONLY_PEER` runs only this part.
+//! `BENCH_SERVICE_ARGS` adds service rows with other settings, `;`-separated (e.g.
+//! `--workers 2 --threads-per-worker 1; --workers 2`), next to the default one.
+//!
+//! With it, the **machine's limit** for each JPEG: cores ÷ (decode + preprocess time + the
+//! model's time on one thread), the throughput of every core doing nothing but that work at
+//! its single-thread CPU cost — the default service's median `decode_ms` + `preprocess_ms` at
+//! concurrency 1 and the bare ONNX model on one intra-op thread, fed the same photo, both in
+//! this run — and each service row's req/s at concurrency 4 as a fraction of it. Each row also
+//! shows the CPU time per request of the server (the service only: uvicorn's workers are
+//! other processes) and of the load generator, which runs on the same cores.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -34,10 +44,13 @@ use std::time::{Duration, Instant};
 
 #[path = "support/machine.rs"]
 mod machine;
+#[path = "support/model_input.rs"]
+mod model_input;
 #[path = "support/photo.rs"]
 mod photo;
 
 use machine::machine;
+use model_input::photo_input;
 use photo::photo;
 
 fn jpeg(w: u32, h: u32, quality: u8) -> Vec<u8> {
@@ -195,14 +208,23 @@ async fn serve(mut command: Command, port: u16, client: &reqwest::Client) -> Ser
     service
 }
 
-/// `requests` POSTs of `body` from `concurrency` clients; the statuses seen and the figures.
+/// What one [`load`] saw.
+struct Load {
+    statuses: Vec<u16>,
+    figures: Figures,
+    /// Per answer that has the service's `timings`: `decode_ms` + `preprocess_ms`, the CPU
+    /// time the request took before the model (both stages run on one thread).
+    front_ms: Vec<f64>,
+}
+
+/// `requests` POSTs of `body` from `concurrency` clients.
 async fn load(
     client: &reqwest::Client,
     base: &str,
     body: &[u8],
     requests: usize,
     concurrency: usize,
-) -> (Vec<u16>, Figures) {
+) -> Load {
     let next = Arc::new(AtomicUsize::new(0));
     let body = bytes::Bytes::copy_from_slice(body);
     let started = Instant::now();
@@ -222,14 +244,17 @@ async fn load(
                         .await;
                     // 0: the connection closed before an answer was read (e.g. a 413 sent
                     // while the body was still being written).
-                    let status = match sent {
+                    let (status, front) = match sent {
                         Ok(response) => {
                             let status = response.status().as_u16();
-                            response.bytes().await.map_or(0, |_| status)
+                            match response.bytes().await {
+                                Ok(answer) => (status, front_ms(&answer)),
+                                Err(_) => (0, None),
+                            }
                         }
-                        Err(_) => 0,
+                        Err(_) => (0, None),
                     };
-                    seen.push((status, t.elapsed()));
+                    seen.push((status, t.elapsed(), front));
                 }
                 seen
             })
@@ -240,11 +265,68 @@ async fn load(
         seen.extend(task.await.unwrap());
     }
     let elapsed = started.elapsed();
-    let statuses = seen.iter().map(|s| s.0).collect();
-    (
-        statuses,
-        figures(seen.into_iter().map(|s| s.1).collect(), elapsed),
+    Load {
+        statuses: seen.iter().map(|s| s.0).collect(),
+        front_ms: seen.iter().filter_map(|s| s.2).collect(),
+        figures: figures(seen.into_iter().map(|s| s.1).collect(), elapsed),
+    }
+}
+
+/// `decode_ms` + `preprocess_ms` from a service answer's `timings`.
+fn front_ms(answer: &[u8]) -> Option<f64> {
+    let answer: serde_json::Value = serde_json::from_slice(answer).ok()?;
+    let timings = answer.get("timings")?;
+    Some(timings["decode_ms"].as_f64()? + timings["preprocess_ms"].as_f64()?)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// CPU seconds (user + system) a process has used so far, from `/proc/{pid}/stat` (in
+/// `USER_HZ` ticks, 100 per second on Linux).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) in parentheses: utime is the
+    // 12th, stime the 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    match (ticks(11), ticks(12)) {
+        (Some(user), Some(system)) => (user + system) / 100.0,
+        _ => f64::NAN,
+    }
+}
+
+/// The p50 of the bare ONNX model in `dir` on one thread, fed `image` resized to its input:
+/// the model's CPU time per image (one intra-op thread runs on the caller's thread).
+fn onnx_one_thread_ms(dir: &Path, image: &[u8], runs: usize) -> f64 {
+    let mut model = onnx_backend::Model::load(
+        dir,
+        &onnx_backend::ModelOptions {
+            threads: Some(1),
+            library_path: Some(dlr_test_models::paths::generated_dir().join("onnxruntime")),
+        },
     )
+    .unwrap();
+    let (f32s, u8s) = photo_input(image, model.metadata().image_input.element_count());
+    let data = match model.metadata().image_input.dtype {
+        onnx_backend::DType::F32 => onnx_backend::TensorData::F32(&f32s),
+        onnx_backend::DType::U8 => onnx_backend::TensorData::U8(&u8s),
+    };
+    model.run(data).unwrap();
+    let latencies = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            model.run(data).unwrap();
+            t.elapsed()
+        })
+        .collect();
+    figures(latencies, Duration::from_secs(1)).p50.as_secs_f64() * 1e3
 }
 
 async fn model_rows(name: &str, dir: &Path, requests: usize, client: &reqwest::Client) {
@@ -274,7 +356,11 @@ async fn model_rows(name: &str, dir: &Path, requests: usize, client: &reqwest::C
     let mut steady = f64::NAN;
     for (label, body) in &images {
         for concurrency in [1, 2, 4, 16] {
-            let (statuses, f) = load(
+            let Load {
+                statuses,
+                figures: f,
+                ..
+            } = load(
                 client,
                 &service.base,
                 body,
@@ -350,7 +436,22 @@ async fn start_peer(
     Ok(peer)
 }
 
-/// The service against the FastAPI peer on the same ONNX model and JPEGs.
+/// One row of [`peer_rows`].
+struct Row {
+    server: String,
+    image: &'static str,
+    concurrency: usize,
+    figures: Figures,
+    /// The service's median decode + preprocess time (its `timings`), when it answers them.
+    front_ms: Option<f64>,
+    /// The service's CPU time per request (not measured for the peer's processes).
+    cpu_ms: Option<f64>,
+    /// The load generator's (this process's) CPU time per request: it shares the cores.
+    client_cpu_ms: f64,
+}
+
+/// The service against the FastAPI peer on the same ONNX model and JPEGs, and against the
+/// machine's limit.
 async fn peer_rows(requests: usize, client: &reqwest::Client) {
     let dir = dlr_test_models::paths::models_dir().join("efficientnet-lite0-onnx");
     println!(
@@ -365,8 +466,6 @@ async fn peer_rows(requests: usize, client: &reqwest::Client) {
         ("0.7 MP JPEG", jpeg(1024, 683, 90)),
         ("12 MP JPEG", jpeg(4032, 3024, 90)),
     ];
-    // (server, image, concurrency) → figures.
-    let mut rows: Vec<(String, &str, usize, Figures)> = Vec::new();
     let mut servers = Vec::new();
     for workers in [1, 2] {
         match start_peer(&dir, workers, client).await {
@@ -377,18 +476,32 @@ async fn peer_rows(requests: usize, client: &reqwest::Client) {
             }
         }
     }
-    let service = start(&dir, client, &["--resize", "centre-crop"]).await;
-    servers.push(("service".to_string(), service));
+    // The service with its defaults, then with each `;`-separated set of extra arguments.
+    let extra = std::env::var("BENCH_SERVICE_ARGS").unwrap_or_default();
+    for settings in std::iter::once("").chain(extra.split(';').filter(|s| !s.trim().is_empty())) {
+        let mut args = vec!["--resize", "centre-crop"];
+        args.extend(settings.split_whitespace());
+        let name = format!("service {}", settings.trim());
+        servers.push((name.trim().to_string(), start(&dir, client, &args).await));
+    }
+    let width = servers.iter().map(|s| s.0.len()).max().unwrap_or(0);
     println!(
-        "{:<20} {:<12} {:>4} {:>8} {:>8}",
-        "server", "image", "conc", "p50 ms", "req/s"
+        "{:<width$} {:<12} {:>4} {:>8} {:>8} {:>10} {:>10}",
+        "server", "image", "conc", "p50 ms", "req/s", "CPU ms/req", "client CPU"
     );
+    let mut rows = Vec::new();
     for (name, server) in &servers {
         // Every worker started and warm before the figures.
         load(client, &server.base, &images[0].1, 8, 4).await;
         for (label, body) in &images {
             for concurrency in [1, 4] {
-                let (statuses, f) = load(
+                let cpu_before = cpu_seconds(server.child.id());
+                let client_before = cpu_seconds(std::process::id());
+                let Load {
+                    statuses,
+                    figures,
+                    front_ms,
+                } = load(
                     client,
                     &server.base,
                     body,
@@ -396,37 +509,69 @@ async fn peer_rows(requests: usize, client: &reqwest::Client) {
                     concurrency,
                 )
                 .await;
+                let cpu = cpu_seconds(server.child.id()) - cpu_before;
+                let client_cpu = cpu_seconds(std::process::id()) - client_before;
                 assert!(
                     statuses.iter().all(|&s| s == 200),
                     "{name} {label}: {statuses:?}"
                 );
+                let row = Row {
+                    server: name.clone(),
+                    image: label,
+                    concurrency,
+                    figures,
+                    front_ms: (!front_ms.is_empty()).then(|| median(front_ms)),
+                    // uvicorn's workers are other processes: the peer's figure would be partial.
+                    cpu_ms: (!server.terminate).then(|| cpu / statuses.len() as f64 * 1e3),
+                    client_cpu_ms: client_cpu / statuses.len() as f64 * 1e3,
+                };
                 println!(
-                    "{name:<20} {label:<12} {concurrency:>4} {:>8.1} {:>8.2}",
-                    ms(f.p50),
-                    f.throughput
+                    "{name:<width$} {label:<12} {concurrency:>4} {:>8.1} {:>8.2} {:>10} {:>10.2}",
+                    ms(row.figures.p50),
+                    row.figures.throughput,
+                    row.cpu_ms.map_or("-".into(), |c| format!("{c:.2}")),
+                    row.client_cpu_ms
                 );
-                rows.push((name.clone(), label, concurrency, f));
+                rows.push(row);
             }
         }
     }
-    for (label, _) in &images {
+    let cores = dlr_sys::available_cpus();
+    for (label, body) in &images {
         let of = |peer: bool, concurrency: usize| {
             rows.iter()
-                .filter(|r| r.1 == *label && r.2 == concurrency && r.0.starts_with("peer") == peer)
+                .filter(|r| {
+                    r.image == *label
+                        && r.concurrency == concurrency
+                        && r.server.starts_with("peer") == peer
+                })
                 .collect::<Vec<_>>()
         };
-        let best_p50 = of(true, 1).iter().map(|r| r.3.p50).min().unwrap();
+        let best_p50 = of(true, 1).iter().map(|r| r.figures.p50).min().unwrap();
         let best_rps = of(true, 4)
             .iter()
-            .map(|r| r.3.throughput)
+            .map(|r| r.figures.throughput)
             .fold(0.0, f64::max);
-        let (service_1, service_4) = (&of(false, 1)[0].3, &of(false, 4)[0].3);
+        // The machine's limit: every core busy with nothing but decoding, preprocessing and
+        // running the model, each at its single-thread CPU cost (the default service's decode
+        // and preprocess times, the bare model on one thread), measured in this run.
+        let decode = of(false, 1)[0].front_ms.unwrap_or(f64::NAN);
+        let model = onnx_one_thread_ms(&dir, body, requests.max(20));
+        let limit = cores as f64 * 1e3 / (decode + model);
         println!(
-            "{label}: service p50 ÷ best peer p50 at concurrency 1: x{:.2}; service req/s ÷ best \
-             peer req/s at concurrency 4: x{:.2}",
-            service_1.p50.as_secs_f64() / best_p50.as_secs_f64(),
-            service_4.throughput / best_rps
+            "{label}: machine limit {cores} cores ÷ (decode + preprocess {decode:.2} ms + model on \
+             one thread {model:.2} ms) = {limit:.1} req/s"
         );
+        for (one, four) in of(false, 1).iter().zip(of(false, 4)) {
+            println!(
+                "  {:<width$} p50 ÷ best peer p50 at concurrency 1: x{:.2}; at concurrency 4: \
+                 req/s ÷ best peer: x{:.2}, ÷ machine limit: x{:.2}",
+                one.server,
+                one.figures.p50.as_secs_f64() / best_p50.as_secs_f64(),
+                four.figures.throughput / best_rps,
+                four.figures.throughput / limit
+            );
+        }
     }
 }
 
@@ -458,7 +603,11 @@ async fn memory_rows(dir: &Path, client: &reqwest::Client) {
         // Steady state: after one ordinary request.
         load(client, &service.base, &jpeg(640, 480, 90), 2, 1).await;
         let (steady, _) = rss(pid);
-        let (statuses, f) = load(client, &service.base, body, 8, 8).await;
+        let Load {
+            statuses,
+            figures: f,
+            ..
+        } = load(client, &service.base, body, 8, 8).await;
         let (_, peak) = rss(pid);
         let mut counts = std::collections::BTreeMap::new();
         for s in statuses {
