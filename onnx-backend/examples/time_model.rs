@@ -17,6 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = ModelOptions {
         threads,
         library_path: None,
+        ..Default::default()
     };
     let mut model = Model::load(path.as_ref(), &options)?;
     let input = model.metadata().image_input.clone();

@@ -20,13 +20,28 @@ use crate::metadata::{DType, ImageInput, ModelMetadata, TensorInfo, dtype_name};
 pub const MODEL_FILE_NAME: &str = "model.onnx";
 
 /// How a model is loaded.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ModelOptions {
     /// ONNX Runtime intra-op threads; `None` means the CPUs this process may use
     /// ([`crate::available_cpus`]), as the DLR backend does.
     pub threads: Option<usize>,
     /// An explicit `libonnxruntime.so*` file or directory (first in discovery).
     pub library_path: Option<PathBuf>,
+    /// Whether the intra-op pool's threads spin while they wait for work
+    /// (`session.intra_op.allow_spinning`; on by default, as in ONNX Runtime). Spinning gives
+    /// one request at a time its lowest latency; off, the waiting threads leave their cores to
+    /// other work in the process (image decoding, other sessions).
+    pub spinning: bool,
+}
+
+impl Default for ModelOptions {
+    fn default() -> Self {
+        Self {
+            threads: None,
+            library_path: None,
+            spinning: true,
+        }
+    }
 }
 
 /// The pixels of one image, in the model's layout and element type.
@@ -186,6 +201,7 @@ impl Model {
         let session = Session::builder()
             .and_then(|b| b.with_intra_threads(threads))
             .and_then(|b| b.with_inter_threads(1))
+            .and_then(|b| b.with_intra_op_spinning(options.spinning))
             .and_then(|b| b.with_parallel_execution(false))
             .map_err(|e| Error::ort(context("session options"), e))?
             .commit_from_file(file)

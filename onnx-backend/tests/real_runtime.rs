@@ -29,6 +29,7 @@ fn load(name: &str, threads: Option<usize>) -> Model {
     let options = ModelOptions {
         threads,
         library_path: Some(library_dir()),
+        ..Default::default()
     };
     Model::load(&paths::model_dir(name), &options).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
@@ -108,6 +109,20 @@ fn the_nchw_model_with_a_dynamic_batch_is_fed_planes() {
 }
 
 #[test]
+fn a_session_whose_threads_do_not_spin_answers_the_same() {
+    let options = ModelOptions {
+        threads: Some(2),
+        library_path: Some(library_dir()),
+        spinning: false,
+    };
+    let mut model = Model::load(&paths::model_dir("colour-onnx"), &options).unwrap();
+    assert_eq!(model.threads(), 2);
+    let rgb = class("green");
+    let pixels: Vec<f32> = (0..224 * 224).flat_map(|_| rgb.map(f32::from)).collect();
+    assert_close(&logits(&mut model, TensorData::F32(&pixels)), rgb);
+}
+
+#[test]
 fn the_uint8_model_takes_bytes() {
     let mut model = load("colour-onnx-u8", Some(1));
     assert_eq!(model.metadata().image_input.dtype, DType::U8);
@@ -157,6 +172,7 @@ fn a_file_that_is_not_a_model_is_a_clear_error() {
     let options = ModelOptions {
         threads: Some(1),
         library_path: Some(library_dir()),
+        ..Default::default()
     };
     let err = Model::load(&dir, &options).unwrap_err();
     std::fs::remove_dir_all(&dir).unwrap();

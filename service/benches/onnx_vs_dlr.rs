@@ -106,6 +106,7 @@ fn bare_onnx(
         &onnx_backend::ModelOptions {
             threads: Some(threads),
             library_path: Some(onnx_library()),
+            ..Default::default()
         },
     )
     .unwrap();

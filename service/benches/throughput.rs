@@ -25,8 +25,9 @@
 //! each, and the service's ratios against the better peer — p50 ÷ peer p50 at concurrency 1,
 //! req/s ÷ peer req/s at concurrency 4. Needs the bench venv's FastAPI (`cargo xtask bench`
 //! installs it; `BENCH_PYTHON` names its python); `BENCH_ONLY_PEER` runs only this part.
-//! `BENCH_SERVICE_ARGS` adds service rows with other settings, `;`-separated (e.g.
-//! `--workers 2 --threads-per-worker 1; --workers 2`), next to the default one.
+//! The service runs with its defaults and with `--performance-hint throughput`;
+//! `BENCH_SERVICE_ARGS` adds rows with other settings, `;`-separated (e.g.
+//! `--workers 2 --threads-per-worker 2; --decode-concurrency 1`).
 //!
 //! With it, the **machine's limit** for each JPEG: cores ÷ (decode + preprocess time + the
 //! model's time on one thread), the throughput of every core doing nothing but that work at
@@ -310,6 +311,7 @@ fn onnx_one_thread_ms(dir: &Path, image: &[u8], runs: usize) -> f64 {
         &onnx_backend::ModelOptions {
             threads: Some(1),
             library_path: Some(dlr_test_models::paths::generated_dir().join("onnxruntime")),
+            ..Default::default()
         },
     )
     .unwrap();
@@ -476,9 +478,14 @@ async fn peer_rows(requests: usize, client: &reqwest::Client) {
             }
         }
     }
-    // The service with its defaults, then with each `;`-separated set of extra arguments.
+    // The service with its defaults, with the throughput layout, then with each `;`-separated
+    // set of extra arguments.
     let extra = std::env::var("BENCH_SERVICE_ARGS").unwrap_or_default();
-    for settings in std::iter::once("").chain(extra.split(';').filter(|s| !s.trim().is_empty())) {
+    let layouts = ["", "--performance-hint throughput"];
+    for settings in layouts
+        .into_iter()
+        .chain(extra.split(';').filter(|s| !s.trim().is_empty()))
+    {
         let mut args = vec!["--resize", "centre-crop"];
         args.extend(settings.split_whitespace());
         let name = format!("service {}", settings.trim());

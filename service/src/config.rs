@@ -51,6 +51,9 @@ mod defaults {
     pub(super) fn backend() -> BackendChoice {
         BackendChoice::Auto
     }
+    pub(super) fn performance_hint() -> PerformanceHint {
+        PerformanceHint::Latency
+    }
     pub(super) fn queue_capacity() -> usize {
         64
     }
@@ -195,10 +198,23 @@ pub struct Config {
     /// Model version in answers [default: the ModelStore version directory, else "unknown"].
     #[arg(long, env = "CLASSIFY_MODEL_VERSION", value_name = "V")]
     pub model_version: Option<String>,
-    /// Model instances, each on its own OS thread with its own model handle [default: 1].
+    /// What the model workers are laid out for: `latency` (one worker with every CPU, one
+    /// request at a time answered soonest) or `throughput` (one single-thread worker per CPU,
+    /// up to 4, without spinning threads: the most answers per second under concurrent
+    /// load). `workers` and `threads_per_worker` override the layout it picks.
+    #[arg(
+        long,
+        env = "CLASSIFY_PERFORMANCE_HINT",
+        value_enum,
+        default_value_t = defaults::performance_hint(),
+    )]
+    #[serde(default = "defaults::performance_hint")]
+    pub performance_hint: PerformanceHint,
+    /// Model instances, each on its own OS thread with its own model handle [default: from
+    /// performance_hint: 1 for latency, the available CPUs up to 4 for throughput].
     #[arg(long, env = "CLASSIFY_WORKERS", value_name = "N")]
     pub workers: Option<usize>,
-    /// DLR threads per instance [default: available CPUs / workers, at least 1].
+    /// Runtime threads per instance [default: available CPUs / workers, at least 1].
     #[arg(long, env = "CLASSIFY_THREADS_PER_WORKER", value_name = "N")]
     pub threads_per_worker: Option<usize>,
     /// Pin DLR's threads to cores (UseDLRCPUAffinity) [default: DLR's own].
@@ -483,6 +499,38 @@ pub enum ResizeFilter {
     Lanczos3,
 }
 
+/// What the model workers are laid out for when `workers` and `threads_per_worker` leave it
+/// open (OpenVINO's performance hints, for this service's worker pool).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PerformanceHint {
+    /// One worker with every CPU as runtime threads, which spin while they wait for work
+    /// (ONNX Runtime): one request at a time is answered soonest.
+    Latency,
+    /// One single-thread worker per CPU (at most [`PerformanceHint::MAX_THROUGHPUT_WORKERS`],
+    /// the CPUs shared among them beyond), runtime threads that never spin: concurrent
+    /// requests and their image decoding share the cores with the least CPU wasted.
+    Throughput,
+}
+
+impl PerformanceHint {
+    /// The most workers `throughput` starts by itself: each holds its own copy of the model.
+    pub const MAX_THROUGHPUT_WORKERS: usize = 4;
+
+    /// Model workers on a machine with `cpus` CPUs.
+    pub fn workers(self, cpus: usize) -> usize {
+        match self {
+            Self::Latency => 1,
+            Self::Throughput => cpus.clamp(1, Self::MAX_THROUGHPUT_WORKERS),
+        }
+    }
+
+    /// Whether the runtime's idle threads may spin (ONNX Runtime's `allow_spinning`).
+    pub fn spinning(self) -> bool {
+        self == Self::Latency
+    }
+}
+
 /// Runtime selection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -707,12 +755,13 @@ impl Config {
             })
     }
 
-    /// Model instances after applying the default.
+    /// Model instances after applying the default (from the performance hint).
     pub fn effective_workers(&self) -> usize {
-        self.workers.unwrap_or(1)
+        self.workers
+            .unwrap_or_else(|| self.performance_hint.workers(dlr_sys::available_cpus()))
     }
 
-    /// DLR threads per instance after applying the default: the CPUs shared among workers.
+    /// Runtime threads per instance after applying the default: the CPUs shared among workers.
     pub fn effective_threads_per_worker(&self) -> usize {
         self.threads_per_worker
             .unwrap_or_else(|| (dlr_sys::available_cpus() / self.effective_workers().max(1)).max(1))
@@ -1081,6 +1130,49 @@ mod tests {
         );
         assert_eq!(config.max_body_bytes, 16 * 1024 * 1024);
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn the_performance_hint_lays_out_the_workers_unless_they_are_given() {
+        assert_eq!(PerformanceHint::Latency.workers(8), 1);
+        assert_eq!(PerformanceHint::Throughput.workers(1), 1);
+        assert_eq!(PerformanceHint::Throughput.workers(2), 2);
+        assert_eq!(PerformanceHint::Throughput.workers(64), 4);
+        assert!(PerformanceHint::Latency.spinning());
+        assert!(!PerformanceHint::Throughput.spinning());
+
+        let cpus = dlr_sys::available_cpus();
+        let latency = Config::default();
+        assert_eq!(latency.performance_hint, PerformanceHint::Latency);
+        assert_eq!(
+            (
+                latency.effective_workers(),
+                latency.effective_threads_per_worker()
+            ),
+            (1, cpus)
+        );
+        let throughput = Config {
+            performance_hint: PerformanceHint::Throughput,
+            ..Config::default()
+        };
+        let workers = cpus.min(PerformanceHint::MAX_THROUGHPUT_WORKERS);
+        assert_eq!(throughput.effective_workers(), workers);
+        assert_eq!(
+            throughput.effective_threads_per_worker(),
+            (cpus / workers).max(1)
+        );
+        let given = Config {
+            workers: Some(3),
+            threads_per_worker: Some(2),
+            ..throughput
+        };
+        assert_eq!(
+            (
+                given.effective_workers(),
+                given.effective_threads_per_worker()
+            ),
+            (3, 2)
+        );
     }
 
     #[test]

@@ -412,6 +412,7 @@ fn prepare(config: &Config) -> Result<(LocatedModel, http::SharedState), Error> 
                 let options = onnx_backend::ModelOptions {
                     threads: Some(threads),
                     library_path: config.onnx_library.clone(),
+                    spinning: config.performance_hint.spinning(),
                 };
                 Arc::new(OnnxFactory::load(&dir, options)?)
             }
@@ -524,6 +525,7 @@ fn prepare(config: &Config) -> Result<(LocatedModel, http::SharedState), Error> 
             dtype: output.dtype.clone(),
         },
         labels: labels.len(),
+        performance_hint: value_name(&config.performance_hint),
         workers,
         threads_per_worker: threads,
         queue_capacity: config.queue_capacity,
@@ -553,6 +555,7 @@ fn prepare(config: &Config) -> Result<(LocatedModel, http::SharedState), Error> 
         model = %located.dir.display(),
         name = %model.name,
         version = %model.version,
+        performance_hint = %model.performance_hint,
         workers,
         threads_per_worker = threads,
         "model loaded; warming up"

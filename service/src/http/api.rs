@@ -71,6 +71,8 @@ pub struct ModelInfo {
     pub output: OutputInfo,
     /// Number of labels (= classes).
     pub labels: usize,
+    /// What the worker layout is for ("latency" or "throughput"; see `--performance-hint`).
+    pub performance_hint: String,
     /// Model instances.
     pub workers: usize,
     /// Runtime threads per instance (DLR threads, or ONNX Runtime intra-op threads).

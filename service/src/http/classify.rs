@@ -701,6 +701,7 @@ pub(crate) mod tests {
                     dtype: text("float32"),
                 },
                 labels: 2,
+                performance_hint: text("latency"),
                 workers: 1,
                 threads_per_worker: 1,
                 queue_capacity: 1,

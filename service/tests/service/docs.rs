@@ -237,6 +237,7 @@ async fn metrics_health_and_model_info() {
     assert_eq!(info["input"]["dtype"], "float32");
     assert_eq!(info["output"]["shape"], serde_json::json!([1, 10]));
     assert_eq!(info["labels"], 10);
+    assert_eq!(info["performance_hint"], "latency");
     assert_eq!(info["workers"], 1);
     assert_eq!(info["threads_per_worker"], 1);
     // The memory limit seen and the budget derived from it, the same in both documents.

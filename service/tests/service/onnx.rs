@@ -3,7 +3,7 @@
 //! against the DLR colour model served by the real libdlr in the same test.
 
 use classify_service::Config;
-use classify_service::config::BackendChoice;
+use classify_service::config::{BackendChoice, PerformanceHint};
 
 use crate::common::*;
 
@@ -61,6 +61,35 @@ async fn an_onnx_model_directory_is_served_by_onnx_runtime_with_the_dlr_models_a
     }
     onnx.stop().await;
     dlr.stop().await;
+}
+
+#[tokio::test]
+async fn the_throughput_hint_starts_single_thread_workers_that_answer_side_by_side() {
+    let app = spawn_ready(Config {
+        performance_hint: PerformanceHint::Throughput,
+        workers: None,
+        threads_per_worker: None,
+        ..onnx_config("colour-onnx")
+    })
+    .await;
+    let cpus = dlr_sys::available_cpus();
+    let workers = cpus.min(PerformanceHint::MAX_THROUGHPUT_WORKERS);
+    let info = app.get_json("/v1/model").await;
+    assert_eq!(info["performance_hint"], "throughput");
+    assert_eq!(info["workers"], workers);
+    assert_eq!(info["threads_per_worker"], (cpus / workers).max(1));
+    // Four requests at once, each answered by whichever worker takes it, each right.
+    let colours = [RED, [250, 130, 10], [30, 60, 200], [20, 200, 40]];
+    let (a, b, c, d) = tokio::join!(
+        app.classify(png(colours[0]), "image/png", ""),
+        app.classify(png(colours[1]), "image/png", ""),
+        app.classify(png(colours[2]), "image/png", ""),
+        app.classify(png(colours[3]), "image/png", ""),
+    );
+    for (answer, rgb) in [a, b, c, d].iter().zip(colours) {
+        assert_eq!(answer.label, expected_label(rgb.map(f64::from)), "{rgb:?}");
+    }
+    app.stop().await;
 }
 
 #[tokio::test]

@@ -50,7 +50,14 @@ fn service_run_command_is_accepted_and_wired_to_the_configuration() {
         let defaults = default_configuration(&recipe);
         let value = |key: &str| defaults[key].as_str().unwrap().to_owned();
         assert_eq!(config.listen.to_string(), value("Listen"));
-        assert_eq!(config.workers, Some(value("Workers").parse().unwrap()));
+        assert_eq!(
+            config.workers, None,
+            "empty Workers = from the performance hint"
+        );
+        assert_eq!(
+            lower_debug(config.performance_hint),
+            value("PerformanceHint")
+        );
         assert_eq!(
             config.threads_per_worker, None,
             "empty ThreadsPerWorker = automatic"
@@ -102,6 +109,7 @@ fn service_run_command_is_accepted_and_wired_to_the_configuration() {
                 ("AllowedImageDirectories", &dirs),
                 ("ThreadsPerWorker", "3"),
                 ("Workers", "2"),
+                ("PerformanceHint", "throughput"),
                 ("DlrLibrary", &library.display().to_string()),
                 ("ModelDirectory", &onnx_model.display().to_string()),
                 ("Backend", "onnx"),
@@ -120,6 +128,7 @@ fn service_run_command_is_accepted_and_wired_to_the_configuration() {
         );
         assert_eq!(config.threads_per_worker, Some(3));
         assert_eq!(config.workers, Some(2));
+        assert_eq!(lower_debug(config.performance_hint), "throughput");
         assert_eq!(config.dlr_library.as_deref(), Some(library.as_path()));
         assert_eq!(config.model_dir.as_deref(), Some(onnx_model.as_path()));
         assert_eq!(lower_debug(config.backend), "onnx");
