@@ -8,7 +8,8 @@
 //! Per model (the compute-heavy generated model, and the real EfficientNet-Lite0 when
 //! `generated/models/efficientnet-lite0` exists):
 //! * bare model: `dlr_sys::Model::run` in a loop on one handle with the service's default
-//!   thread count — its p50 and its throughput (the model's limit);
+//!   thread count, fed the 0.7 MP JPEG resized to its input — its p50 and its throughput (the
+//!   model's limit);
 //! * service: p50 / p90 / p99 and throughput at concurrency 1, 2, 4 and 16 for a 0.7 MP and a
 //!   12 MP photo-like JPEG; overhead = p50 − bare p50, throughput ÷ the model's limit, and the
 //!   12 MP p50 ÷ the 0.7 MP p50 at concurrency 1;
@@ -25,7 +26,9 @@
 //! each, and the service's ratios against the better peer — p50 ÷ peer p50 at concurrency 1,
 //! req/s ÷ peer req/s at concurrency 4. Needs the bench venv's FastAPI (`cargo xtask bench`
 //! installs it; `BENCH_PYTHON` names its python); `BENCH_ONLY_PEER` runs only this part.
-//! The service runs with its defaults and with `--performance-hint throughput`;
+//! The servers take turns: `BENCH_ROUNDS` (default 3) rounds, each server in turn, and every
+//! figure is the median over the rounds, so that a slow spell of a shared machine falls on all
+//! of them. The service runs with its defaults and with `--performance-hint throughput`;
 //! `BENCH_SERVICE_ARGS` adds rows with other settings, `;`-separated (e.g.
 //! `--workers 2 --threads-per-worker 2; --decode-concurrency 1`).
 //!
@@ -91,7 +94,8 @@ fn figures(mut latencies: Vec<Duration>, elapsed: Duration) -> Figures {
     }
 }
 
-fn bare_model(dir: &Path, requests: usize) -> Figures {
+/// The bare model on `image` resized to its input (a run's time depends on the data).
+fn bare_model(dir: &Path, requests: usize, image: &[u8]) -> Figures {
     let mut model = dlr_sys::Model::load(
         dir,
         &dlr_sys::ModelOptions {
@@ -104,7 +108,7 @@ fn bare_model(dir: &Path, requests: usize) -> Figures {
     let info = model.metadata().inputs[0].clone();
     let len = info.shape.iter().product::<i64>() as usize;
     let name = info.name.clone().unwrap_or_else(|| "data".into());
-    let (f32s, u8s) = (vec![100.0f32; len], vec![100u8; len]);
+    let (f32s, u8s) = photo_input(image, len);
     let input = if info.dtype == "uint8" {
         [dlr_sys::Input::u8(&name, &info.shape, &u8s)]
     } else {
@@ -333,7 +337,7 @@ fn onnx_one_thread_ms(dir: &Path, image: &[u8], runs: usize) -> f64 {
 
 async fn model_rows(name: &str, dir: &Path, requests: usize, client: &reqwest::Client) {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    let bare = bare_model(dir, requests);
+    let bare = bare_model(dir, requests, &jpeg(1024, 683, 90));
     println!(
         "\n== {name}: bare model p50 {:.1} ms, limit {:.2} req/s",
         ms(bare.p50),
@@ -439,11 +443,13 @@ async fn start_peer(
 }
 
 /// One row of [`peer_rows`].
+/// The medians over the rounds.
 struct Row {
     server: String,
     image: &'static str,
     concurrency: usize,
-    figures: Figures,
+    p50: Duration,
+    throughput: f64,
     /// The service's median decode + preprocess time (its `timings`), when it answers them.
     front_ms: Option<f64>,
     /// The service's CPU time per request (not measured for the peer's processes).
@@ -491,57 +497,94 @@ async fn peer_rows(requests: usize, client: &reqwest::Client) {
         let name = format!("service {}", settings.trim());
         servers.push((name.trim().to_string(), start(&dir, client, &args).await));
     }
+    // Every server takes its turn in each round, so that a slower spell of the machine falls
+    // on all of them rather than on one.
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1);
     let width = servers.iter().map(|s| s.0.len()).max().unwrap_or(0);
     println!(
-        "{:<width$} {:<12} {:>4} {:>8} {:>8} {:>10} {:>10}",
+        "{rounds} rounds, each server in turn; medians over the rounds\n{:<width$} {:<12} {:>4} {:>8} {:>8} {:>10} {:>10}",
         "server", "image", "conc", "p50 ms", "req/s", "CPU ms/req", "client CPU"
     );
-    let mut rows = Vec::new();
-    for (name, server) in &servers {
-        // Every worker started and warm before the figures.
-        load(client, &server.base, &images[0].1, 8, 4).await;
-        for (label, body) in &images {
-            for concurrency in [1, 4] {
-                let cpu_before = cpu_seconds(server.child.id());
-                let client_before = cpu_seconds(std::process::id());
-                let Load {
-                    statuses,
-                    figures,
-                    front_ms,
-                } = load(
-                    client,
-                    &server.base,
-                    body,
-                    requests.max(2 * concurrency),
-                    concurrency,
-                )
-                .await;
-                let cpu = cpu_seconds(server.child.id()) - cpu_before;
-                let client_cpu = cpu_seconds(std::process::id()) - client_before;
-                assert!(
-                    statuses.iter().all(|&s| s == 200),
-                    "{name} {label}: {statuses:?}"
-                );
-                let row = Row {
-                    server: name.clone(),
-                    image: label,
-                    concurrency,
-                    figures,
-                    front_ms: (!front_ms.is_empty()).then(|| median(front_ms)),
-                    // uvicorn's workers are other processes: the peer's figure would be partial.
-                    cpu_ms: (!server.terminate).then(|| cpu / statuses.len() as f64 * 1e3),
-                    client_cpu_ms: client_cpu / statuses.len() as f64 * 1e3,
-                };
-                println!(
-                    "{name:<width$} {label:<12} {concurrency:>4} {:>8.1} {:>8.2} {:>10} {:>10.2}",
-                    ms(row.figures.p50),
-                    row.figures.throughput,
-                    row.cpu_ms.map_or("-".into(), |c| format!("{c:.2}")),
-                    row.client_cpu_ms
-                );
-                rows.push(row);
+    // (server, image, concurrency) → per round: p50, req/s, decode + preprocess medians,
+    // server CPU per request, client CPU per request.
+    type Samples = (Vec<Duration>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>);
+    let mut samples: Vec<((usize, &str, usize), Samples)> = Vec::new();
+    for round in 0..rounds {
+        for (index, (name, server)) in servers.iter().enumerate() {
+            if round == 0 {
+                // Every worker started and warm before the figures.
+                load(client, &server.base, &images[0].1, 8, 4).await;
+            }
+            for (label, body) in &images {
+                for concurrency in [1, 4] {
+                    let cpu_before = cpu_seconds(server.child.id());
+                    let client_before = cpu_seconds(std::process::id());
+                    let Load {
+                        statuses,
+                        figures,
+                        front_ms,
+                    } = load(
+                        client,
+                        &server.base,
+                        body,
+                        requests.max(2 * concurrency),
+                        concurrency,
+                    )
+                    .await;
+                    let cpu = cpu_seconds(server.child.id()) - cpu_before;
+                    let client_cpu = cpu_seconds(std::process::id()) - client_before;
+                    assert!(
+                        statuses.iter().all(|&s| s == 200),
+                        "{name} {label}: {statuses:?}"
+                    );
+                    let key = (index, *label, concurrency);
+                    let at = match samples.iter().position(|s| s.0 == key) {
+                        Some(at) => at,
+                        None => {
+                            samples.push((key, Default::default()));
+                            samples.len() - 1
+                        }
+                    };
+                    let entry = &mut samples[at].1;
+                    let per_request = 1e3 / statuses.len() as f64;
+                    entry.0.push(figures.p50);
+                    entry.1.push(figures.throughput);
+                    if !front_ms.is_empty() {
+                        entry.2.push(median(front_ms));
+                    }
+                    entry.3.push(cpu * per_request);
+                    entry.4.push(client_cpu * per_request);
+                }
             }
         }
+    }
+    let mut rows = Vec::new();
+    for ((index, image, concurrency), (mut p50s, rps, front, cpu, client_cpu)) in samples {
+        p50s.sort();
+        let (name, server) = &servers[index];
+        let row = Row {
+            server: name.clone(),
+            image,
+            concurrency,
+            p50: p50s[p50s.len() / 2],
+            throughput: median(rps),
+            front_ms: (!front.is_empty()).then(|| median(front)),
+            // uvicorn's workers are other processes: the peer's figure would be partial.
+            cpu_ms: (!server.terminate).then(|| median(cpu)),
+            client_cpu_ms: median(client_cpu),
+        };
+        println!(
+            "{name:<width$} {image:<12} {concurrency:>4} {:>8.1} {:>8.2} {:>10} {:>10.2}",
+            ms(row.p50),
+            row.throughput,
+            row.cpu_ms.map_or("-".into(), |c| format!("{c:.2}")),
+            row.client_cpu_ms
+        );
+        rows.push(row);
     }
     let cores = dlr_sys::available_cpus();
     for (label, body) in &images {
@@ -554,11 +597,8 @@ async fn peer_rows(requests: usize, client: &reqwest::Client) {
                 })
                 .collect::<Vec<_>>()
         };
-        let best_p50 = of(true, 1).iter().map(|r| r.figures.p50).min().unwrap();
-        let best_rps = of(true, 4)
-            .iter()
-            .map(|r| r.figures.throughput)
-            .fold(0.0, f64::max);
+        let best_p50 = of(true, 1).iter().map(|r| r.p50).min().unwrap();
+        let best_rps = of(true, 4).iter().map(|r| r.throughput).fold(0.0, f64::max);
         // The machine's limit: every core busy with nothing but decoding, preprocessing and
         // running the model, each at its single-thread CPU cost (the default service's decode
         // and preprocess times, the bare model on one thread), measured in this run.
@@ -574,9 +614,9 @@ async fn peer_rows(requests: usize, client: &reqwest::Client) {
                 "  {:<width$} p50 ÷ best peer p50 at concurrency 1: x{:.2}; at concurrency 4: \
                  req/s ÷ best peer: x{:.2}, ÷ machine limit: x{:.2}",
                 one.server,
-                one.figures.p50.as_secs_f64() / best_p50.as_secs_f64(),
-                four.figures.throughput / best_rps,
-                four.figures.throughput / limit
+                one.p50.as_secs_f64() / best_p50.as_secs_f64(),
+                four.throughput / best_rps,
+                four.throughput / limit
             );
         }
     }
