@@ -37,8 +37,9 @@
 //! its single-thread CPU cost — the default service's median `decode_ms` + `preprocess_ms` at
 //! concurrency 1 and the bare ONNX model on one intra-op thread, fed the same photo, both in
 //! this run — and each service row's req/s at concurrency 4 as a fraction of it. Each row also
-//! shows the CPU time per request of the server (the service only: uvicorn's workers are
-//! other processes) and of the load generator, which runs on the same cores.
+//! shows the service's own median decode + preprocess and inference times (`timings`), and
+//! the CPU time per request of the server (the service only: uvicorn's workers are other
+//! processes) and of the load generator, which runs on the same cores.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -217,9 +218,27 @@ async fn serve(mut command: Command, port: u16, client: &reqwest::Client) -> Ser
 struct Load {
     statuses: Vec<u16>,
     figures: Figures,
-    /// Per answer that has the service's `timings`: `decode_ms` + `preprocess_ms`, the CPU
-    /// time the request took before the model (both stages run on one thread).
-    front_ms: Vec<f64>,
+    /// Per answer that has the service's `timings`: [`Stages`].
+    stages: Vec<Stages>,
+}
+
+/// From a service answer's `timings`: `decode_ms` + `preprocess_ms` (the CPU time the request
+/// took before the model: both stages run on one thread) and `inference_ms`.
+#[derive(Debug, Clone, Copy)]
+struct Stages {
+    front_ms: f64,
+    model_ms: f64,
+}
+
+impl Stages {
+    fn of(answer: &[u8]) -> Option<Self> {
+        let answer: serde_json::Value = serde_json::from_slice(answer).ok()?;
+        let timings = answer.get("timings")?;
+        Some(Self {
+            front_ms: timings["decode_ms"].as_f64()? + timings["preprocess_ms"].as_f64()?,
+            model_ms: timings["inference_ms"].as_f64()?,
+        })
+    }
 }
 
 /// `requests` POSTs of `body` from `concurrency` clients.
@@ -253,7 +272,7 @@ async fn load(
                         Ok(response) => {
                             let status = response.status().as_u16();
                             match response.bytes().await {
-                                Ok(answer) => (status, front_ms(&answer)),
+                                Ok(answer) => (status, Stages::of(&answer)),
                                 Err(_) => (0, None),
                             }
                         }
@@ -272,16 +291,9 @@ async fn load(
     let elapsed = started.elapsed();
     Load {
         statuses: seen.iter().map(|s| s.0).collect(),
-        front_ms: seen.iter().filter_map(|s| s.2).collect(),
+        stages: seen.iter().filter_map(|s| s.2).collect(),
         figures: figures(seen.into_iter().map(|s| s.1).collect(), elapsed),
     }
-}
-
-/// `decode_ms` + `preprocess_ms` from a service answer's `timings`.
-fn front_ms(answer: &[u8]) -> Option<f64> {
-    let answer: serde_json::Value = serde_json::from_slice(answer).ok()?;
-    let timings = answer.get("timings")?;
-    Some(timings["decode_ms"].as_f64()? + timings["preprocess_ms"].as_f64()?)
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -450,8 +462,10 @@ struct Row {
     concurrency: usize,
     p50: Duration,
     throughput: f64,
-    /// The service's median decode + preprocess time (its `timings`), when it answers them.
+    /// The service's median decode + preprocess and inference times (its `timings`), when it
+    /// answers them.
     front_ms: Option<f64>,
+    model_ms: Option<f64>,
     /// The service's CPU time per request (not measured for the peer's processes).
     cpu_ms: Option<f64>,
     /// The load generator's (this process's) CPU time per request: it shares the cores.
@@ -506,12 +520,30 @@ async fn peer_rows(requests: usize, client: &reqwest::Client) {
         .max(1);
     let width = servers.iter().map(|s| s.0.len()).max().unwrap_or(0);
     println!(
-        "{rounds} rounds, each server in turn; medians over the rounds\n{:<width$} {:<12} {:>4} {:>8} {:>8} {:>10} {:>10}",
-        "server", "image", "conc", "p50 ms", "req/s", "CPU ms/req", "client CPU"
+        "{rounds} rounds, each server in turn; medians over the rounds\n{:<width$} {:<12} {:>4} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10}",
+        "server",
+        "image",
+        "conc",
+        "p50 ms",
+        "req/s",
+        "pre ms",
+        "model ms",
+        "CPU ms/req",
+        "client CPU"
     );
-    // (server, image, concurrency) → per round: p50, req/s, decode + preprocess medians,
-    // server CPU per request, client CPU per request.
-    type Samples = (Vec<Duration>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>);
+    /// One cell's figures, one per round.
+    #[derive(Default)]
+    struct Samples {
+        p50: Vec<Duration>,
+        throughput: Vec<f64>,
+        /// Medians of the round's [`Stages`].
+        front_ms: Vec<f64>,
+        model_ms: Vec<f64>,
+        /// CPU time per request: the server's, the load generator's.
+        cpu_ms: Vec<f64>,
+        client_cpu_ms: Vec<f64>,
+    }
+    // (server, image, concurrency) → samples.
     let mut samples: Vec<((usize, &str, usize), Samples)> = Vec::new();
     for round in 0..rounds {
         for (index, (name, server)) in servers.iter().enumerate() {
@@ -526,7 +558,7 @@ async fn peer_rows(requests: usize, client: &reqwest::Client) {
                     let Load {
                         statuses,
                         figures,
-                        front_ms,
+                        stages,
                     } = load(
                         client,
                         &server.base,
@@ -551,37 +583,47 @@ async fn peer_rows(requests: usize, client: &reqwest::Client) {
                     };
                     let entry = &mut samples[at].1;
                     let per_request = 1e3 / statuses.len() as f64;
-                    entry.0.push(figures.p50);
-                    entry.1.push(figures.throughput);
-                    if !front_ms.is_empty() {
-                        entry.2.push(median(front_ms));
+                    entry.p50.push(figures.p50);
+                    entry.throughput.push(figures.throughput);
+                    if !stages.is_empty() {
+                        entry
+                            .front_ms
+                            .push(median(stages.iter().map(|s| s.front_ms).collect()));
+                        entry
+                            .model_ms
+                            .push(median(stages.iter().map(|s| s.model_ms).collect()));
                     }
-                    entry.3.push(cpu * per_request);
-                    entry.4.push(client_cpu * per_request);
+                    entry.cpu_ms.push(cpu * per_request);
+                    entry.client_cpu_ms.push(client_cpu * per_request);
                 }
             }
         }
     }
     let mut rows = Vec::new();
-    for ((index, image, concurrency), (mut p50s, rps, front, cpu, client_cpu)) in samples {
-        p50s.sort();
+    for ((index, image, concurrency), mut cell) in samples {
+        cell.p50.sort();
         let (name, server) = &servers[index];
+        let answered = |values: Vec<f64>| (!values.is_empty()).then(|| median(values));
         let row = Row {
             server: name.clone(),
             image,
             concurrency,
-            p50: p50s[p50s.len() / 2],
-            throughput: median(rps),
-            front_ms: (!front.is_empty()).then(|| median(front)),
+            p50: cell.p50[cell.p50.len() / 2],
+            throughput: median(cell.throughput),
+            front_ms: answered(cell.front_ms),
+            model_ms: answered(cell.model_ms),
             // uvicorn's workers are other processes: the peer's figure would be partial.
-            cpu_ms: (!server.terminate).then(|| median(cpu)),
-            client_cpu_ms: median(client_cpu),
+            cpu_ms: (!server.terminate).then(|| median(cell.cpu_ms)),
+            client_cpu_ms: median(cell.client_cpu_ms),
         };
+        let or_dash = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}"));
         println!(
-            "{name:<width$} {image:<12} {concurrency:>4} {:>8.1} {:>8.2} {:>10} {:>10.2}",
+            "{name:<width$} {image:<12} {concurrency:>4} {:>8.1} {:>8.2} {:>8} {:>8} {:>10} {:>10.2}",
             ms(row.p50),
             row.throughput,
-            row.cpu_ms.map_or("-".into(), |c| format!("{c:.2}")),
+            or_dash(row.front_ms),
+            or_dash(row.model_ms),
+            or_dash(row.cpu_ms),
             row.client_cpu_ms
         );
         rows.push(row);
