@@ -74,6 +74,10 @@ fn synthetic(dir: &Path, scale: u32) -> Vec<(String, PathBuf)> {
         ("0.7 MP JPEG", 1024, 683, "jpg"),
         ("2 MP JPEG", 1920, 1080, "jpg"),
         ("12 MP JPEG", 4032, 3024, "jpg"),
+        // Chroma at half resolution both ways, as cameras and phones write JPEGs (the `image`
+        // crate's encoder above writes 4:4:4).
+        ("0.7 MP JPEG 4:2:0", 1024, 683, "420.jpg"),
+        ("12 MP JPEG 4:2:0", 4032, 3024, "420.jpg"),
         ("2 MP PNG", 1920, 1080, "png"),
     ];
     sizes
@@ -84,7 +88,18 @@ fn synthetic(dir: &Path, scale: u32) -> Vec<(String, PathBuf)> {
             if !path.is_file() {
                 let image = photo(w, h);
                 let mut bytes = Vec::new();
-                if ext == "jpg" {
+                if ext == "420.jpg" {
+                    let mut encoder = jpeg_encoder::Encoder::new(&mut bytes, 90);
+                    encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_2_0);
+                    encoder
+                        .encode(
+                            image.as_raw(),
+                            u16::try_from(w).unwrap(),
+                            u16::try_from(h).unwrap(),
+                            jpeg_encoder::ColorType::Rgb,
+                        )
+                        .unwrap();
+                } else if ext == "jpg" {
                     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90)
                         .encode_image(&image)
                         .unwrap();
@@ -158,6 +173,47 @@ fn entropy_floor(bytes: &[u8], runs: usize) -> Duration {
             })
             .collect(),
     )
+}
+
+/// libjpeg's merged upsampling against its default ("fancy", triangle-filtered) chroma
+/// upsampling, decoding `bytes` at `eighths`/8 as the service does: the median times of each
+/// (alternating run by run) and the largest difference between their pixels, or `None` when
+/// the file's chroma is not subsampled (nothing to upsample).
+fn merged_upsampling(bytes: &[u8], eighths: u8, runs: usize) -> Option<(Duration, Duration, u8)> {
+    let once = |fancy: bool| {
+        let mut decompress = mozjpeg::Decompress::new_mem(bytes).unwrap();
+        decompress.scale(eighths);
+        decompress.do_fancy_upsampling(fancy);
+        let mut started = decompress.rgb().unwrap();
+        let pixels: Vec<u8> = started.read_scanlines().unwrap();
+        started.finish().unwrap();
+        pixels
+    };
+    let sampling = mozjpeg::Decompress::new_mem(bytes)
+        .unwrap()
+        .components()
+        .iter()
+        .map(|c| (c.h_samp_factor, c.v_samp_factor))
+        .collect::<Vec<_>>();
+    if sampling.windows(2).all(|w| w[0] == w[1]) {
+        return None;
+    }
+    let (fancy, merged) = (once(true), once(false));
+    let most = fancy
+        .iter()
+        .zip(&merged)
+        .map(|(a, b)| a.abs_diff(*b))
+        .max()?;
+    let mut times = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let t = Instant::now();
+        std::hint::black_box(once(true));
+        times.0.push(t.elapsed());
+        let t = Instant::now();
+        std::hint::black_box(once(false));
+        times.1.push(t.elapsed());
+    }
+    Some((median(times.0), median(times.1), most))
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
@@ -296,5 +352,36 @@ fn main() {
             floor.map_or("-".into(), |v| format!("x{:.2}", ms(ours) / v)),
             max_abs_diff(&tensor, &reference)
         );
+    }
+
+    // Merged upsampling (`do_fancy_upsampling(false)`): libjpeg upsamples the chroma and
+    // converts to RGB in one pass, without the triangle filter.
+    println!(
+        "\nchroma upsampling at the service's scale: fancy (the default) against merged\n{:<22} {:>6} {:>9} {:>9} {:>9} {:>12}",
+        "image", "scale", "fancy ms", "merged ms", "merged ÷", "max |Δ| of"
+    );
+    println!(
+        "{:<22} {:>6} {:>9} {:>9} {:>9} {:>12}",
+        "", "", "", "", "fancy", "the pixels"
+    );
+    for (label, path) in &images {
+        let bytes = std::fs::read(path).unwrap();
+        if !bytes.starts_with(&[0xFF, 0xD8]) {
+            continue;
+        }
+        let (width, _) = image::image_dimensions(path).unwrap();
+        // The scale the service chose, read back from the size it decoded to.
+        let decoded = decode(&bytes, &service).unwrap().width();
+        let eighths = u8::try_from(8 * decoded / width).unwrap_or(8);
+        match merged_upsampling(&bytes, eighths, runs) {
+            Some((fancy, merged, most)) => println!(
+                "{label:<22} {:>6} {:>9.2} {:>9.2} {:>9} {most:>12}",
+                format!("{eighths}/8"),
+                fancy.as_secs_f64() * 1e3,
+                merged.as_secs_f64() * 1e3,
+                format!("x{:.2}", merged.as_secs_f64() / fancy.as_secs_f64()),
+            ),
+            None => println!("{label:<22} no chroma subsampling"),
+        }
     }
 }
