@@ -32,6 +32,8 @@ use classify_service::preprocess::{
     DecodeBudget, InputDType, InputSpec, Layout, PreprocessOptions, decode, to_tensor,
 };
 
+#[path = "support/bench_venv.rs"]
+mod bench_venv;
 #[path = "support/machine.rs"]
 mod machine;
 #[path = "support/photo.rs"]
@@ -247,9 +249,7 @@ for path in sys.argv[2:]:
 
 /// OpenCV's median milliseconds per file, or why it was not measured.
 fn opencv(paths: &[&Path], runs: usize) -> Result<Vec<f64>, String> {
-    let python = std::env::var_os("BENCH_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| dlr_test_models::paths::generated_dir().join("bench-venv/bin/python"));
+    let python = bench_venv::python();
     if !python.is_file() {
         return Err(format!(
             "{} missing: `cargo xtask bench` installs OpenCV there",

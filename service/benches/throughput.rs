@@ -47,6 +47,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+#[path = "support/bench_venv.rs"]
+mod bench_venv;
 #[path = "support/machine.rs"]
 mod machine;
 #[path = "support/model_input.rs"]
@@ -337,14 +339,15 @@ fn onnx_one_thread_ms(dir: &Path, image: &[u8], runs: usize) -> f64 {
         onnx_backend::DType::U8 => onnx_backend::TensorData::U8(&u8s),
     };
     model.run(data).unwrap();
-    let latencies = (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            model.run(data).unwrap();
-            t.elapsed()
-        })
-        .collect();
-    figures(latencies, Duration::from_secs(1)).p50.as_secs_f64() * 1e3
+    median(
+        (0..runs)
+            .map(|_| {
+                let t = Instant::now();
+                model.run(data).unwrap();
+                t.elapsed().as_secs_f64() * 1e3
+            })
+            .collect(),
+    )
 }
 
 async fn model_rows(name: &str, dir: &Path, requests: usize, client: &reqwest::Client) {
@@ -417,9 +420,7 @@ async fn start_peer(
     workers: usize,
     client: &reqwest::Client,
 ) -> Result<Service, String> {
-    let python = std::env::var_os("BENCH_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| dlr_test_models::paths::generated_dir().join("bench-venv/bin/python"));
+    let python = bench_venv::python();
     let has_fastapi = Command::new(&python)
         .args(["-c", "import fastapi, uvicorn, onnxruntime, PIL"])
         .status()
@@ -454,8 +455,7 @@ async fn start_peer(
     Ok(peer)
 }
 
-/// One row of [`peer_rows`].
-/// The medians over the rounds.
+/// One row of [`peer_rows`]: the medians over the rounds.
 struct Row {
     server: String,
     image: &'static str,
@@ -543,60 +543,55 @@ async fn peer_rows(requests: usize, client: &reqwest::Client) {
         cpu_ms: Vec<f64>,
         client_cpu_ms: Vec<f64>,
     }
-    // (server, image, concurrency) → samples.
-    let mut samples: Vec<((usize, &str, usize), Samples)> = Vec::new();
-    for round in 0..rounds {
-        for (index, (name, server)) in servers.iter().enumerate() {
-            if round == 0 {
-                // Every worker started and warm before the figures.
-                load(client, &server.base, &images[0].1, 8, 4).await;
+    // One cell per (server, image, concurrency), measured once a round, in this order.
+    let mut samples: Vec<((usize, &str, usize), Samples)> = (0..servers.len())
+        .flat_map(|server| {
+            images.iter().flat_map(move |(label, _)| {
+                [1, 4].map(|concurrency| ((server, *label, concurrency), Samples::default()))
+            })
+        })
+        .collect();
+    // Every worker started and warm before the figures.
+    for (_, server) in &servers {
+        load(client, &server.base, &images[0].1, 8, 4).await;
+    }
+    for _ in 0..rounds {
+        for ((index, label, concurrency), entry) in &mut samples {
+            let (name, server) = &servers[*index];
+            let body = &images.iter().find(|i| i.0 == *label).unwrap().1;
+            let cpu_before = cpu_seconds(server.child.id());
+            let client_before = cpu_seconds(std::process::id());
+            let Load {
+                statuses,
+                figures,
+                stages,
+            } = load(
+                client,
+                &server.base,
+                body,
+                requests.max(2 * *concurrency),
+                *concurrency,
+            )
+            .await;
+            let cpu = cpu_seconds(server.child.id()) - cpu_before;
+            let client_cpu = cpu_seconds(std::process::id()) - client_before;
+            assert!(
+                statuses.iter().all(|&s| s == 200),
+                "{name} {label}: {statuses:?}"
+            );
+            let per_request = 1e3 / statuses.len() as f64;
+            entry.p50.push(figures.p50);
+            entry.throughput.push(figures.throughput);
+            if !stages.is_empty() {
+                entry
+                    .front_ms
+                    .push(median(stages.iter().map(|s| s.front_ms).collect()));
+                entry
+                    .model_ms
+                    .push(median(stages.iter().map(|s| s.model_ms).collect()));
             }
-            for (label, body) in &images {
-                for concurrency in [1, 4] {
-                    let cpu_before = cpu_seconds(server.child.id());
-                    let client_before = cpu_seconds(std::process::id());
-                    let Load {
-                        statuses,
-                        figures,
-                        stages,
-                    } = load(
-                        client,
-                        &server.base,
-                        body,
-                        requests.max(2 * concurrency),
-                        concurrency,
-                    )
-                    .await;
-                    let cpu = cpu_seconds(server.child.id()) - cpu_before;
-                    let client_cpu = cpu_seconds(std::process::id()) - client_before;
-                    assert!(
-                        statuses.iter().all(|&s| s == 200),
-                        "{name} {label}: {statuses:?}"
-                    );
-                    let key = (index, *label, concurrency);
-                    let at = match samples.iter().position(|s| s.0 == key) {
-                        Some(at) => at,
-                        None => {
-                            samples.push((key, Default::default()));
-                            samples.len() - 1
-                        }
-                    };
-                    let entry = &mut samples[at].1;
-                    let per_request = 1e3 / statuses.len() as f64;
-                    entry.p50.push(figures.p50);
-                    entry.throughput.push(figures.throughput);
-                    if !stages.is_empty() {
-                        entry
-                            .front_ms
-                            .push(median(stages.iter().map(|s| s.front_ms).collect()));
-                        entry
-                            .model_ms
-                            .push(median(stages.iter().map(|s| s.model_ms).collect()));
-                    }
-                    entry.cpu_ms.push(cpu * per_request);
-                    entry.client_cpu_ms.push(client_cpu * per_request);
-                }
-            }
+            entry.cpu_ms.push(cpu * per_request);
+            entry.client_cpu_ms.push(client_cpu * per_request);
         }
     }
     let mut rows = Vec::new();

@@ -34,11 +34,11 @@ use crate::backend::{Tensor, TensorDesc};
 use crate::config::{ChannelOrder, HexColour, LayoutChoice, ResizeFilter, ResizeMode};
 
 pub use budget::{BudgetError, DecodeBudget};
+pub use dlr_sys::Layout;
 
 /// Whether libjpeg-turbo was built with its SIMD code (x86_64: only when `nasm` was found at
 /// build time; ARM: NEON, always); read from its build by `build.rs`.
 pub const JPEG_SIMD: bool = matches!(env!("CLASSIFY_JPEG_SIMD").as_bytes(), b"on");
-pub use dlr_sys::Layout;
 
 /// The element types this service can feed a model (a subset of [`dlr_sys::DType`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
